@@ -1,0 +1,57 @@
+"""credrot: keep several accounts for a quota-limited AI CLI and rotate between them.
+
+The public names are imported lazily so ``import credrot`` (and every console script)
+starts fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccountInfo",
+    "AccountManager",
+    "CredrotError",
+    "Outcome",
+    "OutcomeKind",
+    "QwenWrapper",
+    "ToolProfile",
+    "Wrapper",
+    "WrapperResult",
+    "classify",
+    "get_profile",
+]
+
+_WHERE = {
+    "AccountInfo": "credrot.manager",
+    "AccountManager": "credrot.manager",
+    "CredrotError": "credrot.errors",
+    "Outcome": "credrot.outcome",
+    "OutcomeKind": "credrot.outcome",
+    "classify": "credrot.outcome",
+    "QwenWrapper": "credrot.wrapper",
+    "Wrapper": "credrot.wrapper",
+    "WrapperResult": "credrot.wrapper",
+    "ToolProfile": "credrot.tools",
+    "get_profile": "credrot.tools",
+}
+
+if TYPE_CHECKING:
+    from credrot.errors import CredrotError
+    from credrot.manager import AccountInfo, AccountManager
+    from credrot.outcome import Outcome, OutcomeKind, classify
+    from credrot.tools import ToolProfile, get_profile
+    from credrot.wrapper import QwenWrapper, Wrapper, WrapperResult
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'credrot' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

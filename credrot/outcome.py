@@ -1,0 +1,190 @@
+"""What one run of a tool meant for the pool: classified from exit code and error output.
+
+The answer a model gives is never searched for error words: a review that quotes
+"HTTP 429" is a success. Only the tool's error channel (stderr, or stdout when the tool
+failed, or an error result in its json output) is read.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from credrot.tools import ToolProfile
+
+
+class OutcomeKind(str, enum.Enum):
+    OK = "ok"
+    RATE_LIMITED = "rate_limited"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    AUTH_FAILED = "auth_failed"
+    DISABLED = "disabled"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    message: str = ""
+    retry_after: float | None = None
+    resets_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is OutcomeKind.OK
+
+    @property
+    def rotates(self) -> bool:
+        """True when the account cannot serve this call and another one should."""
+        return self.kind in (
+            OutcomeKind.QUOTA_EXHAUSTED,
+            OutcomeKind.AUTH_FAILED,
+            OutcomeKind.DISABLED,
+        )
+
+    @classmethod
+    def success(cls) -> Outcome:
+        return cls(OutcomeKind.OK)
+
+    @classmethod
+    def error(cls, message: str) -> Outcome:
+        return cls(OutcomeKind.ERROR, message)
+
+
+ResetParser = Callable[[str, datetime], "datetime | None"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One pattern of a tool's error output and what it means."""
+
+    kind: OutcomeKind
+    pattern: re.Pattern[str]
+
+    @classmethod
+    def of(cls, kind: OutcomeKind, *patterns: str) -> Rule:
+        joined = "|".join(f"(?:{p})" for p in patterns)
+        return cls(kind, re.compile(joined, re.IGNORECASE))
+
+
+_RETRY_AFTER = re.compile(
+    r"(?:retry|try again)\s+(?:after|in)\s+(\d+(?:\.\d+)?)\s*"
+    r"(ms|milliseconds?|s|sec|seconds?|m|min|minutes?)\b",
+    re.IGNORECASE,
+)
+
+
+def parse_retry_after(text: str) -> float | None:
+    m = _RETRY_AFTER.search(text)
+    if not m:
+        return None
+    value = float(m.group(1))
+    unit = m.group(2).lower()
+    if unit.startswith("m") and unit not in ("m", "min", "mins", "minute", "minutes"):
+        return value / 1000.0
+    if unit in ("m", "min", "mins", "minute", "minutes"):
+        return value * 60.0
+    return value
+
+
+def next_utc_midnight(now: datetime) -> datetime:
+    day = now.astimezone(timezone.utc).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+def _matched_line(text: str, match: re.Match[str]) -> str:
+    start = text.rfind("\n", 0, match.start()) + 1
+    end = text.find("\n", match.end())
+    line = text[start : end if end != -1 else len(text)].strip()
+    return line[:300]
+
+
+def _json_error_text(profile: ToolProfile, stdout: str) -> str | None:
+    """The error a tool reported inside its json/stream-json result on a zero exit, if any."""
+    stripped = stdout.strip()
+    if not stripped.startswith("{"):
+        return None
+    result: object = None
+    for line in reversed(stripped.splitlines()):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and obj.get("type") == "result":
+            result = obj
+            break
+    if result is None:
+        try:
+            result = json.loads(stripped)
+        except ValueError:
+            return None
+    if not isinstance(result, dict):
+        return None
+    text = result.get("result")
+    text = text if isinstance(text, str) else ""
+    if result.get("is_error") is True:
+        return text or json.dumps(result)[:300]
+    head = text.lstrip()[:400]
+    if any(head.startswith(prefix) for prefix in profile.json_error_prefixes):
+        return text
+    return None
+
+
+def classify(
+    profile: ToolProfile,
+    exit_code: int | None,
+    stdout: str,
+    stderr: str,
+    *,
+    now: datetime | None = None,
+) -> Outcome:
+    """Classify one finished (or stopped) run of ``profile``'s tool.
+
+    ``exit_code`` None or negative means the process was stopped by a signal.
+    """
+    now = now or datetime.now(timezone.utc)
+    if exit_code == 0:
+        text = _json_error_text(profile, stdout)
+        if text is None:
+            return Outcome.success()
+    else:
+        text = stderr + "\n" + stdout
+
+    for rule in profile.rules:
+        m = rule.pattern.search(text)
+        if m is None:
+            continue
+        line = _matched_line(text, m)
+        if rule.kind is OutcomeKind.QUOTA_EXHAUSTED:
+            resets = profile.parse_reset(text, now)
+            return Outcome(rule.kind, line, resets_at=resets)
+        if rule.kind is OutcomeKind.RATE_LIMITED:
+            return Outcome(rule.kind, line, retry_after=parse_retry_after(text))
+        return Outcome(rule.kind, line)
+
+    if exit_code is not None and exit_code in profile.exit_codes:
+        kind = profile.exit_codes[exit_code]
+        return Outcome(kind, _last_line(text) or f"exit code {exit_code}")
+    detail = _last_line(text)
+    code = "stopped by a signal" if exit_code is None or exit_code < 0 else f"exit code {exit_code}"
+    return Outcome.error(f"{profile.name} failed ({code})" + (f": {detail}" if detail else ""))
+
+
+def _last_line(text: str) -> str:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line:
+            return line[:300]
+    return ""

@@ -1,0 +1,396 @@
+"""Run the tool for one prompt, rotating across the pool's accounts when one is spent.
+
+Each attempt runs against a private copy of its account's credential (a shallow copy
+of the tool home, the tool pointed at it by its home variable), so parallel callers can
+use different accounts, and a token the tool refreshed during the call is written back
+to the slot it came from — never to whichever account is active by then.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from credrot.errors import CredrotError, ReadOnlyHome, ToolNotFound
+from credrot.manager import RUN_DIR, AccountManager, PoolStatus
+from credrot.outcome import Outcome, OutcomeKind, classify
+from credrot.process import RunResult, run_tool
+from credrot.tools import ToolProfile
+
+BACKOFF_KINDS = ("none", "constant", "exponential")
+#: Entries of the real home that a private call home never links.
+_PRIVATE = {
+    "accounts",
+    "state.yaml",
+    "rotation.log",
+    "rotation.log.1",
+    ".credrot.lock",
+    RUN_DIR,
+    "trash",
+    "backups",
+}
+
+
+@dataclass
+class WrapperResult:
+    """What a call produced. ``output`` is the tool's answer; nothing here holds a token."""
+
+    success: bool
+    output: str
+    error: str | None = None
+    attempts: int = 0
+    accounts_tried: list[int] = field(default_factory=list)
+    outcome: Outcome | None = None
+    account: int | None = None
+    exit_code: int | None = None
+    stderr: str = ""
+    duration: float = 0.0
+    persisted: bool = True
+    pool_exhausted: bool = False
+    first_reset: datetime | None = None
+    switches: int = 0
+
+    def __bool__(self) -> bool:
+        return self.success
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long to wait before retrying a rate-limited account."""
+
+    kind: str = "exponential"
+    base: float = 1.0
+    cap: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if self.kind == "none":
+            return 0.0
+        if retry_after is not None:
+            return min(retry_after, self.cap)
+        if self.kind == "constant":
+            return self.base
+        return float(min(self.cap, self.base * (2**attempt)) * random.uniform(0.5, 1.0))
+
+
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "[REDACTED]")
+    return text
+
+
+class _CallHome:
+    """A private home for one attempt: the credential copied, every other entry linked."""
+
+    def __init__(self, manager: AccountManager, index: int, raw: bytes) -> None:
+        self.manager = manager
+        self.profile = manager.profile
+        base = manager.home / RUN_DIR
+        try:
+            base.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(base, 0o700)
+            root = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{index}-", dir=base))
+        except OSError:
+            root = Path(tempfile.mkdtemp(prefix=f"credrot-{os.getpid()}-{index}-"))
+        self.root = root
+        self.tool_home = root / self.profile.home_dirname if self.profile.set_home else root
+        self.tool_home.mkdir(mode=0o700, exist_ok=True)
+        try:
+            entries = list(os.scandir(manager.home))
+        except OSError:
+            entries = []
+        skip = _PRIVATE | {self.profile.credential_name}
+        if self.profile.tool_lock_name:
+            skip.add(self.profile.tool_lock_name)
+        for entry in entries:
+            if entry.name in skip or ".tmp" in entry.name:
+                continue
+            try:
+                os.symlink(entry.path, self.tool_home / entry.name)
+            except OSError:
+                continue
+        self.credential = self.tool_home / self.profile.credential_name
+        fd = os.open(self.credential, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+
+    def env(self, base: Mapping[str, str]) -> dict[str, str]:
+        env = dict(base)
+        if self.profile.home_env:
+            env[self.profile.home_env] = str(self.tool_home)
+        if self.profile.set_home:
+            env["HOME"] = str(self.root)
+        return env
+
+    def read_back(self) -> bytes | None:
+        try:
+            return self.credential.read_bytes()
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Wrapper:
+    """Run one tool with automatic rotation across its pool of accounts.
+
+    ``max_retries`` caps the tool invocations of one call (the seed's name for it);
+    ``timeout`` is per invocation, ``budget`` bounds the whole call including back-off.
+    """
+
+    def __init__(
+        self,
+        tool: str | ToolProfile = "qwen",
+        *,
+        manager: AccountManager | None = None,
+        home: str | os.PathLike[str] | None = None,
+        max_retries: int = 5,
+        timeout: float = 45.0,
+        budget: float | None = None,
+        approval_mode: str | None = None,
+        extra_args: Sequence[str] = (),
+        backoff: Backoff | str = "exponential",
+        max_rate_limits: int = 2,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        strategy: str = "fill-first",
+    ) -> None:
+        if manager is None:
+            manager = AccountManager(tool=tool, home=home, strategy=strategy)
+        self.manager = manager
+        manager.in_memory_fallback = True
+        self.profile = manager.profile
+        self.max_retries = max(1, int(max_retries))
+        self.timeout = timeout
+        self.budget = budget
+        self.approval_mode = approval_mode
+        self.extra_args = tuple(extra_args)
+        if isinstance(backoff, str):
+            if backoff not in BACKOFF_KINDS:
+                raise CredrotError(
+                    f"unknown backoff {backoff!r} (choose from {', '.join(BACKOFF_KINDS)})"
+                )
+            backoff = Backoff(kind=backoff)
+        self.backoff = backoff
+        self.max_rate_limits = max_rate_limits
+        self.env = env
+        self.cwd = str(cwd) if cwd is not None else None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(tool={self.profile.name!r}, home={str(self.manager.home)!r})"
+
+    # ------------------------------------------------------------------ API
+    def call(
+        self, prompt: str, timeout: float | None = None, *, budget: float | None = None
+    ) -> WrapperResult:
+        """Send ``prompt`` (through stdin) and return the first real answer."""
+        argv = self.profile.argv(self.approval_mode, self.extra_args)
+        return self._run(argv, prompt.encode("utf-8"), timeout, budget)
+
+    def run_args(
+        self,
+        args: Sequence[str],
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        *,
+        budget: float | None = None,
+    ) -> WrapperResult:
+        """Run the tool with the caller's own ``args`` (``credrot run -- ARGS``)."""
+        return self._run([self.profile.executable, *args], stdin, timeout, budget)
+
+    def call_with_fallback(
+        self,
+        prompt: str,
+        fallback_message: str | None = None,
+        timeout: float | None = None,
+    ) -> str | None:
+        """The answer, or ``fallback_message`` when no account could give one."""
+        result = self.call(prompt, timeout=timeout)
+        return result.output if result.success else fallback_message
+
+    def __call__(self, prompt: str, timeout: float | None = None) -> str:
+        """The answer text; raises :class:`CallFailed` when there is none."""
+        result = self.call(prompt, timeout=timeout)
+        if not result.success:
+            raise CallFailed(result)
+        return result.output
+
+    # ------------------------------------------------------------ internals
+    def _run(
+        self,
+        argv: list[str],
+        stdin: bytes | None,
+        timeout: float | None,
+        budget: float | None,
+    ) -> WrapperResult:
+        per_try = self.timeout if timeout is None else timeout
+        total = budget if budget is not None else self.budget
+        if total is None:
+            total = per_try * self.max_retries + 60.0
+        started = time.monotonic()
+        deadline = started + total
+        result = WrapperResult(success=False, output="")
+        tried: list[int] = []
+        excluded: set[int] = set()
+        rate_limits: dict[int, int] = {}
+        base_env = dict(os.environ if self.env is None else self.env)
+        self.manager.clean_run_dirs()
+
+        while result.attempts < self.max_retries:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                result.error = f"gave up: the call's time budget of {total:g} s is spent"
+                break
+            try:
+                index = self.manager.acquire(exclude=excluded)
+            except CredrotError as exc:
+                result.error = str(exc)
+                break
+            if index is None:
+                self._pool_exhausted(result, excluded)
+                break
+            if index not in tried:
+                tried.append(index)
+            try:
+                raw = self.manager.read_credential(index)
+            except CredrotError:
+                excluded.add(index)
+                continue
+            result.attempts += 1
+            result.account = index
+            attempt_timeout = min(per_try, remaining)
+            run, outcome, secrets = self._attempt(
+                index, raw, argv, stdin, base_env, attempt_timeout
+            )
+            if run is None:  # the tool is not installed
+                result.error = outcome.message
+                result.outcome = outcome
+                break
+            result.output = _redact(run.stdout, secrets)
+            result.stderr = _redact(run.stderr, secrets)
+            result.exit_code = run.exit_code
+            result.outcome = outcome
+
+            if outcome.kind is OutcomeKind.RATE_LIMITED:
+                count = rate_limits.get(index, 0) + 1
+                rate_limits[index] = count
+                wait = self.backoff.delay(count - 1, outcome.retry_after)
+                room = deadline - time.monotonic()
+                if count <= self.max_rate_limits and wait < room:
+                    self._record(index, outcome, moved=False)
+                    time.sleep(wait)
+                    continue
+            before = self.manager.current()
+            self._record(index, outcome, moved=True)
+            if outcome.ok:
+                result.success = True
+                result.error = None
+                break
+            if outcome.kind is OutcomeKind.ERROR:
+                result.error = outcome.message
+                break
+            if self.manager.current() != before:
+                result.switches += 1
+            excluded.add(index)
+            result.error = f"account #{index}: {outcome.kind.value}: {outcome.message}"
+        else:
+            if not result.success and result.outcome is not None and result.outcome.rotates:
+                result.error = (
+                    f"gave up after {result.attempts} attempts (max_retries={self.max_retries}); "
+                    f"last: {result.error}"
+                )
+
+        result.accounts_tried = tried
+        result.duration = time.monotonic() - started
+        result.persisted = self.manager.persisted
+        if not result.persisted:
+            note = "state could not be persisted: the home is read-only"
+            result.error = f"{result.error}; {note}" if result.error else None
+        self.manager.events.call_finished(result)
+        return result
+
+    def _attempt(
+        self,
+        index: int,
+        raw: bytes,
+        argv: list[str],
+        stdin: bytes | None,
+        base_env: Mapping[str, str],
+        timeout: float,
+    ) -> tuple[RunResult | None, Outcome, list[str]]:
+        data, _ = self.profile.parse_credential(raw)
+        secrets = self.profile.secrets_of(data) if data else []
+        home = _CallHome(self.manager, index, raw)
+        try:
+            try:
+                run = run_tool(
+                    argv,
+                    stdin=stdin,
+                    env=home.env(base_env),
+                    timeout=timeout,
+                    abort_rules=self.profile.abort_rules,
+                    cwd=self.cwd,
+                    install_hint=self.profile.install_hint,
+                )
+            except ToolNotFound as exc:
+                return None, Outcome.error(str(exc)), secrets
+            refreshed = home.read_back()
+            if refreshed is not None and refreshed != raw:
+                new_data, _ = self.profile.parse_credential(refreshed)
+                if new_data:
+                    secrets = secrets + self.profile.secrets_of(new_data)
+                try:
+                    self.manager.write_back(index, raw, refreshed)
+                except ReadOnlyHome:
+                    self.manager.persisted = False
+        finally:
+            home.close()
+        if run.aborted is not None:
+            outcome = Outcome(run.aborted.kind, "the tool asked for an interactive login")
+        elif run.timed_out:
+            outcome = Outcome.error(f"timed out after {timeout:g} s")
+        else:
+            outcome = classify(self.profile, run.exit_code, run.stdout, run.stderr)
+        outcome = Outcome(
+            outcome.kind,
+            _redact(outcome.message, secrets),
+            outcome.retry_after,
+            outcome.resets_at,
+        )
+        return run, outcome, secrets
+
+    def _record(self, index: int, outcome: Outcome, *, moved: bool) -> None:
+        self.manager.record(index, outcome, mark=moved)
+
+    def _pool_exhausted(self, result: WrapperResult, excluded: set[int]) -> None:
+        status: PoolStatus = self.manager.pool_status(exclude=excluded)
+        message = status.describe(self.profile.name)
+        result.pool_exhausted = True
+        result.first_reset = status.first_reset
+        result.error = f"no usable account: {message}"
+        self.manager.note_pool_exhausted(message, status.first_reset)
+
+
+class QwenWrapper(Wrapper):
+    """The seed's wrapper: ``QwenWrapper(max_retries=5).call_with_fallback(prompt, ...)``."""
+
+    def __init__(self, max_retries: int = 5, **kwargs: Any) -> None:
+        kwargs.setdefault("tool", "qwen")
+        super().__init__(max_retries=max_retries, **kwargs)
+
+
+class CallFailed(CredrotError):
+    """Raised by ``wrapper(prompt)`` when no answer came back."""
+
+    def __init__(self, result: WrapperResult) -> None:
+        super().__init__(result.error or "the call failed")
+        self.result = result

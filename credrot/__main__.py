@@ -1,0 +1,3 @@
+from credrot.cli import main
+
+raise SystemExit(main())

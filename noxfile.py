@@ -1,0 +1,58 @@
+"""The project's own sessions (``nox -l`` lists them).
+
+They run in the environment where credrot is installed (``pip install -e ".[dev]"``),
+so they work offline and start at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+
+ROOT = Path(__file__).parent
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """Run the test suite (extra arguments go to pytest)."""
+    session.run(sys.executable, "-m", "pytest", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """ruff check over the whole tree."""
+    session.run(sys.executable, "-m", "ruff", "check", ".")
+
+
+@nox.session(venv_backend="none")
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the packages, the tests and this file."""
+    session.run(sys.executable, "-m", "mypy", "--strict")
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Benchmarks: each prints ratios against a baseline measured in the same run."""
+    scripts = sorted((ROOT / "tests" / "benchmarks").glob("bench_*.py"))
+    if session.posargs:
+        scripts = [s for s in scripts if any(arg in s.name for arg in session.posargs)]
+    failed = []
+    for script in scripts:
+        session.log(f"--- {script.name}")
+        try:
+            session.run(sys.executable, str(script))
+        except nox.command.CommandFailed:
+            failed.append(script.name)
+    if failed:
+        session.error(f"benchmarks over target: {', '.join(failed)}")
+
+
+@nox.session(venv_backend="none")
+def demo(session: nox.Session) -> None:
+    """Show rotation working against simulated accounts (no real account, no network)."""
+    session.run(sys.executable, "-m", "credrot", "demo")

@@ -1,0 +1,50 @@
+"""A simulated pool for tests: the simulator on PATH as the tool, accounts imported.
+
+``SimPool(tmp_path, monkeypatch)`` builds a backend, puts the ``qwen`` shim first on PATH,
+and makes a tool home; ``add(name, **sim_kw)`` registers an account at the backend and
+imports its credential into the pool (numbered in order).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CANARY
+
+from credrot.manager import AccountManager
+from credrot.simulate import SimBackend, install
+
+
+class SimPool:
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch, tool: str = "qwen") -> None:
+        self.root = root
+        self.backend = SimBackend(root / "backend")
+        self.bin = root / "bin"
+        self.bin.mkdir(exist_ok=True)
+        install(self.bin, self.backend.root, tools=(tool,))
+        monkeypatch.setenv("PATH", f"{self.bin}:{os.environ['PATH']}")
+        self.home = root / "home"
+        self.home.mkdir(exist_ok=True)
+        self.manager = AccountManager(tool=tool, home=self.home)
+        self.names: dict[int, str] = {}
+
+    def add(self, name: str | None = None, **sim: Any) -> int:
+        name = name or f"acct{len(self.names) + 1}"
+        n = len(self.names) + 1
+        sim.setdefault("access_token", f"{CANARY}-access-{name}")
+        sim.setdefault("refresh_token", f"{CANARY}-refresh-{name}")
+        cred = self.backend.add_account(name, **sim)
+        index = self.manager.import_account(json.dumps(cred, indent=2).encode())
+        assert index == n
+        self.names[index] = name
+        return index
+
+    def token_in_slot(self, index: int) -> str:
+        data = json.loads(self.manager.slot_path(index).read_bytes())
+        token = data["access_token"]
+        assert isinstance(token, str)
+        return token

@@ -1,0 +1,271 @@
+"""The wrapper against the simulator as a real subprocess: rotation, memory, isolation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CANARY
+from simpool import SimPool
+
+from credrot.outcome import OutcomeKind
+from credrot.wrapper import CallFailed, QwenWrapper, Wrapper
+
+
+@pytest.fixture
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimPool:
+    return SimPool(tmp_path, monkeypatch)
+
+
+def wrapper(sim: SimPool, **kw: object) -> QwenWrapper:
+    return QwenWrapper(manager=sim.manager, **kw)  # type: ignore[arg-type]
+
+
+def test_spent_accounts_are_skipped_and_remembered(sim: SimPool) -> None:
+    sim.add(quota=0)
+    sim.add(quota=0)
+    sim.add()
+    w = wrapper(sim, max_retries=5)
+    first = w.call("hello", timeout=20)
+    assert first.success, first.error
+    assert first.attempts == 3
+    assert first.accounts_tried == [1, 2, 3]
+    assert "acct3" in first.output
+    second = w.call("again", timeout=20)
+    assert second.success and second.attempts == 1 and second.accounts_tried == [3]
+    # A new wrapper (a new process would be the same) starts on the usable account too.
+    third = QwenWrapper(home=sim.home).call("third", timeout=20)
+    assert third.attempts == 1 and third.account == 3
+    # The two spent accounts were each called exactly once in all.
+    spent_calls = [c for c in sim.backend.calls() if c["account"] in ("acct1", "acct2")]
+    assert len(spent_calls) == 2
+    statuses = {a.index: a.status for a in sim.manager.list_accounts()}
+    assert statuses == {1: "exhausted", 2: "exhausted", 3: "ready"}
+
+
+def test_wraps_around_to_lower_numbered_accounts(sim: SimPool) -> None:
+    """The original gave up from account 3 of 5 after 3, 4 and 5 without trying 1 and 2."""
+    for i in range(1, 6):
+        sim.add(quota=0 if i >= 3 else None)
+    sim.manager.switch_to(3)
+    result = wrapper(sim, max_retries=5).call("hi", timeout=20)
+    assert result.success, result.error
+    assert result.accounts_tried == [3, 4, 5, 1]
+    assert result.account == 1
+
+
+def test_all_spent_says_why_and_falls_back(sim: SimPool) -> None:
+    for _ in range(3):
+        sim.add(quota=0)
+    w = wrapper(sim)
+    result = w.call("hi", timeout=20)
+    assert not result.success and result.pool_exhausted
+    assert result.attempts == 3
+    assert result.error is not None
+    assert "all 3 qwen accounts" in result.error
+    for i in (1, 2, 3):
+        assert f"#{i} exhausted until" in result.error
+    assert "first reset" in result.error and result.first_reset is not None
+    # Known spent: the fallback costs no tool invocation at all.
+    before = len(sim.backend.calls())
+    assert w.call_with_fallback("hi", fallback_message="Analysis unavailable") == (
+        "Analysis unavailable"
+    )
+    assert w.call_with_fallback("hi") is None
+    assert len(sim.backend.calls()) == before
+    with pytest.raises(CallFailed, match="no usable account"):
+        w("hi")
+
+
+def test_answer_that_mentions_errors_is_not_a_false_alarm(sim: SimPool) -> None:
+    sim.add(answer="Returns HTTP 429 when the rate limit is hit: quota exceeded.")
+    sim.add()
+    result = wrapper(sim).call("review this")
+    assert result.success and result.attempts == 1
+    assert "HTTP 429" in result.output
+    assert sim.manager.get_stats()["switches_total"] == 0
+
+
+def test_large_prompt_reaches_the_tool_through_stdin(sim: SimPool) -> None:
+    sim.add()
+    prompt = ("diff --git a/x b/x\n+" + "y" * 79 + "\n") * (1024 * 1024 // 100)
+    result = wrapper(sim).call(prompt, timeout=30)
+    assert result.success, result.error
+    call = sim.backend.calls()[-1]
+    assert call["prompt_sha256"] == hashlib.sha256(prompt.encode()).hexdigest()
+    assert all(len(a) < 1000 for a in call["argv"])  # never on the command line
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")
+
+
+def test_timeout_kills_the_whole_process_group(sim: SimPool) -> None:
+    sim.add(mode="hang")
+    started = time.monotonic()
+    result = wrapper(sim).call("hi", timeout=2)
+    assert time.monotonic() - started < 6
+    assert not result.success
+    assert result.error == "timed out after 2 s"
+    assert result.outcome is not None and result.outcome.kind is OutcomeKind.ERROR
+    assert sim.manager.get_stats()["switches_total"] == 0  # a timeout never rotates
+    calls = sim.backend.calls()
+    pids = [c["pid"] for c in calls] + [c["child_pid"] for c in calls if c.get("child_pid")]
+    assert len(pids) == 2  # the tool and the child it spawned
+    time.sleep(0.2)
+    for pid in pids:
+        assert not _alive(pid), f"process {pid} outlived the call"
+
+
+def test_device_authorization_is_stopped_at_once_and_rotates(sim: SimPool) -> None:
+    sim.add(mode="refresh_fail", expired=True)
+    sim.add()
+    started = time.monotonic()
+    result = wrapper(sim).call("hi", timeout=30)
+    assert time.monotonic() - started < 10
+    assert result.success and result.account == 2
+    info = {a.index: a for a in sim.manager.list_accounts()}
+    assert info[1].status == "needs_login"
+
+
+@pytest.mark.parametrize(
+    ("mode", "status"), [("auth", "needs_login"), ("disabled", "disabled")]
+)
+def test_auth_and_entitlement_failures_park_the_account(
+    sim: SimPool, mode: str, status: str
+) -> None:
+    sim.add(mode=mode)
+    sim.add()
+    result = wrapper(sim).call("hi")
+    assert result.success and result.accounts_tried == [1, 2]
+    assert {a.index: a.status for a in sim.manager.list_accounts()}[1] == status
+
+
+def test_errors_never_rotate(sim: SimPool) -> None:
+    sim.add(mode="connection_error")
+    sim.add()
+    result = wrapper(sim).call("hi")
+    assert not result.success and result.attempts == 1
+    assert result.error is not None and "Connection error" in result.error
+    assert sim.manager.current() == 1
+    assert sim.manager.get_stats()["switches_total"] == 0
+
+
+def test_rate_limit_backs_off_then_moves_on(sim: SimPool) -> None:
+    sim.add(mode="rate_limit")
+    sim.add()
+    w = wrapper(sim, backoff="constant", max_rate_limits=2)
+    w.backoff = type(w.backoff)(kind="constant", base=0.05)
+    result = w.call("hi")
+    assert result.success and result.account == 2
+    assert result.attempts == 4  # 3 tries on the throttled account, then the next one
+    acct1 = {a.index: a for a in sim.manager.list_accounts()}[1]
+    assert acct1.status == "rate_limited"
+    assert acct1.until is not None
+    # A short rate limit is not remembered for a day.
+    assert (acct1.until.timestamp() - time.time()) < 3600
+
+
+def test_refreshed_token_is_written_back_to_its_own_slot(sim: SimPool) -> None:
+    sim.add(expired=True)
+    sim.add()
+    before = sim.token_in_slot(1)
+    result = wrapper(sim).call("hi")
+    assert result.success and result.account == 1
+    after = sim.token_in_slot(1)
+    assert after != before and after == sim.backend.latest_token("acct1")
+    assert sim.manager.pointer.is_symlink()  # a call never writes the shared pointer
+    assert not (sim.home / ".credrot-run").exists() or not any(
+        (sim.home / ".credrot-run").iterdir()
+    )
+
+
+def test_missing_tool_is_a_clear_error(sim: SimPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim.add()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    result = wrapper(sim).call("hi")
+    assert not result.success
+    assert result.error == (
+        "qwen is not installed or not on PATH (install it: npm install -g @qwen-code/qwen-code)"
+    )
+    assert sim.manager.get_stats()["switches_total"] == 0
+
+
+def test_non_utf8_output_is_decoded_with_replacement(sim: SimPool) -> None:
+    sim.add(mode="garbage")
+    result = wrapper(sim).call("hi")
+    assert result.success
+    assert "\ufffd" in result.output
+
+
+def test_no_pool_is_a_clear_error(tmp_path: Path) -> None:
+    result = Wrapper(home=tmp_path / "absent").call("hi")
+    assert not result.success
+    assert result.error is not None and "does not exist" in result.error
+
+
+def test_canary_never_leaks(sim: SimPool, capfd: pytest.CaptureFixture[str]) -> None:
+    from conftest import canary_leaks
+
+    sim.add(quota=0)
+    sim.add(expired=True, refresh_every=1)
+    sim.add(mode="auth")
+    w = wrapper(sim)
+    results = [w.call("hi"), w.call("hi"), w.call("hi")]
+    sim.backend.set("acct2", quota=0)
+    results.append(w.call("hi"))
+    for r in results:
+        assert CANARY not in repr(r) and CANARY not in (r.error or "")
+        assert CANARY not in r.output and CANARY not in r.stderr
+    assert CANARY not in repr(w) and CANARY not in repr(w.manager)
+    out, err = capfd.readouterr()
+    assert CANARY not in out + err
+    assert canary_leaks(sim.home) == []
+    assert CANARY not in json.dumps(sim.manager.get_stats())
+
+
+_PARALLEL_WORKER = r"""
+import sys
+from credrot.wrapper import QwenWrapper
+w = QwenWrapper(home=sys.argv[1], max_retries=5)
+ok = 0
+for i in range(int(sys.argv[2])):
+    r = w.call(f"call {i}", timeout=30)
+    ok += r.success
+print(ok)
+"""
+
+
+@pytest.mark.slow
+def test_parallel_calls_with_refresh_never_poison_a_slot(sim: SimPool) -> None:
+    """8 processes x 20 calls while the tool refreshes the token on every other call."""
+    for _ in range(4):
+        sim.add(refresh_every=2)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PARALLEL_WORKER, str(sim.home), "20"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    successes = sum(int(p.communicate(timeout=300)[0].strip() or 0) for p in procs)
+    assert successes == 160
+    refreshed = [c for c in sim.backend.calls() if c.get("refreshed")]
+    assert len(refreshed) >= 40
+    for index, name in sim.names.items():
+        token = sim.token_in_slot(index)
+        assert sim.backend.account_for_token(token) == name, f"slot {index} poisoned"
+        assert token == sim.backend.latest_token(name), f"slot {index} is not the newest"
+    assert sim.manager.pointer.is_symlink()

@@ -126,19 +126,14 @@ def run_tool(
         writer = threading.Thread(target=_feed, args=(proc, stdin), daemon=True)
         writer.start()
 
-    timed_out = False
-    deadline = start + max(timeout, 0.0)
-    while True:
-        try:
-            proc.wait(timeout=min(0.05, max(deadline - time.monotonic(), 0.0)))
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        if stop.is_set():
-            break
-        if time.monotonic() >= deadline:
-            timed_out = True
-            break
+    def _wait() -> None:
+        proc.wait()
+        stop.set()
+
+    waiter = threading.Thread(target=_wait, daemon=True)
+    waiter.start()
+    # ``stop`` is set by the process's exit or by an abort pattern in its output.
+    timed_out = not stop.wait(timeout=max(timeout, 0.0))
     # Whatever happened, nothing the tool started may outlive the call.
     _kill_group(proc)
     proc.wait()

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -101,12 +101,12 @@ class PoolState:
         return acct
 
     def to_text(self) -> str:
-        head = {k: v for k, v in asdict(self).items() if k != "accounts"}
+        head = {k: v for k, v in vars(self).items() if k != "accounts"}
         lines = [json.dumps(head)[:-1] + ', "accounts": {']
         items = sorted(self.accounts.items())
         for pos, (index, acct) in enumerate(items):
             sep = "," if pos < len(items) - 1 else ""
-            lines.append(f'  "{index}": {json.dumps(asdict(acct))}{sep}')
+            lines.append(f'  "{index}": {json.dumps(vars(acct))}{sep}')
         lines.append("}}")
         return "\n".join(lines) + "\n"
 

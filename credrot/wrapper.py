@@ -289,8 +289,7 @@ class Wrapper:
                     self._record(index, outcome, moved=False)
                     time.sleep(wait)
                     continue
-            before = self.manager.current()
-            self._record(index, outcome, moved=True)
+            now_on = self._record(index, outcome, moved=True)
             if outcome.ok:
                 result.success = True
                 result.error = None
@@ -298,7 +297,7 @@ class Wrapper:
             if outcome.kind is OutcomeKind.ERROR:
                 result.error = outcome.message
                 break
-            if self.manager.current() != before:
+            if now_on is not None and now_on != index:
                 result.switches += 1
             excluded.add(index)
             result.error = f"account #{index}: {outcome.kind.value}: {outcome.message}"
@@ -368,8 +367,8 @@ class Wrapper:
         )
         return run, outcome, secrets
 
-    def _record(self, index: int, outcome: Outcome, *, moved: bool) -> None:
-        self.manager.record(index, outcome, mark=moved)
+    def _record(self, index: int, outcome: Outcome, *, moved: bool) -> int | None:
+        return self.manager.record(index, outcome, mark=moved)
 
     def _pool_exhausted(self, result: WrapperResult, excluded: set[int]) -> None:
         status: PoolStatus = self.manager.pool_status(exclude=excluded)

@@ -57,6 +57,7 @@ class WrapperResult:
     pool_exhausted: bool = False
     first_reset: datetime | None = None
     switches: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return self.success
@@ -312,8 +313,10 @@ class Wrapper:
         result.duration = time.monotonic() - started
         result.persisted = self.manager.persisted
         if not result.persisted:
-            note = "state could not be persisted: the home is read-only"
-            result.error = f"{result.error}; {note}" if result.error else None
+            note = f"state could not be persisted: {self.manager.home} is read-only"
+            result.warnings.append(note)
+            if result.error:
+                result.error = f"{result.error}; {note}"
         self.manager.events.call_finished(result)
         return result
 

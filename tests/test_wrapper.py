@@ -8,12 +8,15 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import CANARY
 from simpool import SimPool
 
+from credrot.errors import ReadOnlyHome
+from credrot.manager import AccountManager
 from credrot.outcome import OutcomeKind
 from credrot.wrapper import CallFailed, QwenWrapper, Wrapper
 
@@ -269,3 +272,47 @@ def test_parallel_calls_with_refresh_never_poison_a_slot(sim: SimPool) -> None:
         assert sim.backend.account_for_token(token) == name, f"slot {index} poisoned"
         assert token == sim.backend.latest_token(name), f"slot {index} is not the newest"
     assert sim.manager.pointer.is_symlink()
+
+
+@pytest.fixture
+def make_read_only(sim: SimPool) -> Iterator[Callable[[], Path]]:
+    """Turns the pool's home into a read-only bind mount, like ``~/.qwen:/root/.qwen:ro``."""
+    home = str(sim.home)
+    mounted = False
+
+    def mount() -> Path:
+        nonlocal mounted
+        if subprocess.run(["mount", "--bind", home, home], capture_output=True).returncode:
+            pytest.skip("bind mounts are not permitted here")
+        mounted = True
+        remount = ["mount", "-o", "remount,bind,ro", home]
+        if subprocess.run(remount, capture_output=True).returncode:
+            pytest.skip("read-only remount is not permitted here")
+        return sim.home
+
+    yield mount
+    if mounted:
+        subprocess.run(["umount", home], check=True)
+
+
+def test_read_only_home_rotates_in_memory(
+    sim: SimPool, make_read_only: Callable[[], Path]
+) -> None:
+    sim.add(quota=0)
+    sim.add()
+    sim.add()
+    home = make_read_only()
+    state_before = (home / "state.yaml").read_bytes()
+    w = QwenWrapper(home=home)
+    first = w.call("hi")
+    assert first.success and first.account == 2
+    assert not first.persisted
+    assert first.warnings == [f"state could not be persisted: {home} is read-only"]
+    # The process remembers: account 1 costs nothing on the next call.
+    second = w.call("again")
+    assert second.success and second.attempts == 1 and second.account == 2
+    assert (home / "state.yaml").read_bytes() == state_before
+    assert len([c for c in sim.backend.calls() if c["account"] == "acct1"]) == 1
+    # A command that must write says so and changes nothing.
+    with pytest.raises(ReadOnlyHome, match="read-only: nothing was changed"):
+        AccountManager(home=home).switch_next()

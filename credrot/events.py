@@ -109,6 +109,17 @@ class Events:
     def register(self, plugin: object) -> None:
         self.pm.register(plugin)
 
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        """Call a hook; a plugin's exception is logged, never raised into rotation.
+
+        Events fire in the middle of a change (after the pointer moved, before the state
+        is saved): an exception there would leave the pool half-changed.
+        """
+        try:
+            getattr(self.pm.hook, hook)(**kwargs)
+        except Exception as exc:
+            log.warning("credrot plugin failed in %s: %s: %s", hook, type(exc).__name__, exc)
+
     def audit(self, event: str, **fields: Any) -> None:
         record: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -117,11 +128,12 @@ class Events:
         }
         record.update(fields)
         record["pid"] = os.getpid()
-        self.pm.hook.credrot_audit(record=record)
+        self._notify("credrot_audit", record=record)
 
     def switched(self, from_index: int | None, to_index: int, reason: str) -> None:
         self.audit("switch", **{"from": from_index, "to": to_index, "reason": reason})
-        self.pm.hook.credrot_account_switched(
+        self._notify(
+            "credrot_account_switched",
             tool=self.tool,
             home=str(self.home),
             from_index=from_index,
@@ -139,15 +151,24 @@ class Events:
                 "until": until.isoformat() if until else None,
             },
         )
-        self.pm.hook.credrot_account_exhausted(
-            tool=self.tool, home=str(self.home), index=index, outcome=outcome, until=until
+        self._notify(
+            "credrot_account_exhausted",
+            tool=self.tool,
+            home=str(self.home),
+            index=index,
+            outcome=outcome,
+            until=until,
         )
 
     def pool_exhausted(self, message: str, first_reset: datetime | None) -> None:
         self.audit("pool_exhausted", reason=message[:300])
-        self.pm.hook.credrot_pool_exhausted(
-            tool=self.tool, home=str(self.home), message=message, first_reset=first_reset
+        self._notify(
+            "credrot_pool_exhausted",
+            tool=self.tool,
+            home=str(self.home),
+            message=message,
+            first_reset=first_reset,
         )
 
     def call_finished(self, result: Any) -> None:
-        self.pm.hook.credrot_call_finished(tool=self.tool, home=str(self.home), result=result)
+        self._notify("credrot_call_finished", tool=self.tool, home=str(self.home), result=result)

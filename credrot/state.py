@@ -13,10 +13,13 @@ import errno
 import json
 import logging
 import os
+import re
 import time
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -80,6 +83,76 @@ class AccountState:
 
 
 _ACCOUNT_FIELDS = {f.name for f in fields(AccountState)}
+_DEFAULTS = vars(AccountState())
+_ACCOUNTS_OPEN = ', "accounts": {'
+_STATUS_ALT = "|".join(STATUSES)
+#: One account line as ``to_text`` writes it (status first, on one line).
+_LINE = re.compile(rf'^  "(\d+)": (\{{"status": "(?:{_STATUS_ALT})"[^\n]*\}}),?$', re.MULTILINE)
+_HEAD_INTS = ("generation", "switches_total", "pool_exhausted")
+_HEAD_OPT_INTS = ("current", "last_switch_from", "last_switch_to")
+
+
+def _compact(acct: AccountState) -> str:
+    """An account as one JSON object, defaults left out (status always kept, first)."""
+    data = {k: v for k, v in vars(acct).items() if k == "status" or v != _DEFAULTS[k]}
+    return json.dumps(data)
+
+
+def _account_from(index: int, value: object) -> AccountState:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, dict):
+        log.warning("state of account #%d was unreadable; it starts afresh", index)
+        return AccountState()
+    return AccountState(**{k: v for k, v in value.items() if k in _ACCOUNT_FIELDS})
+
+
+class AccountTable(MutableMapping[int, AccountState]):
+    """Accounts by number. Each is built on first access, and an account nobody touched
+    is written back exactly as it was read, so a pool of 1,000 accounts costs little more
+    to load and save than a pool of 5."""
+
+    def __init__(self, pending: dict[int, str | dict[str, Any]] | None = None) -> None:
+        self._objs: dict[int, AccountState] = {}
+        self._pending: dict[int, str | dict[str, Any]] = pending or {}
+
+    def __getitem__(self, index: int) -> AccountState:
+        acct = self._objs.get(index)
+        if acct is None:
+            acct = _account_from(index, self._pending.pop(index))  # KeyError: none such
+            self._objs[index] = acct
+        return acct
+
+    def __setitem__(self, index: int, acct: AccountState) -> None:
+        self._pending.pop(index, None)
+        self._objs[index] = acct
+
+    def __delitem__(self, index: int) -> None:
+        found = self._objs.pop(index, None) is not None
+        if self._pending.pop(index, None) is None and not found:
+            raise KeyError(index)
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._objs or index in self._pending
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(sorted(self._objs.keys() | self._pending.keys()))
+
+    def __len__(self) -> int:
+        return len(self._objs) + len(self._pending)
+
+    def __repr__(self) -> str:
+        return f"AccountTable({len(self)} accounts)"
+
+    def dump(self, index: int) -> str:
+        acct = self._objs.get(index)
+        if acct is not None:
+            return _compact(acct)
+        value = self._pending[index]
+        return value if isinstance(value, str) else json.dumps(value)
 
 
 @dataclass
@@ -92,26 +165,39 @@ class PoolState:
     last_switch_from: int | None = None
     last_switch_to: int | None = None
     pool_exhausted: int = 0
-    accounts: dict[int, AccountState] = field(default_factory=dict)
+    accounts: AccountTable = field(default_factory=AccountTable)
 
     def account(self, index: int) -> AccountState:
-        acct = self.accounts.get(index)
-        if acct is None:
-            acct = self.accounts[index] = AccountState()
-        return acct
+        if index not in self.accounts:
+            self.accounts[index] = AccountState()
+        return self.accounts[index]
 
     def to_text(self) -> str:
         head = {k: v for k, v in vars(self).items() if k != "accounts"}
-        lines = [json.dumps(head)[:-1] + ', "accounts": {']
-        items = sorted(self.accounts.items())
-        for pos, (index, acct) in enumerate(items):
-            sep = "," if pos < len(items) - 1 else ""
-            lines.append(f'  "{index}": {json.dumps(vars(acct))}{sep}')
-        lines.append("}}")
-        return "\n".join(lines) + "\n"
+        dump = self.accounts.dump
+        body = ",\n".join([f'  "{index}": {dump(index)}' for index in self.accounts])
+        return json.dumps(head)[:-1] + _ACCOUNTS_OPEN + ("\n" + body if body else "") + "\n}}\n"
+
+    def _set_head(self, raw: dict[str, Any]) -> None:
+        version = raw.get("version")
+        if version != SCHEMA_VERSION:
+            raise CorruptState(f"unknown schema version {version!r}")
+        try:
+            for key in _HEAD_OPT_INTS:
+                value = raw.get(key)
+                setattr(self, key, None if value is None else int(value))
+            for key in _HEAD_INTS:
+                setattr(self, key, int(raw.get(key) or 0))
+            ls = raw.get("last_switch")
+            self.last_switch = None if ls is None else float(ls)
+        except (TypeError, ValueError) as exc:
+            raise CorruptState(f"bad value: {exc}") from None
 
     @classmethod
     def from_text(cls, text: str) -> PoolState:
+        fast = cls._from_layout(text)
+        if fast is not None:
+            return fast
         try:
             raw = json.loads(text)
         except ValueError:
@@ -123,32 +209,44 @@ class PoolState:
             raise CorruptState("empty file")
         if not isinstance(raw, dict):
             raise CorruptState("top level is not a mapping")
-        version = raw.get("version")
-        if version != SCHEMA_VERSION:
-            raise CorruptState(f"unknown schema version {version!r}")
         state = cls()
+        state._set_head(raw)
+        accounts = raw.get("accounts") or {}
+        if not isinstance(accounts, dict):
+            raise CorruptState("'accounts' is not a mapping")
+        pending: dict[int, str | dict[str, Any]] = {}
+        for key, value in accounts.items():
+            if not isinstance(value, dict):
+                raise CorruptState(f"account {key!r} is not a mapping")
+            status = value.get("status", READY)
+            if status not in STATUSES:
+                raise CorruptState(f"account {key}: unknown status {status!r}")
+            try:
+                pending[int(key)] = value
+            except (TypeError, ValueError):
+                raise CorruptState(f"account number {key!r} is not a number") from None
+        state.accounts = AccountTable(pending)
+        return state
+
+    @classmethod
+    def _from_layout(cls, text: str) -> PoolState | None:
+        """Parse the layout ``to_text`` writes without parsing each account; None if the
+        text is in any other shape (then the full parser validates it)."""
+        head, _, rest = text.partition("\n")
+        if not head.endswith(_ACCOUNTS_OPEN) or not text.endswith("}}\n"):
+            return None
         try:
-            for key in ("current", "last_switch_from", "last_switch_to"):
-                value = raw.get(key)
-                setattr(state, key, None if value is None else int(value))
-            for key in ("generation", "switches_total", "pool_exhausted"):
-                setattr(state, key, int(raw.get(key) or 0))
-            ls = raw.get("last_switch")
-            state.last_switch = None if ls is None else float(ls)
-            accounts = raw.get("accounts") or {}
-            if not isinstance(accounts, dict):
-                raise CorruptState("'accounts' is not a mapping")
-            for key, value in accounts.items():
-                if not isinstance(value, dict):
-                    raise CorruptState(f"account {key!r} is not a mapping")
-                acct = AccountState(**{k: v for k, v in value.items() if k in _ACCOUNT_FIELDS})
-                if acct.status not in STATUSES:
-                    raise CorruptState(f"account {key}: unknown status {acct.status!r}")
-                state.accounts[int(key)] = acct
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, CorruptState):
-                raise
-            raise CorruptState(f"bad value: {exc}") from None
+            raw = json.loads(head[: -len(_ACCOUNTS_OPEN)] + "}")
+        except ValueError:
+            return None
+        if not isinstance(raw, dict):
+            return None
+        pairs = _LINE.findall(rest)
+        if len(pairs) != rest.count("\n") - 1:
+            return None
+        state = cls()
+        state._set_head(raw)
+        state.accounts = AccountTable({int(k): v for k, v in pairs})
         return state
 
 

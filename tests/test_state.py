@@ -1,0 +1,210 @@
+"""state.yaml on disk: round trips, damage, atomic replacement, permissions."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import multiprocessing
+import os
+import stat
+import time
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from credrot import state as st
+
+FORK = multiprocessing.get_context("fork")
+
+
+def sample_state() -> st.PoolState:
+    state = st.PoolState(current=3, generation=7, switches_total=12, last_switch=1.5e9)
+    state.account(1)
+    state.account(3).calls = 4
+    state.accounts[10] = st.AccountState(
+        status=st.EXHAUSTED, until=2e9, reason="Qwen OAuth quota exceeded", quota_hits=2
+    )
+    return state
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    st.save_state(path, sample_state())
+    loaded, why = st.load_state(path)
+    assert why is None
+    assert loaded == sample_state()
+
+
+def test_the_file_is_yaml_and_json_with_one_account_per_line(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    st.save_state(path, sample_state())
+    text = path.read_text()
+    as_yaml = yaml.safe_load(text)
+    assert as_yaml == json.loads(text)
+    assert as_yaml["version"] == st.SCHEMA_VERSION
+    assert sorted(as_yaml["accounts"]) == ["1", "10", "3"]
+    assert len(text.splitlines()) == 2 + 3
+
+
+def test_a_hand_edited_block_yaml_file_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_text(
+        "version: 1\ncurrent: 2\naccounts:\n  1:\n    status: disabled\n  2:\n    calls: 3\n"
+    )
+    loaded, why = st.load_state(path)
+    assert why is None
+    assert loaded is not None
+    assert loaded.current == 2
+    assert loaded.accounts[1].status == st.DISABLED
+    assert loaded.accounts[2].calls == 3
+
+
+def test_unknown_keys_in_an_account_are_ignored(tmp_path: Path) -> None:
+    loaded = st.PoolState.from_text('{"version": 1, "accounts": {"1": {"colour": "red"}}}')
+    assert loaded.accounts[1] == st.AccountState()
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "empty"),
+        ("[1, 2]", "not a mapping"),
+        ("just words", "not a mapping"),
+        ('{"version": 99}', "schema version"),
+        ("current: 1\n", "schema version"),
+        ('{"version": 1, "accounts": [1]}', "'accounts' is not a mapping"),
+        ('{"version": 1, "accounts": {"1": 5}}', "is not a mapping"),
+        ('{"version": 1, "accounts": {"1": {"status": "tired"}}}', "unknown status"),
+        ('{"version": 1, "current": "three"}', "bad value"),
+        ('{"version": 1, "accounts": {"x": {}}}', "not a number"),
+        ("{{{ not: [yaml", "not YAML"),
+    ],
+)
+def test_damage_is_reported_not_guessed(tmp_path: Path, text: str, why: str) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_text(text)
+    loaded, reason = st.load_state(path)
+    assert loaded is None
+    assert reason is not None
+    assert why in reason
+
+
+def test_missing_and_binary_files(tmp_path: Path) -> None:
+    assert st.load_state(tmp_path / "none.yaml") == (None, None)
+    path = tmp_path / "state.yaml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    assert st.load_state(path) == (None, "not UTF-8 text")
+
+
+def test_set_aside_keeps_the_bytes_and_names_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_bytes(b"broken: [")
+    with caplog.at_level(logging.WARNING):
+        aside = st.set_aside(path, "not YAML")
+    assert aside is not None
+    assert aside.name.startswith("state.yaml.corrupt-")
+    assert aside.read_bytes() == b"broken: ["
+    assert not path.exists()
+    assert aside.name in caplog.text
+    path.write_bytes(b"again")
+    second = st.set_aside(path, "x")
+    assert second is not None
+    assert second != aside
+    assert aside.exists()
+
+
+def test_save_writes_0600_whatever_the_umask_or_old_mode(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_text("old")
+    path.chmod(0o644)
+    old_umask = os.umask(0)
+    try:
+        st.save_state(path, st.PoolState())
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.yaml"]
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "inside").write_text("keep")
+    with pytest.raises(OSError):
+        st.atomic_write(target, b"new")  # cannot replace a non-empty directory
+    assert (target / "inside").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target"]
+
+
+def test_a_missing_directory_is_not_called_read_only(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        st.atomic_write(tmp_path / "nope" / "file", b"x")
+
+
+def _flipper(path: str, a: bytes, b: bytes, stop: Event) -> None:
+    target = Path(path)
+    while not stop.is_set():
+        st.atomic_write(target, a, fsync=False)
+        st.atomic_write(target, b, fsync=False)
+
+
+def test_a_reader_sees_the_old_file_or_the_new_one_never_a_mix(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    a, b = b"a" * 200_000, b"b" * 300_000
+    st.atomic_write(path, a)
+    stop = FORK.Event()
+    writer = FORK.Process(target=_flipper, args=(str(path), a, b, stop))
+    writer.start()
+    seen: set[int] = set()
+    deadline = time.monotonic() + 0.5
+    try:
+        while time.monotonic() < deadline:
+            data = path.read_bytes()
+            assert data in (a, b)
+            seen.add(len(data))
+    finally:
+        stop.set()
+        writer.join(10)
+    assert seen == {len(a), len(b)}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.yaml"]
+
+
+def test_timed_statuses_pass_by_themselves() -> None:
+    now = time.time()
+    acct = st.AccountState(status=st.EXHAUSTED, until=now + 60)
+    assert not acct.usable(now)
+    assert acct.usable(now + 61)
+    assert acct.effective_status(now + 61) == st.READY
+    assert st.AccountState(status=st.RATE_LIMITED, until=now - 1).usable(now)
+    for status in (st.NEEDS_LOGIN, st.DISABLED):
+        assert not st.AccountState(status=status, until=now - 1).usable(now + 10**6)
+
+
+def test_calls_today_start_again_on_a_new_utc_day() -> None:
+    acct = st.AccountState()
+    day1 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    acct.count_call(day1 + 10)
+    acct.count_call(day1 + 20)
+    assert acct.calls_on(day1 + 30) == 2
+    assert acct.calls_on(day1 + 86_400) == 0
+    acct.count_call(day1 + 86_400 + 5)
+    assert (acct.calls, acct.calls_today, acct.day) == (3, 1, "2026-01-02")
+
+
+@pytest.mark.parametrize(
+    ("code", "read_only"),
+    [(errno.EROFS, True), (errno.EACCES, True), (errno.EPERM, True), (errno.ENOSPC, False)],
+)
+def test_which_errors_mean_read_only(code: int, read_only: bool) -> None:
+    assert st.is_read_only_error(OSError(code, os.strerror(code))) is read_only
+
+
+def test_state_dataclasses_compare_by_value() -> None:
+    one: dict[str, Any] = {"calls": 2, "reason": "x"}
+    assert st.AccountState(**one) == st.AccountState(**one)

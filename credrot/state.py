@@ -21,8 +21,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from credrot.errors import ReadOnlyHome
 
 log = logging.getLogger(__name__)
@@ -36,9 +34,6 @@ DISABLED = "disabled"
 STATUSES = (READY, EXHAUSTED, RATE_LIMITED, NEEDS_LOGIN, DISABLED)
 #: Statuses that pass by themselves once their ``until`` time is reached.
 TIMED = (EXHAUSTED, RATE_LIMITED)
-
-
-_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class CorruptState(ValueError):
@@ -201,10 +196,7 @@ class PoolState:
         try:
             raw = json.loads(text)
         except ValueError:
-            try:
-                raw = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
-            except yaml.YAMLError as exc:
-                raise CorruptState(f"not YAML: {str(exc).splitlines()[0]}") from None
+            raw = _load_yaml(text)
         if raw is None:
             raise CorruptState("empty file")
         if not isinstance(raw, dict):
@@ -248,6 +240,17 @@ class PoolState:
         state._set_head(raw)
         state.accounts = AccountTable({int(k): v for k, v in pairs})
         return state
+
+
+def _load_yaml(text: str) -> Any:
+    """A hand-edited state file in block YAML (imported only then: PyYAML is slow to load)."""
+    import yaml
+
+    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        raise CorruptState(f"not YAML: {str(exc).splitlines()[0]}") from None
 
 
 def is_read_only_error(exc: OSError) -> bool:

@@ -1,0 +1,151 @@
+"""``credrot demo``: rotation shown end to end, with simulated accounts, in a throwaway pool.
+
+Everything lives in one temporary directory: the simulated tool (``credrot.simulate``),
+its "server", and the pool's home. The real :class:`~credrot.wrapper.Wrapper` runs the
+calls; the tool's environment is built from scratch for the demo (``HOME`` inside the
+temporary directory, the tool's home variable removed), so the user's real home and
+accounts are never read or written. No network, no real account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from credrot import report
+
+if TYPE_CHECKING:
+    from credrot.manager import AccountManager
+    from credrot.wrapper import WrapperResult
+
+#: (name, answers it gives before its quota is spent, refresh its token every N calls)
+ACCOUNTS = (("alice", 2, 0), ("bob", 3, 2), ("carol", 1, 0))
+CALLS = 8
+PROMPT = "Summarise this change in one line."
+
+
+def _fmt(when: datetime | None) -> str:
+    return when.strftime("%Y-%m-%d %H:%M UTC") if when is not None else "its reset"
+
+
+def run_demo(
+    write: Callable[[str], None],
+    *,
+    root: Path | None = None,
+    tool: str = "qwen",
+    calls: int = CALLS,
+) -> int:
+    """Tell the story to ``write`` (one line per call). ``root`` keeps the files (tests)."""
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
+        return _story(write, Path(root), tool, calls)
+    with tempfile.TemporaryDirectory(prefix="credrot-demo-") as tmp:
+        return _story(write, Path(tmp), tool, calls)
+
+
+def _story(write: Callable[[str], None], root: Path, tool: str, calls: int) -> int:
+    from credrot import simulate
+    from credrot.manager import AccountManager
+    from credrot.wrapper import Wrapper
+
+    backend = simulate.SimBackend(root / "backend")
+    bin_dir = root / "bin"
+    simulate.install(bin_dir, backend.root, tools=(tool,))
+    user_home = root / "home"
+    user_home.mkdir(mode=0o700, exist_ok=True)
+    pool_home = root / "pool"
+    pool_home.mkdir(mode=0o700, exist_ok=True)
+
+    manager = AccountManager(tool=tool, home=pool_home)
+    env = dict(os.environ)
+    profile = manager.profile
+    if profile.home_env:
+        env.pop(profile.home_env, None)
+    env["HOME"] = str(user_home)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    env[simulate.BACKEND_ENV] = str(backend.root)
+
+    write(
+        f"credrot demo: {len(ACCOUNTS)} simulated {tool} accounts in a throwaway pool "
+        f"({pool_home});"
+    )
+    write("your real home and accounts are not touched, nothing goes over the network.")
+    write("")
+    for name, quota, refresh in ACCOUNTS:
+        cred = backend.add_account(name, quota=quota, refresh_every=refresh)
+        index = manager.import_account(json.dumps(cred, indent=2).encode("utf-8"))
+        extra = f"; its token gets refreshed every {refresh} calls" if refresh else ""
+        answers = f"{quota} answer" + ("s" if quota != 1 else "")
+        write(f"  account #{index} ({name}): {answers} left today{extra}")
+    write("")
+
+    wrapper = Wrapper(tool, manager=manager, env=env, backoff="none", timeout=30.0)
+    for n in range(1, calls + 1):
+        runs_before = len(backend.calls())
+        result = wrapper.call(PROMPT)
+        runs = len(backend.calls()) - runs_before
+        write(_narrate(n, result, runs, manager))
+
+    write("")
+    write("what the pool knows now:")
+    for line in report.accounts_table(manager.list_accounts()):
+        write("  " + line)
+    write("")
+    for line in report.stats_lines(manager.get_stats()):
+        write(line)
+    events = Counter(
+        json.loads(line).get("event", "?")
+        for line in manager.log_path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    )
+    write("")
+    write(
+        "audit log (rotation.log): "
+        + ", ".join(f"{count} {event}" for event, count in sorted(events.items()))
+    )
+    if events.get("refreshed"):
+        write(
+            "  'refreshed': the tool renewed a token during a call (temp file + rename); "
+            "credrot saved it into that account's own slot."
+        )
+    write("")
+    write("Try it for real: `credrot accounts add`, then `credrot run -- -p 'hello'`.")
+    return 0
+
+
+def _narrate(n: int, result: WrapperResult, runs: int, manager: AccountManager) -> str:
+    infos = {i.index: i for i in manager.list_accounts()}
+    spent = [i for i in result.accounts_tried if i != result.account or not result.success]
+    parts = []
+    for index in spent:
+        info = infos.get(index)
+        until = info.until if info is not None else None
+        parts.append(f"#{index} hit its quota (skipped until {_fmt(until)})")
+    run_text = f"{runs} tool run" + ("s" if runs != 1 else "")
+    if result.success:
+        answer = result.output.strip().splitlines()[0] if result.output.strip() else ""
+        head = "; ".join(parts) + " -> " if parts else ""
+        return f"call {n}: {head}answered by #{result.account} ({run_text}): {answer}"
+    known = sorted(
+        i for i, info in infos.items() if not info.usable and i not in result.accounts_tried
+    )
+    memo = ""
+    if known:
+        memo = (
+            f"; {', '.join(f'#{i}' for i in known)} known to be spent, so no run was "
+            "spent on them"
+        )
+    if runs == 0:
+        reset = result.first_reset or datetime.now(timezone.utc)
+        return (
+            f"call {n}: no tool run at all: every account is remembered as spent "
+            f"(first reset {_fmt(reset)}); `credrot run` would exit 3"
+        )
+    head = "; ".join(parts) if parts else "failed"
+    return f"call {n}: {head}{memo} -> no usable account ({run_text}); `credrot run` exits 3"

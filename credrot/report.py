@@ -1,0 +1,257 @@
+"""How the pool is shown: the account table, the stats, JSON and Prometheus text.
+
+Pure functions over what :class:`~credrot.manager.AccountManager` reports, so every
+surface prints the same thing. Nothing here reads a credential: the inputs hold none.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from credrot.manager import AccountInfo
+
+#: Every status an account can show, in the order the Prometheus state set lists them.
+STATUSES = ("ready", "exhausted", "rate_limited", "needs_login", "disabled", "invalid")
+
+
+def human_delta(seconds: float) -> str:
+    """``40s``, ``5m``, ``3h 12m``, ``2d 4h``: short, for a terminal column."""
+    s = int(abs(seconds))
+    if s < 60:
+        return f"{s}s"
+    minutes, _ = divmod(s, 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
+
+
+def relative(when: datetime, now: datetime) -> str:
+    """``in 3h 12m`` or ``5m ago``."""
+    delta = (when - now).total_seconds()
+    return f"in {human_delta(delta)}" if delta >= 0 else f"{human_delta(delta)} ago"
+
+
+def local_time(when: datetime, now: datetime) -> str:
+    """The time in the local zone; the date only when it is not today."""
+    local = when.astimezone()
+    fmt = "%H:%M %Z" if local.date() == now.astimezone().date() else "%Y-%m-%d %H:%M %Z"
+    return local.strftime(fmt).strip()
+
+
+def status_text(info: AccountInfo, now: datetime) -> str:
+    """One account's state in words, e.g. ``exhausted until 01:00 CET (in 17h 48m)``."""
+    if not info.valid:
+        text = f"invalid file ({info.invalid_reason})" if info.invalid_reason else "invalid file"
+    elif info.status in ("exhausted", "rate_limited"):
+        text = info.status.replace("_", "-")
+        if info.until is not None:
+            text += f" until {local_time(info.until, now)} ({relative(info.until, now)})"
+    else:
+        text = info.status.replace("_", " ")
+    if info.unsafe_permissions:
+        text += f", unsafe permissions {info.mode:04o}"
+    return text
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def accounts_table(infos: Sequence[AccountInfo], now: datetime | None = None) -> list[str]:
+    """The lines of ``credrot accounts list``: ``*`` marks the active account."""
+    now = now or datetime.now(timezone.utc)
+    rows: list[list[str]] = [["", "#", "status", "today", "last used", "token expires"]]
+    for info in infos:
+        expires = "-"
+        if info.token_expiry is not None:
+            expires = relative(info.token_expiry, now)
+            if info.token_expiry < now:
+                expires = f"expired {expires}"
+        rows.append(
+            [
+                "*" if info.active else "",
+                str(info.index),
+                status_text(info, now),
+                str(info.calls_today),
+                relative(info.last_used, now) if info.last_used else "never",
+                expires,
+            ]
+        )
+    return _table(rows)
+
+
+def accounts_json(tool: str, home: str, infos: Iterable[AccountInfo]) -> str:
+    accounts = [info.as_dict() for info in infos]
+    return json.dumps({"tool": tool, "home": home, "accounts": accounts}, indent=2)
+
+
+def stats_lines(stats: Mapping[str, Any], now: datetime | None = None) -> list[str]:
+    """The human form of ``get_stats()``: totals, then one row per account."""
+    now = now or datetime.now(timezone.utc)
+    current = stats.get("current_account")
+    lines = [
+        f"{stats['tool']} pool in {stats['home']}: {stats['total_accounts']} accounts, "
+        f"{stats['usable_accounts']} usable, current "
+        + (f"#{current}" if current is not None else "none")
+        + f" (strategy {stats['strategy']})",
+        f"calls {stats['calls']}, successes {stats['successes']}, "
+        f"quota hits {stats['quota_hits']}, switches {stats['switches_total']}, "
+        f"pool exhausted {stats['pool_exhausted']} times",
+    ]
+    per: Mapping[str, Mapping[str, Any]] = stats.get("accounts") or {}
+    most = stats.get("most_used")
+    most_text = "none"
+    if most is not None:
+        most_text = f"#{most} ({per.get(str(most), {}).get('calls', 0)} calls)"
+    last = stats.get("last_switch")
+    last_text = "never"
+    if last:
+        when = datetime.fromisoformat(last)
+        last_text = (
+            f"{relative(when, now)} (#{stats.get('last_switch_from')} -> "
+            f"#{stats.get('last_switch_to')})"
+        )
+    lines.append(f"most used: {most_text}; last switch: {last_text}")
+    if per:
+        rows = [["", "#", "calls", "successes", "quota hits", "switches to", "today", "status"]]
+        for key, acct in per.items():
+            rows.append(
+                [
+                    "*" if acct.get("active") else "",
+                    key,
+                    str(acct["calls"]),
+                    str(acct["successes"]),
+                    str(acct["quota_hits"]),
+                    str(acct["switches_to"]),
+                    str(acct["calls_today"]),
+                    str(acct["status"]).replace("_", " "),
+                ]
+            )
+        lines.append("")
+        lines.extend(_table(rows))
+    return lines
+
+
+def stats_json(stats: Mapping[str, Any]) -> str:
+    return json.dumps(stats, indent=2, default=str)
+
+
+# ------------------------------------------------------------------ Prometheus
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(**labels: str) -> str:
+    inner = ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items())
+    return "{" + inner + "}"
+
+
+def _num(value: float | int | bool) -> str:
+    return str(int(value)) if isinstance(value, (bool, int)) else repr(float(value))
+
+
+class _Exposition:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(
+        self, name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float | int]]
+    ) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            self.lines.append(f"{name}{labels} {_num(value)}")
+
+
+def prometheus(
+    stats: Mapping[str, Any], infos: Sequence[AccountInfo], now: datetime | None = None
+) -> str:
+    """The text exposition format (0.0.4), for node_exporter's textfile collector.
+
+    Every metric is named ``credrot_*`` and labelled ``tool`` (and ``account``).
+    """
+    del now  # the values are absolute times; kept for a uniform signature
+    tool = str(stats["tool"])
+    pool = _labels(tool=tool)
+    out = _Exposition()
+    out.family("credrot_accounts", "gauge", "Accounts in the pool.",
+               [(pool, stats["total_accounts"])])
+    out.family("credrot_accounts_usable", "gauge", "Accounts that can take a call now.",
+               [(pool, stats["usable_accounts"])])
+    current = stats.get("current_account")
+    out.family("credrot_current_account", "gauge",
+               "Number of the active account (0 when none).", [(pool, current or 0)])
+    out.family("credrot_switches_total", "counter", "Times the active account changed.",
+               [(pool, stats["switches_total"])])
+    out.family("credrot_pool_exhausted_total", "counter",
+               "Calls that found no usable account.", [(pool, stats["pool_exhausted"])])
+    last = stats.get("last_switch")
+    if last:
+        out.family("credrot_last_switch_timestamp_seconds", "gauge",
+                   "When the active account last changed (Unix time).",
+                   [(pool, datetime.fromisoformat(last).timestamp())])
+
+    def per(attr: str) -> list[tuple[str, float | int]]:
+        return [(_labels(tool=tool, account=str(i.index)), getattr(i, attr)) for i in infos]
+
+    out.family("credrot_calls_total", "counter", "Tool invocations per account.",
+               per("calls"))
+    out.family("credrot_successes_total", "counter", "Successful calls per account.",
+               per("successes"))
+    out.family("credrot_quota_hits_total", "counter", "Quota exhaustions per account.",
+               per("quota_hits"))
+    out.family("credrot_switches_to_total", "counter", "Times the pool moved to the account.",
+               per("switches_to"))
+    out.family("credrot_calls_today", "gauge", "Calls per account on the current UTC day.",
+               per("calls_today"))
+    out.family("credrot_account_usable", "gauge", "1 when the account can take a call now.",
+               [(_labels(tool=tool, account=str(i.index)), i.usable) for i in infos])
+    out.family("credrot_account_active", "gauge", "1 for the active account.",
+               [(_labels(tool=tool, account=str(i.index)), i.active) for i in infos])
+    out.family(
+        "credrot_account_status", "gauge", "The account's status (1 for the current one).",
+        [
+            (_labels(tool=tool, account=str(i.index), status=s), i.status == s)
+            for i in infos
+            for s in STATUSES
+        ],
+    )
+    timed = [
+        (_labels(tool=tool, account=str(i.index)), i.until.timestamp())
+        for i in infos
+        if i.until is not None
+    ]
+    if timed:
+        out.family("credrot_account_until_timestamp_seconds", "gauge",
+                   "When an exhausted or rate-limited account is usable again (Unix time).",
+                   timed)
+    used = [
+        (_labels(tool=tool, account=str(i.index)), i.last_used.timestamp())
+        for i in infos
+        if i.last_used is not None
+    ]
+    if used:
+        out.family("credrot_account_last_used_timestamp_seconds", "gauge",
+                   "When the account was last used (Unix time).", used)
+    expiry = [
+        (_labels(tool=tool, account=str(i.index)), i.token_expiry.timestamp())
+        for i in infos
+        if i.token_expiry is not None
+    ]
+    if expiry:
+        out.family("credrot_account_token_expiry_timestamp_seconds", "gauge",
+                   "When the account's access token expires (Unix time).", expiry)
+    return "\n".join(out.lines) + "\n"

@@ -11,10 +11,20 @@ from pathlib import Path
 
 import nox
 
+import credrot.nox  # noqa: F401  (the user-facing sessions accounts-setup and rotation-stats)
+
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "typecheck", "tests"]
 
 ROOT = Path(__file__).parent
+
+
+@nox.session(venv_backend="none")
+def conformance(session: nox.Session) -> None:
+    """Drive the genuine Qwen Code CLI through credrot against a loopback mock."""
+    session.run(sys.executable, str(ROOT / "tests" / "conformance" / "install_qwen.py"))
+    session.run(sys.executable, "-m", "pytest", "tests/conformance", "-p", "no:cacheprovider",
+                *session.posargs)
 
 
 @nox.session(venv_backend="none")

@@ -88,11 +88,10 @@ def private_env(
 ) -> tuple[dict[str, str], Path]:
     """An environment whose only tool home is ``root``; returns it and the credential path."""
     env = dict(os.environ if base is None else base)
-    tool_home = root / profile.home_dirname
-    tool_home.mkdir(mode=0o700, exist_ok=True)
+    # A login always gets HOME too: the tool must not find the real home by any route.
     env["HOME"] = str(root)
-    if profile.home_env:
-        env[profile.home_env] = str(tool_home)
+    tool_home = profile.point_at(env, root)
+    tool_home.mkdir(mode=0o700, parents=True, exist_ok=True)
     return env, tool_home / profile.credential_name
 
 

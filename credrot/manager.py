@@ -13,7 +13,6 @@ import errno
 import logging
 import os
 import re
-import shutil
 import stat
 import time
 from collections.abc import Iterator, Mapping
@@ -21,7 +20,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from credrot import state as st
 from credrot.errors import (
@@ -31,10 +30,12 @@ from credrot.errors import (
     InvalidCredential,
     ReadOnlyHome,
 )
-from credrot.events import Events
 from credrot.lock import PoolLock
 from credrot.outcome import Outcome, OutcomeKind
 from credrot.tools import ToolProfile, default_rate_limit_window, get_profile
+
+if TYPE_CHECKING:
+    from credrot.events import Events
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,9 @@ class AccountManager:
         self.persisted = True
         self._memory: st.PoolState | None = None
         self.notices: list[str] = []
-        self.events = Events(self.profile.name, self.home, plugins)
+        self._plugins = plugins
+        self._events: Events | None = None
+        self._slots_cache: tuple[tuple[int, int], dict[int, Path]] | None = None
         self._valid_cache: dict[
             int, tuple[tuple[int, int, int], dict[str, object] | None, str | None]
         ] = {}
@@ -182,6 +185,16 @@ class AccountManager:
 
     def __repr__(self) -> str:
         return f"AccountManager(tool={self.profile.name!r}, home={str(self.home)!r})"
+
+    @property
+    def events(self) -> Events:
+        """The pool's hooks; pluggy is imported on first use, so read-only commands
+        (``account-qwen --list``) start without it."""
+        if self._events is None:
+            from credrot.events import Events
+
+            self._events = Events(self.profile.name, self.home, self._plugins)
+        return self._events
 
     # ----------------------------------------------------------------- paths
     @property
@@ -212,15 +225,28 @@ class AccountManager:
 
     # --------------------------------------------------------------- reading
     def slots(self) -> dict[int, Path]:
-        """Account files by number; gaps allowed. Other names are reported, never touched."""
+        """Account files by number; gaps allowed. Other names are reported, never touched.
+
+        The listing is cached on the directory's (inode, mtime), and only trusted once that
+        mtime is older than the filesystem's timestamp granularity, so a change made by
+        another process in the same clock tick is never missed.
+        """
+        try:
+            st_dir = os.stat(self.accounts_dir)
+        except FileNotFoundError:
+            return {}
+        except NotADirectoryError:
+            self._notice(f"{self.accounts_dir} is not a directory")
+            return {}
+        key = (st_dir.st_ino, st_dir.st_mtime_ns)
+        cached = self._slots_cache
+        if cached is not None and cached[0] == key:
+            return dict(cached[1])
         found: dict[int, Path] = {}
         try:
             entries = list(os.scandir(self.accounts_dir))
-        except FileNotFoundError:
-            return found
-        except NotADirectoryError:
-            self._notice(f"{self.accounts_dir} is not a directory")
-            return found
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
         for entry in entries:
             m = self._slot_re.match(entry.name)
             if m is None:
@@ -233,7 +259,10 @@ class AccountManager:
             index = int(m.group(1))
             if index > 0:
                 found[index] = Path(entry.path)
-        return dict(sorted(found.items()))
+        result = dict(sorted(found.items()))
+        settled = time.time_ns() - st_dir.st_mtime_ns > 50_000_000
+        self._slots_cache = (key, result) if settled else None
+        return dict(result)
 
     def _notice(self, message: str) -> None:
         if message not in self.notices:
@@ -383,7 +412,7 @@ class AccountManager:
     def _home_writable(self) -> bool:
         return self._memory is None and os.access(self.home, os.W_OK)
 
-    def _set_pointer(self, index: int, state: st.PoolState) -> None:
+    def _set_pointer(self, index: int, state: st.PoolState, *, adopt: bool = True) -> None:
         if not self._home_writable():
             if self.in_memory_fallback:
                 self.persisted = False
@@ -391,7 +420,8 @@ class AccountManager:
             raise ReadOnlyHome(f"{self.home} is read-only: nothing was changed")
         self._wait_for_tool_lock()
         # The tool may have replaced the link since this operation began: save it first.
-        self._adopt_pointer_file(state)
+        if adopt:
+            self._adopt_pointer_file(state)
         tmp = self.home / f".{self.profile.credential_name}.{os.getpid()}.{os.urandom(4).hex()}.lnk"
         os.symlink(self._rel_target(index), tmp)
         try:
@@ -405,12 +435,13 @@ class AccountManager:
 
     # -------------------------------------------------------------- adoption
     def _owner_of(self, data: Mapping[str, object]) -> int | None:
-        secrets = set(self.profile.secrets_of(data))
+        # identity, not every secret: two env accounts may share a base URL
+        secrets = self.profile.identity_of(data)
         if not secrets:
             return None
         for index in self.slots():
             slot_data, _ = self._read_slot(index)
-            if slot_data is not None and secrets & set(self.profile.secrets_of(slot_data)):
+            if slot_data is not None and secrets & self.profile.identity_of(slot_data):
                 return index
         return None
 
@@ -504,7 +535,8 @@ class AccountManager:
         if pick is None:
             pick = self._pick_next(state, None, exclude=set()) or next(iter(slots))
         state.current = pick
-        self._set_pointer(pick, state)
+        # A file was adopted just above; adopting it again would back it up twice.
+        self._set_pointer(pick, state, adopt=kind != "file")
         if kind != "file":
             self.events.audit("restored", to=pick, reason=f"pointer was {kind}")
         return True
@@ -1015,6 +1047,8 @@ class AccountManager:
             except OSError:
                 continue
             if not alive or old:
+                import shutil
+
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed += 1
         return removed

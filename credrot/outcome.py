@@ -8,6 +8,7 @@ failed, or an error result in its json output) is read.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -65,15 +66,25 @@ ResetParser = Callable[[str, datetime], "datetime | None"]
 
 @dataclass(frozen=True)
 class Rule:
-    """One pattern of a tool's error output and what it means."""
+    """One pattern of a tool's error output and what it means.
+
+    The regex is compiled on first use: the profiles hold dozens of them, and a command
+    that only lists the pool should not pay for compiling them at start-up. A loader of
+    user-written patterns should touch ``rule.pattern`` to reject a bad one early.
+    """
 
     kind: OutcomeKind
-    pattern: re.Pattern[str]
+    source: str
+    flags: int = re.IGNORECASE
+
+    @functools.cached_property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(self.source, self.flags)
 
     @classmethod
     def of(cls, kind: OutcomeKind, *patterns: str) -> Rule:
         joined = "|".join(f"(?:{p})" for p in patterns)
-        return cls(kind, re.compile(joined, re.IGNORECASE))
+        return cls(kind, joined)
 
 
 _RETRY_AFTER = re.compile(
@@ -81,6 +92,9 @@ _RETRY_AFTER = re.compile(
     r"(ms|milliseconds?|s|sec|seconds?|m|min|minutes?)\b",
     re.IGNORECASE,
 )
+
+
+_STACK_FRAME = re.compile(r"at (?:async )?\S+(?: \(.*\))?$")
 
 
 def parse_retry_after(text: str) -> float | None:
@@ -111,6 +125,10 @@ def _matched_line(text: str, match: re.Match[str]) -> str:
 def _json_error_text(profile: ToolProfile, stdout: str) -> str | None:
     """The error a tool reported inside its json/stream-json result on a zero exit, if any."""
     stripped = stdout.strip()
+    if stripped.startswith("["):
+        # `--output-format json` of Qwen Code 0.12.0 prints one JSON array of all its
+        # messages (system, assistant, result), not a single object
+        return _json_array_error_text(profile, stripped)
     if not stripped.startswith("{"):
         return None
     result: object = None
@@ -130,6 +148,23 @@ def _json_error_text(profile: ToolProfile, stdout: str) -> str | None:
             result = json.loads(stripped)
         except ValueError:
             return None
+    return _result_error_text(profile, result)
+
+
+def _json_array_error_text(profile: ToolProfile, stripped: str) -> str | None:
+    try:
+        messages = json.loads(stripped)
+    except ValueError:
+        return None
+    if not isinstance(messages, list):
+        return None
+    for obj in reversed(messages):
+        if isinstance(obj, dict) and obj.get("type") == "result":
+            return _result_error_text(profile, obj)
+    return None
+
+
+def _result_error_text(profile: ToolProfile, result: object) -> str | None:
     if not isinstance(result, dict):
         return None
     text = result.get("result")
@@ -185,6 +220,7 @@ def classify(
 def _last_line(text: str) -> str:
     for line in reversed(text.strip().splitlines()):
         line = line.strip()
-        if line:
+        # Node CLIs end a crash with a stack trace: name the error, not its last frame
+        if line and not _STACK_FRAME.match(line):
             return line[:300]
     return ""

@@ -147,7 +147,8 @@ _STDIN_FIRST_BYTE_WAIT = 0.5  # the CLI treats stdin as empty if nothing came by
 _STDIN_JOINER = "\n\n"  # the CLI builds `${stdin}\n\n${prompt}`
 _EXIT_INPUT = 42
 _EXIT_AUTH = 41
-_ACCOUNT_FIELDS = ("quota", "mode", "refresh_every", "answer", "latency")
+_ACCOUNT_FIELDS = ("quota", "mode", "refresh_every", "answer", "latency", "resets_in",
+                   "limit_text")
 
 
 def _now_ms() -> int:
@@ -257,9 +258,16 @@ class SimBackend:
         expired: bool = False,
         access_token: str | None = None,
         refresh_token: str | None = None,
+        tool: str = "qwen",
+        resets_in: float | None = None,
+        limit_text: str | None = None,
     ) -> dict[str, object]:
-        """Register an account and return its qwen credential (what ``oauth_creds.json`` holds)."""
+        """Register an account and return its credential in ``tool``'s format (qwen's
+        ``oauth_creds.json`` by default). ``resets_in``/``limit_text``: see the Claude,
+        Codex and Gemini section below."""
         _check_mode(mode)
+        if tool != "qwen" and tool not in _SPECS:
+            raise ValueError(f"no simulator for {tool!r}; known: {', '.join(TOOLS)}")
         with self._transaction() as state:
             if name in state["accounts"]:
                 raise ValueError(f"simulated account {name!r} already exists")
@@ -272,13 +280,13 @@ class SimBackend:
                 "quota": quota, "mode": mode, "refresh_every": refresh_every,
                 "answer": answer, "latency": latency,
                 "used": 0, "calls": 0, "refreshes": 0, "logins": 1,
-                "expiry_date": 0,
+                "expiry_date": 0, "resets_in": resets_in, "limit_text": limit_text,
             }
             self._issue(state, name, access_token, refresh_token or _new_token())
             acc = state["accounts"][name]
             if expired:
                 acc["expiry_date"] = _now_ms() - _TOKEN_LIFETIME_MS
-            return self._login_credential(acc)
+            return _credential_for(tool, name, acc)
 
     def credential(self, name: str) -> dict[str, object]:
         """The account's newest credential, as a fresh login would write it."""
@@ -543,6 +551,8 @@ class _Decision:
         self.latency = 0.0
         self.answer_template: str | None = None
         self.served = 0
+        self.resets_at = 0.0  # quota: when the tool says the account resets (epoch s)
+        self.limit_text: str | None = None
 
 
 def _check_mode(mode: object) -> None:
@@ -820,6 +830,37 @@ def _qwen_emit(d: _Decision, opts: dict[str, Any], prompt: str, started: float) 
     return 0
 
 
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def _qwen_interactive(backend: SimBackend, cred_path: Path, args: list[str],
+                      extra: dict[str, Any]) -> int:
+    """No prompt and a terminal: the interactive session, which is how a person logs in.
+
+    Without a valid credential it runs the device flow first (like ``--auth-type
+    qwen-oauth``), then waits for the user until ``/quit``, end of input or a signal.
+    """
+    if _read_qwen_credential(cred_path) is None:
+        backend._log_only({"tool": "qwen", "account": None, "argv": args,
+                           "outcome": "device_auth", "refreshed": False, **extra})
+        if not _qwen_device_flow(backend, cred_path):
+            _err(QWEN_DEVICE_AUTH_TIMEOUT_TEXT + "\n")
+            return _EXIT_AUTH
+    sys.stdout.write("Simulated qwen interactive session: logged in. Type /quit to leave.\n")
+    sys.stdout.flush()
+    try:
+        for line in sys.stdin:
+            if line.strip() in ("/quit", "/exit"):
+                break
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 def _qwen_main(args: list[str]) -> int:
     started = time.monotonic()
     usage: str | None = None
@@ -853,6 +894,8 @@ def _qwen_main(args: list[str]) -> int:
     prompt = opts.get("prompt") or " ".join(opts["positional"])
     if stdin_text:
         prompt = f"{stdin_text}{_STDIN_JOINER}{prompt}" if prompt else stdin_text
+    if not prompt and _stdin_is_terminal():
+        return _qwen_interactive(backend, home / _QWEN_CRED_FILE, args, extra)
     if not prompt:
         backend._log_only({"tool": "qwen", "account": None, "argv": args,
                            "outcome": "usage_error", "refreshed": False, **extra}, prompt)
@@ -880,10 +923,670 @@ def _qwen_main(args: list[str]) -> int:
         return 1
 
 
+# --- Claude Code, Codex and Gemini CLI ------------------------------------------------------
+#
+# The same backend and account modes as qwen; what differs is data in ``_Spec``: the home
+# and its variable, the credential's shape, how a refresh is written (Claude: temp file +
+# rename, so a symlink is replaced; Codex and Gemini: in place, so a symlink is followed),
+# whether the refresh token rotates, and the texts and exit codes from FACTS.md.
+# A ``disabled`` account prints a plain 403 (these CLIs have no entitlement text in
+# FACTS.md): it classifies as an error. Reset times come from the account's ``resets_in``
+# (seconds, default five hours); ``limit_text`` replaces the whole limit message
+# (``{epoch}`` is the reset time in epoch seconds).
+
+CLAUDE_VERSION = "2.0.0-sim (Claude Code)"
+CLAUDE_LIMIT_TEXT = "You've hit your limit · resets {when} ({zone})"
+CLAUDE_EPOCH_LIMIT_TEXT = "Claude AI usage limit reached|{epoch}"
+CLAUDE_RATE_LIMIT_TEXT = (
+    'API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":'
+    '"This request would exceed your account\'s rate limit. Please try again later."}}'
+)
+CLAUDE_AUTH_TEXT = (
+    'API Error: 401 {"type":"error","error":{"type":"authentication_error","message":'
+    '"OAuth token has expired. Please obtain a new token or refresh your existing token."}}'
+)
+CLAUDE_REFRESH_FAIL_TEXT = (
+    "Failed to authenticate: OAuth session expired and could not be refreshed"
+)
+CLAUDE_NO_CREDENTIAL_TEXT = "Invalid API key · Please run /login"
+CLAUDE_CONNECTION_TEXT = "API Error: Connection error."
+CLAUDE_NO_INPUT_TEXT = (
+    "Error: Input must be provided either through stdin or as a prompt argument when "
+    "using --print"
+)
+
+CODEX_VERSION = "codex-cli 0.50.0-sim"
+CODEX_LIMIT_TEXT = (
+    "You've hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), visit "
+    "https://chatgpt.com/codex/settings/usage to purchase more credits or try again at "
+    "{when}."
+)
+CODEX_RATE_LIMIT_TEXT = "exceeded retry limit, last status: 429 Too Many Requests"
+CODEX_AUTH_TEXT = (
+    "Your access token could not be refreshed because your refresh token was already "
+    "used. Please log out and sign in again."
+)
+CODEX_REFRESH_FAIL_TEXT = (
+    "Your access token could not be refreshed because your refresh token has expired. "
+    "Please log out and sign in again."
+)
+CODEX_NO_CREDENTIAL_TEXT = "Not logged in. Run `codex login` first."
+CODEX_CONNECTION_TEXT = (
+    "stream disconnected before completion: error sending request for url "
+    "(https://chatgpt.com/backend-api/codex/responses)"
+)
+CODEX_NOT_GIT_TEXT = (
+    "Not inside a trusted directory and --skip-git-repo-check was not specified."
+)
+CODEX_NO_INPUT_TEXT = "No prompt provided via stdin."
+
+GEMINI_VERSION = "0.20.0-sim"
+GEMINI_LIMIT_TEXT = (
+    "[API Error: You have exhausted your capacity on this model. Your quota will reset "
+    "after {when}.]"
+)
+GEMINI_RATE_LIMIT_TEXT = "[API Error: 429 Too Many Requests]\nPlease wait and try again later."
+GEMINI_AUTH_TEXT = "[API Error: 401 Request had invalid authentication credentials.]"
+GEMINI_CONTINUE_PROMPT = "Do you want to continue? [Y/n]: "
+GEMINI_LOGIN_FAILED_TEXT = "Failed to login. Message: invalid_grant"
+GEMINI_CONNECTION_TEXT = "[API Error: fetch failed]"
+GEMINI_NO_INPUT_TEXT = (
+    "No input provided via stdin. Input can be provided by piping data into gemini or "
+    "using the --prompt option."
+)
+
+_DEFAULT_RESETS_IN = 5 * 3600.0
+_EXIT_USAGE_CLAP = 2
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                "Nov", "Dec")
+
+
+def _clock(t: time.struct_time, *, compact: bool) -> str:
+    hour = t.tm_hour % 12 or 12
+    if compact:  # Claude: "1pm", "2:50am"
+        ampm = "am" if t.tm_hour < 12 else "pm"
+        return f"{hour}{ampm}" if t.tm_min == 0 else f"{hour}:{t.tm_min:02d}{ampm}"
+    return f"{hour}:{t.tm_min:02d} {'AM' if t.tm_hour < 12 else 'PM'}"  # Codex: %-I:%M %p
+
+
+def _day_suffix(day: int) -> str:
+    if 11 <= day <= 13:
+        return "th"
+    return {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+
+
+def _claude_limit(resets_at: float) -> str:
+    at = time.gmtime(-(-int(resets_at) // 60) * 60)  # the CLI shows whole minutes
+    now = time.gmtime()
+    when = _clock(at, compact=True)
+    if (at.tm_year, at.tm_yday) != (now.tm_year, now.tm_yday):
+        when = f"{_MONTH_NAMES[at.tm_mon - 1]} {at.tm_mday} at {when}"
+    return CLAUDE_LIMIT_TEXT.format(when=when, zone="UTC")
+
+
+def _codex_limit(resets_at: float) -> str:
+    # chrono's Local: the zone of this process (TZ), like the real CLI
+    at = time.localtime(resets_at)
+    now = time.localtime()
+    when = _clock(at, compact=False)
+    if (at.tm_year, at.tm_yday) != (now.tm_year, now.tm_yday):
+        when = (f"{_MONTH_NAMES[at.tm_mon - 1]} {at.tm_mday}{_day_suffix(at.tm_mday)}, "
+                f"{at.tm_year} {when}")
+    return CODEX_LIMIT_TEXT.format(when=when)
+
+
+def _gemini_limit(resets_at: float) -> str:
+    left = max(0, int(resets_at - time.time()))
+    hours, rest = divmod(left, 3600)
+    minutes, seconds = divmod(rest, 60)
+    when = (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "")
+    return GEMINI_LIMIT_TEXT.format(when=f"{when}{seconds}s")
+
+
+def _iso_ms(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}000Z"
+
+
+def _iso_to_ms(text: str) -> int | None:
+    from datetime import datetime  # only Codex credentials need it
+
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    except (ValueError, TypeError):
+        return None
+
+
+def _str_fields(holder: object, *keys: str) -> tuple[str, ...] | None:
+    if not isinstance(holder, dict):
+        return None
+    values: list[str] = []
+    for key in keys:
+        value = holder.get(key)
+        if not isinstance(value, str):
+            return None
+        values.append(value)
+    return tuple(values)
+
+
+def _number(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value)
+
+
+# credential shapes: (account state, name, previous file or None) -> file content
+
+
+def _claude_credential(acc: dict[str, Any], name: str,
+                       old: dict[str, Any] | None) -> dict[str, object]:
+    prev = old.get("claudeAiOauth") if isinstance(old, dict) else None
+    prev = prev if isinstance(prev, dict) else {}
+    return {"claudeAiOauth": {
+        "accessToken": acc["access_token"],
+        "refreshToken": acc["refresh_token"],
+        "expiresAt": acc["expiry_date"],
+        "scopes": prev.get("scopes", ["user:inference", "user:profile"]),
+        "subscriptionType": prev.get("subscriptionType", "pro"),
+    }}
+
+
+def _claude_tokens(cred: object) -> tuple[str, str, int] | None:
+    oauth = cred.get("claudeAiOauth") if isinstance(cred, dict) else None
+    pair = _str_fields(oauth, "accessToken", "refreshToken")
+    expiry = _number(oauth.get("expiresAt")) if isinstance(oauth, dict) else None
+    if pair is None or expiry is None:
+        return None
+    return pair[0], pair[1], expiry
+
+
+def _codex_credential(acc: dict[str, Any], name: str,
+                      old: dict[str, Any] | None) -> dict[str, object]:
+    return {
+        "auth_mode": "chatgpt",
+        "OPENAI_API_KEY": None,
+        "tokens": {
+            "id_token": f"idt.{acc['access_token']}",
+            "access_token": acc["access_token"],
+            "refresh_token": acc["refresh_token"],
+            "account_id": hashlib.sha256(name.encode()).hexdigest()[:32],
+        },
+        # the simulated server's tokens live an hour: last_refresh is an hour before expiry
+        "last_refresh": _iso_ms(int(acc["expiry_date"]) - _TOKEN_LIFETIME_MS),
+    }
+
+
+def _codex_tokens(cred: object) -> tuple[str, str, int] | None:
+    tokens = cred.get("tokens") if isinstance(cred, dict) else None
+    pair = _str_fields(tokens, "access_token", "refresh_token")
+    last = cred.get("last_refresh") if isinstance(cred, dict) else None
+    refreshed = _iso_to_ms(last) if isinstance(last, str) else None
+    if pair is None or refreshed is None:
+        return None
+    return pair[0], pair[1], refreshed + _TOKEN_LIFETIME_MS
+
+
+def _gemini_credential(acc: dict[str, Any], name: str,
+                       old: dict[str, Any] | None) -> dict[str, object]:
+    return {
+        "access_token": acc["access_token"],
+        "refresh_token": acc["refresh_token"],
+        "scope": "https://www.googleapis.com/auth/cloud-platform openid",
+        "token_type": "Bearer",
+        "id_token": f"idt.{acc['access_token']}",
+        "expiry_date": acc["expiry_date"],
+    }
+
+
+def _gemini_tokens(cred: object) -> tuple[str, str, int] | None:
+    pair = _str_fields(cred, "access_token", "refresh_token")
+    expiry = _number(cred.get("expiry_date")) if isinstance(cred, dict) else None
+    if pair is None or expiry is None:
+        return None
+    return pair[0], pair[1], expiry
+
+
+def _write_in_place(path: Path, text: str) -> None:
+    """Truncate and write through the path (a symlink there is followed), mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+class _Spec:
+    """What one of Claude Code, Codex and Gemini CLI does differently."""
+
+    def __init__(self, name: str, home_env: str, home_dir: str, cred_file: str, *,
+                 env_is_parent: bool, renames: bool, rotates_refresh: bool,
+                 credential: Callable[[dict[str, Any], str, dict[str, Any] | None],
+                                      dict[str, object]],
+                 tokens: Callable[[object], tuple[str, str, int] | None]) -> None:
+        self.name = name
+        self.home_env = home_env
+        self.home_dir = home_dir
+        self.cred_file = cred_file
+        self.env_is_parent = env_is_parent
+        self.renames = renames
+        self.rotates_refresh = rotates_refresh
+        self.credential = credential
+        self.tokens = tokens
+
+    def home(self) -> Path:
+        value = os.environ.get(self.home_env)
+        if value:
+            return Path(value) / self.home_dir if self.env_is_parent else Path(value)
+        return Path(os.path.expanduser("~")) / self.home_dir
+
+    def write(self, path: Path, cred: dict[str, object]) -> None:
+        text = json.dumps(cred, indent=2)
+        if self.renames:
+            _atomic_write(path, text)  # temp + rename: a symlink is replaced
+        else:
+            _write_in_place(path, text)
+
+
+_SPECS: dict[str, _Spec] = {
+    "claude": _Spec("claude", "CLAUDE_CONFIG_DIR", ".claude", ".credentials.json",
+                    env_is_parent=False, renames=True, rotates_refresh=True,
+                    credential=_claude_credential, tokens=_claude_tokens),
+    "codex": _Spec("codex", "CODEX_HOME", ".codex", "auth.json",
+                   env_is_parent=False, renames=False, rotates_refresh=True,
+                   credential=_codex_credential, tokens=_codex_tokens),
+    "gemini": _Spec("gemini", "GEMINI_CLI_HOME", ".gemini", "oauth_creds.json",
+                    env_is_parent=True, renames=False, rotates_refresh=False,
+                    credential=_gemini_credential, tokens=_gemini_tokens),
+}
+
+
+def _credential_for(tool: str, name: str, acc: dict[str, Any]) -> dict[str, object]:
+    """An account's credential in ``tool``'s own file format."""
+    if tool == "qwen":
+        return SimBackend._login_credential(acc)
+    if tool not in _SPECS:
+        raise ValueError(f"no simulator for {tool!r}; known: qwen, {', '.join(_SPECS)}")
+    return _SPECS[tool].credential(acc, name, None)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _serve_other(backend: SimBackend, spec: _Spec, argv: list[str], prompt: str,
+                 cred_path: Path, extra: dict[str, Any]) -> _Decision:
+    """Decide one call against the shared state and apply its file effects (as qwen)."""
+    with backend._transaction() as state:
+        d = _Decision()
+        cred = _read_json(cred_path)
+        toks = spec.tokens(cred) if cred is not None else None
+        if cred is None or toks is None:
+            d.outcome = "no_credential"
+        else:
+            _other_account_call(state, d, spec, cred, toks, cred_path)
+        if d.outcome == "hang":
+            import subprocess
+
+            child = subprocess.Popen(
+                [sys.executable, "-S", "-c", "import time; time.sleep(600)"],
+                stdin=subprocess.DEVNULL,
+            )
+            extra = {**extra, "child_pid": child.pid}
+        d.n = backend._record(
+            state,
+            {"tool": spec.name, "account": d.account, "argv": argv, "outcome": d.outcome,
+             "refreshed": d.refreshed, **extra},
+            prompt,
+        )
+        return d
+
+
+def _other_account_call(state: dict[str, Any], d: _Decision, spec: _Spec,
+                        cred: dict[str, Any], toks: tuple[str, str, int],
+                        cred_path: Path) -> None:
+    access, refresh, expiry = toks
+    name = state["access_tokens"].get(access)
+    forced = False
+    if name is None:  # 401: one refresh with the refresh token, if the server knows it
+        name = state["refresh_tokens"].get(refresh)
+        if name is None:
+            d.outcome = "auth"
+            return
+        forced = True
+    d.account = name
+    acc = state["accounts"][name]
+    acc["calls"] += 1
+    mode: str = acc["mode"]
+    every = int(acc["refresh_every"] or 0)
+    due = (forced or expiry - _QWEN_REFRESH_BUFFER_MS < _now_ms()
+           or (every > 0 and acc["calls"] % every == 0))
+    d.latency = float(acc["latency"])
+    if due:
+        if mode == "connection_error":
+            d.outcome = "connection_error"
+            return
+        if mode == "refresh_fail":
+            d.outcome = "refresh_fail"
+            return
+        _other_refresh(state, spec, name, refresh, cred, cred_path)
+        d.refreshed = True
+    if mode == "auth":
+        d.outcome = "auth"
+    elif mode in ("ok", "garbage", "refresh_fail"):
+        quota = acc["quota"]
+        if quota is not None and acc["used"] >= quota:
+            d.outcome = "quota"
+            resets_in = acc.get("resets_in")
+            d.resets_at = time.time() + float(
+                _DEFAULT_RESETS_IN if resets_in is None else resets_in)
+            d.limit_text = acc.get("limit_text")
+        else:
+            acc["used"] += 1
+            d.outcome = "garbage" if mode == "garbage" else "ok"
+            d.answer_template = acc["answer"]
+            d.served = int(acc["used"])
+    else:
+        d.outcome = mode
+
+
+def _other_refresh(state: dict[str, Any], spec: _Spec, name: str, old_refresh: str,
+                   cred: dict[str, Any], cred_path: Path) -> None:
+    """New access token (and refresh token where it rotates), written the tool's way."""
+    if spec.rotates_refresh:
+        SimBackend._issue(state, name, None, _new_token())
+        state["refresh_tokens"].pop(old_refresh, None)  # the old one is spent
+    else:
+        SimBackend._issue(state, name)
+    acc = state["accounts"][name]
+    acc["refreshes"] += 1
+    spec.write(cred_path, spec.credential(acc, name, cred))
+
+
+def _flags(args: list[str], values: dict[str, str], bools: dict[str, str],
+           choices: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """A small getopt: ``--opt V``, ``--opt=V``, boolean flags and positionals."""
+    opts: dict[str, Any] = {"positional": []}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            opts["positional"].extend(args[i:])
+            break
+        if arg == "-" or not arg.startswith("-"):
+            opts["positional"].append(arg)
+            continue
+        flag, eq, inline = arg.partition("=")
+        if flag in values:
+            if eq:
+                value = inline
+            elif i < len(args):
+                value = args[i]
+                i += 1
+            else:
+                raise _UsageError(f"option '{flag}' needs a value")
+            key = values[flag]
+            allowed = choices.get(key)
+            if allowed is not None and value not in allowed:
+                raise _UsageError(
+                    f"invalid value '{value}' for '{flag}' (choose from {', '.join(allowed)})")
+            opts[key] = value
+        elif flag in bools and not eq:
+            opts[bools[flag]] = True
+        else:
+            raise _UsageError(f"unexpected argument '{flag}' found")
+    return opts
+
+
+def _other_answer(d: _Decision, prompt: str, tool: str) -> str:
+    if d.answer_template is None:
+        return f"Simulated {tool} answer from {d.account or '?'} (call {d.served})."
+    return _answer(d, prompt)
+
+
+def _other_error(spec: _Spec, d: _Decision) -> tuple[str, int]:
+    """(message, exit code) of a failed call, as the tool prints it."""
+    tool = spec.name
+    if d.outcome == "quota":
+        if d.limit_text:
+            return d.limit_text.replace("{epoch}", str(int(d.resets_at))), 1
+        limit = {"claude": _claude_limit, "codex": _codex_limit, "gemini": _gemini_limit}
+        return limit[tool](d.resets_at), 1
+    texts = {
+        "claude": {"rate_limit": CLAUDE_RATE_LIMIT_TEXT, "auth": CLAUDE_AUTH_TEXT,
+                   "refresh_fail": CLAUDE_REFRESH_FAIL_TEXT,
+                   "no_credential": CLAUDE_NO_CREDENTIAL_TEXT,
+                   "connection_error": CLAUDE_CONNECTION_TEXT},
+        "codex": {"rate_limit": CODEX_RATE_LIMIT_TEXT, "auth": CODEX_AUTH_TEXT,
+                  "refresh_fail": CODEX_REFRESH_FAIL_TEXT,
+                  "no_credential": CODEX_NO_CREDENTIAL_TEXT,
+                  "connection_error": CODEX_CONNECTION_TEXT},
+        "gemini": {"rate_limit": GEMINI_RATE_LIMIT_TEXT, "auth": GEMINI_AUTH_TEXT,
+                   "refresh_fail": GEMINI_LOGIN_FAILED_TEXT,
+                   "no_credential": GEMINI_LOGIN_FAILED_TEXT,
+                   "connection_error": GEMINI_CONNECTION_TEXT},
+    }[tool]
+    text = texts.get(d.outcome, f"API Error: 403 this {tool} account has no access")
+    auth_exit = tool == "gemini" and d.outcome in ("refresh_fail", "no_credential")
+    return text, _EXIT_AUTH if auth_exit else 1
+
+
+def _other_finish(spec: _Spec, d: _Decision) -> None:
+    if d.outcome == "hang":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        while True:
+            time.sleep(3600)
+    if d.outcome == "refresh_fail" and spec.name == "gemini":
+        # expired OAuth: the CLI asks on stdin, and waits for a person
+        _err(GEMINI_CONTINUE_PROMPT)
+        settings = SimBackend(Path(os.environ[BACKEND_ENV]))._settings()
+        time.sleep(float(settings.get("device_auth_timeout", 300.0)))
+    if d.latency > 0:
+        time.sleep(d.latency)
+
+
+def _other_prepare(spec: _Spec, args: list[str], prompt: str,
+                   extra: dict[str, Any]) -> tuple[SimBackend, _Decision] | int:
+    root = os.environ.get(BACKEND_ENV)
+    if not root:
+        _err(f"credrot.simulate: {BACKEND_ENV} is not set (path of a SimBackend directory)\n")
+        return 2
+    backend = SimBackend(Path(root))
+    home = spec.home()
+    extra = {"home": str(home), **extra}
+    d = _serve_other(backend, spec, args, prompt, home / spec.cred_file, extra)
+    _other_finish(spec, d)
+    return backend, d
+
+
+def _log_usage(spec: _Spec, args: list[str], extra: dict[str, Any]) -> None:
+    root = os.environ.get(BACKEND_ENV)
+    if root:
+        SimBackend(Path(root))._log_only(
+            {"tool": spec.name, "account": None, "argv": args, "outcome": "usage_error",
+             "refreshed": False, "home": str(spec.home()), **extra})
+
+
+def _write_out(text: str, garbage: bool = False) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write((b"\xff\xfe\xc3(\x80 " if garbage else b"") + text.encode("utf-8"))
+    sys.stdout.buffer.flush()
+
+
+def _claude_main(args: list[str]) -> int:
+    spec = _SPECS["claude"]
+    try:
+        opts = _flags(
+            args,
+            {"--output-format": "output_format", "--model": "model",
+             "--permission-mode": "permission_mode", "--max-turns": "max_turns"},
+            {"-p": "print", "--print": "print", "--verbose": "verbose",
+             "-v": "version", "--version": "version"},
+            {"output_format": ("text", "json", "stream-json"),
+             "permission_mode": ("acceptEdits", "bypassPermissions", "default", "plan")},
+        )
+    except _UsageError as exc:
+        _log_usage(spec, args, {})
+        _err(f"error: {exc}\n")
+        return 1
+    if opts.get("version"):
+        sys.stdout.write(CLAUDE_VERSION + "\n")
+        return 0
+    fmt = opts.get("output_format", "text")
+    extra = {"output_format": fmt, "model": opts.get("model")}
+    stdin_text, _ = _read_stdin()
+    prompt = " ".join(opts["positional"])
+    if stdin_text:
+        prompt = f"{stdin_text}\n{prompt}" if prompt else stdin_text
+    if not opts.get("print") or not prompt:
+        _log_usage(spec, args, extra)
+        _err(CLAUDE_NO_INPUT_TEXT + "\n")
+        return 1
+    prepared = _other_prepare(spec, args, prompt, extra)
+    if isinstance(prepared, int):
+        return prepared
+    _, d = prepared
+    ok = d.outcome in ("ok", "garbage")
+    text, code = (_other_answer(d, prompt, "claude"), 0) if ok else _other_error(spec, d)
+    if fmt == "text":
+        # -p prints the result, an error included, on stdout
+        _write_out(text + "\n", d.outcome == "garbage")
+        return code
+    result = {"type": "result", "subtype": "success" if ok else "error_during_execution",
+              "is_error": not ok, "duration_ms": int(d.latency * 1000), "num_turns": 1,
+              "result": text, "session_id": str(uuid.uuid4()), "total_cost_usd": 0}
+    lines = [result]
+    if fmt == "stream-json":
+        lines = [{"type": "system", "subtype": "init", "session_id": result["session_id"],
+                  "model": opts.get("model") or "claude-sonnet-sim"}, result]
+    _write_out("".join(json.dumps(line) + "\n" for line in lines), d.outcome == "garbage")
+    return code
+
+
+def _in_git_repo() -> bool:
+    here = Path.cwd()
+    return any((p / ".git").exists() for p in (here, *here.parents))
+
+
+def _codex_main(args: list[str]) -> int:
+    spec = _SPECS["codex"]
+    if args[:1] in (["--version"], ["-V"]):
+        sys.stdout.write(CODEX_VERSION + "\n")
+        return 0
+    if not args or args[0] not in ("exec", "e"):
+        _log_usage(spec, args, {})
+        _err("credrot.simulate: only `codex exec` is simulated\n")
+        return _EXIT_USAGE_CLAP
+    try:
+        opts = _flags(
+            args[1:],
+            {"-m": "model", "--model": "model", "-s": "sandbox", "--sandbox": "sandbox",
+             "--color": "color", "-C": "cd", "--cd": "cd"},
+            {"--json": "json", "--skip-git-repo-check": "skip_git",
+             "--full-auto": "full_auto"},
+            {"sandbox": ("read-only", "workspace-write", "danger-full-access"),
+             "color": ("always", "never", "auto")},
+        )
+        if len(opts["positional"]) > 1:
+            raise _UsageError(f"unexpected argument '{opts['positional'][1]}' found")
+    except _UsageError as exc:
+        _log_usage(spec, args, {})
+        _err(f"error: {exc}\n")
+        return _EXIT_USAGE_CLAP
+    extra = {"output_format": "json" if opts.get("json") else "text",
+             "model": opts.get("model")}
+    if not opts.get("skip_git") and not _in_git_repo():
+        _log_usage(spec, args, extra)
+        _err(CODEX_NOT_GIT_TEXT + "\n")
+        return 1
+    prompt = opts["positional"][0] if opts["positional"] else "-"
+    if prompt == "-":  # `-` or no prompt: read it all from stdin
+        prompt, _ = _read_stdin()
+        if not prompt.strip():
+            _log_usage(spec, args, extra)
+            _err(CODEX_NO_INPUT_TEXT + "\n")
+            return 1
+    prepared = _other_prepare(spec, args, prompt, extra)
+    if isinstance(prepared, int):
+        return prepared
+    _, d = prepared
+    ok = d.outcome in ("ok", "garbage")
+    text, code = (_other_answer(d, prompt, "codex"), 0) if ok else _other_error(spec, d)
+    if not opts.get("json"):
+        if ok:  # progress goes to stderr, the last message to stdout
+            _err("codex\n")
+            _write_out(text + "\n", d.outcome == "garbage")
+        else:
+            _err(f"ERROR: {text}\n")
+        return code
+    events: list[dict[str, Any]] = [{"type": "thread.started", "thread_id": str(uuid.uuid4())},
+                                    {"type": "turn.started"}]
+    if ok:
+        events += [{"type": "item.completed",
+                    "item": {"id": "item_0", "type": "agent_message", "text": text}},
+                   {"type": "turn.completed", "usage": {"input_tokens": len(prompt) // 4 + 1}}]
+    else:
+        events += [{"type": "error", "message": text},
+                   {"type": "turn.failed", "error": {"message": text}}]
+    _write_out("".join(json.dumps(e) + "\n" for e in events), d.outcome == "garbage")
+    return code
+
+
+def _gemini_main(args: list[str]) -> int:
+    spec = _SPECS["gemini"]
+    try:
+        opts = _flags(
+            args,
+            {"-p": "prompt", "--prompt": "prompt", "-o": "output_format",
+             "--output-format": "output_format", "-m": "model", "--model": "model",
+             "--approval-mode": "approval_mode"},
+            {"-y": "yolo", "--yolo": "yolo", "-v": "version", "--version": "version"},
+            {"output_format": ("text", "json", "stream-json"),
+             "approval_mode": ("default", "auto_edit", "yolo", "plan")},
+        )
+    except _UsageError as exc:
+        _log_usage(spec, args, {})
+        _err(f"{exc}\n")
+        return _EXIT_INPUT
+    if opts.get("version"):
+        sys.stdout.write(GEMINI_VERSION + "\n")
+        return 0
+    fmt = opts.get("output_format", "text")
+    extra = {"output_format": fmt, "model": opts.get("model")}
+    stdin_text, _ = _read_stdin()
+    prompt = opts.get("prompt") or " ".join(opts["positional"])
+    if stdin_text:  # the -p text is appended to stdin
+        prompt = f"{stdin_text}{_STDIN_JOINER}{prompt}" if prompt else stdin_text
+    if not prompt:
+        _log_usage(spec, args, extra)
+        _err(GEMINI_NO_INPUT_TEXT + "\n")
+        return _EXIT_INPUT
+    prepared = _other_prepare(spec, args, prompt, extra)
+    if isinstance(prepared, int):
+        return prepared
+    _, d = prepared
+    ok = d.outcome in ("ok", "garbage")
+    text, code = (_other_answer(d, prompt, "gemini"), 0) if ok else _other_error(spec, d)
+    if fmt == "text":
+        if ok:
+            _write_out(text + "\n", d.outcome == "garbage")
+        else:
+            _err(text + "\n")
+        return code
+    body: dict[str, Any] = (
+        {"response": text, "stats": {"models": {}}} if ok
+        else {"error": {"type": "Error", "message": text, "code": code}}
+    )
+    _write_out(json.dumps(body, indent=2) + "\n", d.outcome == "garbage")
+    return code
+
+
 # --- the tool table -----------------------------------------------------------------------
 
 class ToolSim:
-    """How one tool is simulated; claude/codex/gemini get an entry here later."""
+    """How one tool is simulated: its home variable and directory, credential and entry."""
 
     def __init__(self, name: str, home_env: str, home_dir: str, credential_file: str,
                  run: Callable[[list[str]], int]) -> None:
@@ -899,6 +1602,12 @@ class ToolSim:
 
 TOOLS: dict[str, ToolSim] = {
     "qwen": ToolSim("qwen", "QWEN_HOME", ".qwen", _QWEN_CRED_FILE, _qwen_main),
+    "claude": ToolSim("claude", "CLAUDE_CONFIG_DIR", ".claude", ".credentials.json",
+                      _claude_main),
+    "codex": ToolSim("codex", "CODEX_HOME", ".codex", "auth.json", _codex_main),
+    # GEMINI_CLI_HOME holds .gemini (it replaces the user's home for the CLI)
+    "gemini": ToolSim("gemini", "GEMINI_CLI_HOME", ".gemini", "oauth_creds.json",
+                      _gemini_main),
 }
 
 

@@ -23,7 +23,7 @@ from credrot.errors import CredrotError, ReadOnlyHome, ToolNotFound
 from credrot.manager import RUN_DIR, AccountManager, PoolStatus
 from credrot.outcome import Outcome, OutcomeKind, classify
 from credrot.process import RunResult, run_tool
-from credrot.tools import ToolProfile
+from credrot.tools import PromptTooLarge, ToolProfile
 
 BACKOFF_KINDS = ("none", "constant", "exponential")
 #: Entries of the real home that a private call home never links.
@@ -89,7 +89,11 @@ def _redact(text: str, secrets: Sequence[str]) -> str:
 
 
 class _CallHome:
-    """A private home for one attempt: the credential copied, every other entry linked."""
+    """A private home for one attempt: the credential copied, every other entry linked.
+
+    For an ``env`` account no file is written: its variables go into the tool's
+    environment (``env``) and nothing can come back.
+    """
 
     def __init__(self, manager: AccountManager, index: int, raw: bytes) -> None:
         self.manager = manager
@@ -102,7 +106,7 @@ class _CallHome:
         except OSError:
             root = Path(tempfile.mkdtemp(prefix=f"credrot-{os.getpid()}-{index}-"))
         self.root = root
-        self.tool_home = root / self.profile.home_dirname if self.profile.set_home else root
+        self.tool_home = self.profile.private_home(root)
         self.tool_home.mkdir(mode=0o700, exist_ok=True)
         try:
             entries = list(os.scandir(manager.home))
@@ -119,19 +123,24 @@ class _CallHome:
             except OSError:
                 continue
         self.credential = self.tool_home / self.profile.credential_name
+        self.variables: dict[str, str] = {}
+        if self.profile.env_kind:
+            data, _ = self.profile.parse_credential(raw)
+            self.variables = self.profile.env_of(data) if data else {}
+            return
         fd = os.open(self.credential, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
 
     def env(self, base: Mapping[str, str]) -> dict[str, str]:
         env = dict(base)
-        if self.profile.home_env:
-            env[self.profile.home_env] = str(self.tool_home)
-        if self.profile.set_home:
-            env["HOME"] = str(self.root)
+        self.profile.point_at(env, self.root)
+        env.update(self.variables)
         return env
 
     def read_back(self) -> bytes | None:
+        if self.profile.env_kind:
+            return None
         try:
             return self.credential.read_bytes()
         except OSError:
@@ -193,9 +202,13 @@ class Wrapper:
     def call(
         self, prompt: str, timeout: float | None = None, *, budget: float | None = None
     ) -> WrapperResult:
-        """Send ``prompt`` (through stdin) and return the first real answer."""
-        argv = self.profile.argv(self.approval_mode, self.extra_args)
-        return self._run(argv, prompt.encode("utf-8"), timeout, budget)
+        """Send ``prompt`` (through stdin, unless the profile takes it as an argument)
+        and return the first real answer."""
+        try:
+            argv, stdin = self.profile.invocation(prompt, self.approval_mode, self.extra_args)
+        except PromptTooLarge as exc:
+            return WrapperResult(success=False, output="", error=str(exc))
+        return self._run(argv, stdin, timeout, budget)
 
     def run_args(
         self,
@@ -304,10 +317,14 @@ class Wrapper:
             result.error = f"account #{index}: {outcome.kind.value}: {outcome.message}"
         else:
             if not result.success and result.outcome is not None and result.outcome.rotates:
-                result.error = (
-                    f"gave up after {result.attempts} attempts (max_retries={self.max_retries}); "
-                    f"last: {result.error}"
-                )
+                if not self.manager.pool_status(exclude=excluded).usable:
+                    # The last try spent the last usable account: that is an exhausted pool.
+                    self._pool_exhausted(result, excluded)
+                else:
+                    result.error = (
+                        f"gave up after {result.attempts} attempts "
+                        f"(max_retries={self.max_retries}); last: {result.error}"
+                    )
 
         result.accounts_tried = tried
         result.duration = time.monotonic() - started

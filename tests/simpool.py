@@ -2,7 +2,8 @@
 
 ``SimPool(tmp_path, monkeypatch)`` builds a backend, puts the ``qwen`` shim first on PATH,
 and makes a tool home; ``add(name, **sim_kw)`` registers an account at the backend and
-imports its credential into the pool (numbered in order).
+imports its credential into the pool (numbered in order). ``SimPool(..., tool="claude")``
+does the same for another simulated tool (credentials in that tool's own format).
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ from conftest import CANARY
 from credrot.manager import AccountManager
 from credrot.simulate import SimBackend, install
 
+#: Where each tool's credential keeps its access token.
+ACCESS_TOKEN_PATH: dict[str, tuple[str, ...]] = {
+    "qwen": ("access_token",),
+    "claude": ("claudeAiOauth", "accessToken"),
+    "codex": ("tokens", "access_token"),
+    "gemini": ("access_token",),
+}
+
 
 class SimPool:
     def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch, tool: str = "qwen") -> None:
@@ -29,6 +38,7 @@ class SimPool:
         monkeypatch.setenv("PATH", f"{self.bin}:{os.environ['PATH']}")
         self.home = root / "home"
         self.home.mkdir(exist_ok=True)
+        self.tool = tool
         self.manager = AccountManager(tool=tool, home=self.home)
         self.names: dict[int, str] = {}
 
@@ -37,14 +47,15 @@ class SimPool:
         n = len(self.names) + 1
         sim.setdefault("access_token", f"{CANARY}-access-{name}")
         sim.setdefault("refresh_token", f"{CANARY}-refresh-{name}")
-        cred = self.backend.add_account(name, **sim)
+        cred = self.backend.add_account(name, tool=self.tool, **sim)
         index = self.manager.import_account(json.dumps(cred, indent=2).encode())
         assert index == n
         self.names[index] = name
         return index
 
     def token_in_slot(self, index: int) -> str:
-        data = json.loads(self.manager.slot_path(index).read_bytes())
-        token = data["access_token"]
+        token: Any = json.loads(self.manager.slot_path(index).read_bytes())
+        for key in ACCESS_TOKEN_PATH[self.tool]:
+            token = token[key]
         assert isinstance(token, str)
         return token

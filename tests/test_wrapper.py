@@ -316,3 +316,24 @@ def test_read_only_home_rotates_in_memory(
     # A command that must write says so and changes nothing.
     with pytest.raises(ReadOnlyHome, match="read-only: nothing was changed"):
         AccountManager(home=home).switch_next()
+
+
+def test_last_try_on_the_last_account_reports_an_exhausted_pool(sim: SimPool) -> None:
+    for _ in range(3):
+        sim.add(quota=0)
+    result = wrapper(sim, max_retries=3).call("hi")
+    assert result.attempts == 3
+    assert result.pool_exhausted
+    assert result.error is not None and "all 3 qwen accounts are unusable" in result.error
+
+
+def test_max_retries_caps_the_tool_runs_of_one_call(sim: SimPool) -> None:
+    for _ in range(4):
+        sim.add(quota=0)
+    sim.add()
+    result = wrapper(sim, max_retries=2).call("hi")
+    assert not result.success and result.attempts == 2
+    assert not result.pool_exhausted
+    assert result.error is not None and result.error.startswith("gave up after 2 attempts")
+    # The next call goes on from where the pool is, not from the spent accounts.
+    assert wrapper(sim, max_retries=5).call("hi").attempts == 3

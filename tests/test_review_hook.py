@@ -261,7 +261,7 @@ def test_network_error_falls_back(
     files = stage(repo, {"a.py": "a = 1\n"})
     code, out = run(["--fail-on", "minor", *files], capsys)
     assert code == 0
-    assert out.startswith("qwen-review: skipped \N{EM DASH} qwen gave no answer (")
+    assert out.startswith("qwen-review: skipped \N{EM DASH} qwen failed (exit code 1): ")
     assert "Connection error" in out and out.rstrip().endswith("; commit not blocked")
 
 

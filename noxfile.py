@@ -6,6 +6,8 @@ so they work offline and start at once.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,10 +23,17 @@ ROOT = Path(__file__).parent
 
 @nox.session(venv_backend="none")
 def conformance(session: nox.Session) -> None:
-    """Drive the genuine Qwen Code CLI through credrot against a loopback mock."""
-    session.run(sys.executable, str(ROOT / "tests" / "conformance" / "install_qwen.py"))
-    session.run(sys.executable, "-m", "pytest", "tests/conformance", "-p", "no:cacheprovider",
-                *session.posargs)
+    """Rotation against the genuine qwen CLI 0.12.0 on a loopback mock (needs node + npm)."""
+    if shutil.which("node") and shutil.which("npm"):
+        in_ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+        session.run(
+            sys.executable,
+            str(ROOT / "tests" / "conformance" / "install_qwen.py"),
+            success_codes=[0] if in_ci else [0, 1],
+        )
+    session.run(
+        sys.executable, "-m", "pytest", "tests/conformance", "-m", "conformance", *session.posargs
+    )
 
 
 @nox.session(venv_backend="none")

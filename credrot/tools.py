@@ -144,6 +144,9 @@ class ToolProfile:
     install_hint: str = ""
     #: The tool writes a refreshed credential by temp file + rename (a symlink is replaced).
     replaces_symlink: bool = True
+    #: Entries of the home a private call home does not link (the tool's chat history:
+    #: a headless call's prompt — a staged diff, say — stays out of the user's history).
+    call_private: tuple[str, ...] = ()
     #: Sensible default wait after a rate limit without a retry-after, in seconds.
     rate_limit_default: float = 60.0
 
@@ -327,6 +330,7 @@ _QWEN_RULES = (
 )
 
 QWEN = ToolProfile(
+    call_private=("projects", "debug", "tmp"),
     name="qwen",
     executable="qwen",
     home_dirname=".qwen",
@@ -406,6 +410,7 @@ _CLAUDE_RULES = (
 )
 
 CLAUDE = ToolProfile(
+    call_private=("projects", "todos", "shell-snapshots"),
     name="claude",
     executable="claude",
     home_dirname=".claude",

@@ -112,7 +112,7 @@ class _CallHome:
             entries = list(os.scandir(manager.home))
         except OSError:
             entries = []
-        skip = _PRIVATE | {self.profile.credential_name}
+        skip = _PRIVATE | {self.profile.credential_name} | set(self.profile.call_private)
         if self.profile.tool_lock_name:
             skip.add(self.profile.tool_lock_name)
         for entry in entries:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CANARY
+from creds import CANARY
 
 from credrot.manager import AccountManager
 from credrot.simulate import SimBackend, install

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import CANARY
+from creds import CANARY
 from prometheus_client.parser import text_string_to_metric_families
 from simpool import SimPool
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import CANARY
+from creds import CANARY
 from simpool import SimPool
 
 from credrot import cli

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CANARY
+from creds import CANARY
 from prometheus_client.parser import text_string_to_metric_families
 from simpool import SimPool
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CANARY, canary_leaks
+from creds import CANARY, canary_leaks
 
 from credrot import config, resets
 from credrot.errors import ConfigError, InvalidCredential

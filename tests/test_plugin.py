@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import CANARY
+from creds import CANARY
 from simpool import SimPool
 
 RESET = re.escape("(first reset ") + r"\d{4}-\d\d-\d\d \d\d:\d\d UTC\)"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import CANARY
+from creds import CANARY
 from simpool import SimPool
 
 if TYPE_CHECKING:  # mypy knows the folder; installed, it is the package credrot_hooks

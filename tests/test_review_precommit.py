@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CANARY
+from creds import CANARY
 from simpool import SimPool
 
 ROOT = Path(__file__).resolve().parents[1]

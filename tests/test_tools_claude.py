@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import CANARY
+from creds import CANARY
 
 from credrot.outcome import OutcomeKind, classify
 from credrot.process import MAX_ARG_BYTES

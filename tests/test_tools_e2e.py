@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import CANARY, canary_leaks
+from creds import CANARY, canary_leaks
 from simpool import SimPool
 
 from credrot.manager import AccountManager

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import CANARY, canary_leaks
+from creds import CANARY, canary_leaks
 
 from credrot import resets
 from credrot.errors import DuplicateAccount, InvalidCredential

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CANARY
+from creds import CANARY
 from simpool import SimPool
 
 from credrot.errors import ReadOnlyHome
@@ -219,7 +219,7 @@ def test_no_pool_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_canary_never_leaks(sim: SimPool, capfd: pytest.CaptureFixture[str]) -> None:
-    from conftest import canary_leaks
+    from creds import canary_leaks
 
     sim.add(quota=0)
     sim.add(expired=True, refresh_every=1)
@@ -337,3 +337,38 @@ def test_max_retries_caps_the_tool_runs_of_one_call(sim: SimPool) -> None:
     assert result.error is not None and result.error.startswith("gave up after 2 attempts")
     # The next call goes on from where the pool is, not from the spent accounts.
     assert wrapper(sim, max_retries=5).call("hi").attempts == 3
+
+
+def test_the_tool_sees_its_settings_but_writes_no_history_into_the_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The private call home links the user's settings; chat history stays private."""
+    import dataclasses
+
+    from creds import make_cred
+
+    from credrot.tools import QWEN
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "settings.json").write_text('{"privacy": {"usageStatisticsEnabled": false}}')
+    (home / "projects").mkdir()
+    tool = tmp_path / "fake-qwen"
+    tool.write_text(
+        f"#!{sys.executable}\n"
+        "import os, pathlib\n"
+        "home = pathlib.Path(os.environ['HOME']) / '.qwen'\n"
+        "print(sorted(p.name for p in home.iterdir()))\n"
+        "print((home / 'settings.json').read_text())\n"
+        "(home / 'projects').mkdir(exist_ok=True)\n"
+        "(home / 'projects' / 'chat.json').write_text('the prompt')\n"
+    )
+    tool.chmod(0o755)
+    manager = AccountManager(tool=dataclasses.replace(QWEN, executable=str(tool)), home=home)
+    manager.import_account(make_cred(1))
+    result = Wrapper(manager=manager).call("a secret diff")
+    assert result.success, result.error
+    seen = result.output.splitlines()
+    assert seen[0] == "['oauth_creds.json', 'settings.json']"
+    assert "usageStatisticsEnabled" in seen[1]
+    assert list((home / "projects").iterdir()) == []

@@ -23,7 +23,12 @@ Behaviours worth knowing when writing tests against it:
 - The device authorization box goes to **stderr** (as the CLI's ``showFallbackMessage``).
   The poll ends with exit 41 after ``device_auth_timeout``; :meth:`SimBackend.approve_login`
   lets it finish (the call then proceeds and a second line lands in ``calls.jsonl``).
-- In ``json``/``stream-json`` every API error exits 0 with the text in ``result``.
+- Failed text-mode calls print the error as 0.12.0 does: the message, the message again run
+  together with a second copy, then ``An unexpected critical error occurred:`` and
+  ``Error: <message>`` with a (made-up) stack; see :data:`QWEN_ERROR_OUTPUT`.
+- ``--output-format json`` prints ONE JSON array ``[system, assistant, result]``;
+  ``stream-json`` prints those three objects one per line. Every API error exits 0 there,
+  with the text in ``result`` (``is_error`` false, as the CLI reports it).
 - ``calls.jsonl`` lines carry ``n, tool, account, argv, outcome, refreshed, home,
   output_format, model, prompt_sha256, prompt_len`` (characters), ``pid, time`` and, for
   ``hang``, ``child_pid``. Outcomes: the mode names plus ``device_auth`` and
@@ -59,6 +64,7 @@ __all__ = [
     "QWEN_DISCONTINUED_TEXT",
     "QWEN_ERROR_OUTPUT",
     "QWEN_NO_INPUT_TEXT",
+    "QWEN_QUOTA_MESSAGE",
     "QWEN_QUOTA_TEXT",
     "QWEN_QUOTA_UPSELL_TEXT",
     "QWEN_RATE_LIMIT_HINT_TEXT",
@@ -78,10 +84,15 @@ BACKEND_ENV = "CREDROT_SIM_BACKEND"
 QWEN_VERSION = "0.12.0-sim"
 QWEN_QUOTA_TEXT = "Qwen OAuth quota exceeded: Your free daily quota has been reached."
 QWEN_QUOTA_UPSELL_TEXT = (
-    "To keep coding today, upgrade to a paid plan on Alibaba Cloud Model Studio "
-    "(https://modelstudio.console.alibabacloud.com) and switch to it with /auth, "
-    "or come back when your daily allowance is renewed."
+    "To continue using Qwen Code without waiting, upgrade to the Alibaba Cloud Coding Plan:\n"
+    "  China:       https://help.aliyun.com/zh/model-studio/coding-plan\n"
+    "  Global/Intl: https://www.alibabacloud.com/help/en/model-studio/coding-plan\n"
+    "\n"
+    "After subscribing, run /auth to configure your Coding Plan API key."
 )
+#: The whole message of the error the CLI throws on a Qwen OAuth quota (one blank line
+#: between the two parts); text mode prints it four times, json modes put it in ``result``.
+QWEN_QUOTA_MESSAGE = f"{QWEN_QUOTA_TEXT}\n\n{QWEN_QUOTA_UPSELL_TEXT}"
 QWEN_CRITICAL_ERROR_TEXT = "An unexpected critical error occurred:"
 QWEN_RATE_LIMIT_TEXT = "[API Error: 429 Requests rate limit exceeded, please try again later.]"
 QWEN_RATE_LIMIT_HINT_TEXT = (
@@ -102,35 +113,45 @@ QWEN_NO_INPUT_TEXT = (
     "or using the --prompt option."
 )
 
+# The frames 0.12.0 prints under "Error: ..." (the path is made up; line numbers are real).
+_QWEN_CLI_JS = "file:///usr/lib/node_modules/@qwen-code/qwen-code/cli.js"
 _QWEN_STACK = (
-    "Error: Free allocated quota exceeded.\n"
-    "    at QwenContentGenerator.handleError (file:///usr/lib/node_modules/@qwen-code/"
-    "qwen-code/cli.js:312044:19)\n"
-    "    at async QwenContentGenerator.generateContentStream (file:///usr/lib/node_modules/"
-    "@qwen-code/qwen-code/cli.js:311902:13)\n"
-    "    at async runNonInteractive (file:///usr/lib/node_modules/@qwen-code/qwen-code/"
-    "cli.js:402311:30)\n"
-    "    at async main (file:///usr/lib/node_modules/@qwen-code/qwen-code/cli.js:410877:5)\n"
+    f"    at {_QWEN_CLI_JS}:407466:19\n"
+    "    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)\n"
+    f"    at async main ({_QWEN_CLI_JS}:457306:5)\n"
 )
-_QWEN_QUOTA_BLOCK = f"{QWEN_QUOTA_TEXT}\n{QWEN_QUOTA_UPSELL_TEXT}\n\n"
 
-#: Full stderr of a text-mode call per outcome, as the simulator prints it.
-QWEN_ERROR_OUTPUT: dict[str, str] = {
-    "quota": _QWEN_QUOTA_BLOCK * 3 + f"{QWEN_CRITICAL_ERROR_TEXT}\n{_QWEN_STACK}",
-    "rate_limit": f"{QWEN_RATE_LIMIT_TEXT}\n{QWEN_RATE_LIMIT_HINT_TEXT}\n",
-    "auth": f"{QWEN_AUTH_401_TEXT}\n",
-    "disabled": f"{QWEN_DISCONTINUED_TEXT}\n",
-    "connection_error": f"{QWEN_CONNECTION_TEXT}\n",
-}
-
-# What ends up in the json ``result`` when the CLI turns an API error into exit 0.
-_QWEN_JSON_ERROR_RESULT: dict[str, str] = {
-    "quota": f"{QWEN_QUOTA_TEXT}\n{QWEN_QUOTA_UPSELL_TEXT}",
+# The error each outcome ends in: what text mode repeats and json modes put in `result`.
+# A 429 carries the CLI's rate-limit hint on a second line; a connection error does not.
+_QWEN_ERROR_MESSAGE: dict[str, str] = {
+    "quota": QWEN_QUOTA_MESSAGE,
     "rate_limit": f"{QWEN_RATE_LIMIT_TEXT}\n{QWEN_RATE_LIMIT_HINT_TEXT}",
     "auth": QWEN_AUTH_401_TEXT,
     "disabled": QWEN_DISCONTINUED_TEXT,
     "connection_error": QWEN_CONNECTION_TEXT,
 }
+
+
+def _qwen_text_error(outcome: str) -> str:
+    """Stderr of a failed text-mode call, laid out as 0.12.0 prints it.
+
+    The formatted error E on its own line, then E again run together with the catch-all's
+    copy (``[API Error: E]``; a quota message is not wrapped, so just E), then node's
+    crash report: the critical-error line and ``Error: E`` with its stack.
+    """
+    message = _QWEN_ERROR_MESSAGE[outcome]
+    again = message if outcome == "quota" else f"[API Error: {message}]"
+    return (f"{message}\n{message}{again}\n"
+            f"{QWEN_CRITICAL_ERROR_TEXT}\nError: {message}\n{_QWEN_STACK}")
+
+
+#: Full stderr of a text-mode call per outcome, as the simulator prints it.
+QWEN_ERROR_OUTPUT: dict[str, str] = {
+    outcome: _qwen_text_error(outcome) for outcome in _QWEN_ERROR_MESSAGE
+}
+
+# What ends up in the json ``result`` when the CLI turns an API error into exit 0.
+_QWEN_JSON_ERROR_RESULT: dict[str, str] = dict(_QWEN_ERROR_MESSAGE)
 
 #: Account behaviours a test can choose (see :meth:`SimBackend.add_account`).
 MODES = frozenset(
@@ -801,33 +822,74 @@ def _qwen_emit(d: _Decision, opts: dict[str, Any], prompt: str, started: float) 
         return 1
     # json modes: API errors end with exit 0 and the message in `result` (FACTS)
     result = _answer(d, prompt) if ok else _QWEN_JSON_ERROR_RESULT[d.outcome]
+    messages = _qwen_json_messages(d, opts, prompt, result, ok, started)
+    if fmt == "json":  # 0.12.0: ONE JSON array of every message, on one line
+        out = _js_json(messages) + "\n"
+    else:  # stream-json: one object per line
+        out = "".join(_js_json(m) + "\n" for m in messages)
+    sys.stdout.flush()
+    sys.stdout.buffer.write(garbage + out.encode("utf-8", "replace"))
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def _js_json(value: object) -> str:
+    """``JSON.stringify(value)``: no spaces, non-ASCII kept as is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_QWEN_JSON_TOOLS = ["task", "skill", "list_directory", "read_file", "grep_search", "glob",
+                    "save_memory", "todo_write", "ask_user_question", "exit_plan_mode",
+                    "web_fetch", "web_search"]
+
+
+def _qwen_json_messages(d: _Decision, opts: dict[str, Any], prompt: str, result: str,
+                        ok: bool, started: float) -> list[dict[str, Any]]:
+    """``[system init, assistant, result]`` with the fields and key order of 0.12.0."""
     session = str(uuid.uuid4())
+    turn = str(uuid.uuid4())
     model = opts.get("model") or "coder-model"
-    final = {
+    tokens_in = len(prompt) // 4 + 1 if ok else 0  # a failed request counts no tokens
+    tokens_out = len(result) // 4 + 1 if ok else 0
+    system = {
+        "type": "system", "subtype": "init", "uuid": session, "session_id": session,
+        "cwd": os.getcwd(), "tools": list(_QWEN_JSON_TOOLS), "mcp_servers": [],
+        "model": model, "permission_mode": opts.get("approval_mode") or "default",
+        "slash_commands": ["bug", "compress", "init", "summary"],
+        "qwen_code_version": QWEN_VERSION, "agents": ["general-purpose"],
+    }
+    assistant = {
+        "type": "assistant", "uuid": turn, "session_id": session, "parent_tool_use_id": None,
+        "message": {"id": turn, "type": "message", "role": "assistant", "model": model,
+                    "content": [{"type": "text", "text": result}], "stop_reason": None,
+                    "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out}},
+    }
+    api_ms = int(d.latency * 1000)
+    final: dict[str, Any] = {
         "type": "result", "subtype": "success", "uuid": str(uuid.uuid4()),
         "session_id": session, "is_error": False,
         "duration_ms": int((time.monotonic() - started) * 1000),
-        "duration_api_ms": int(d.latency * 1000), "num_turns": 1, "result": result,
-        "usage": {"input_tokens": len(prompt) // 4 + 1, "output_tokens": len(result) // 4 + 1},
+        "duration_api_ms": api_ms, "num_turns": 1, "result": result,
+        "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out,
+                  "cache_read_input_tokens": 0},
         "permission_denials": [],
     }
-    lines = [final]
-    if fmt == "stream-json":
-        lines = [
-            {"type": "system", "subtype": "init", "uuid": str(uuid.uuid4()),
-             "session_id": session, "cwd": os.getcwd(), "tools": [], "model": model,
-             "permission_mode": opts.get("approval_mode") or "default",
-             "qwen_code_version": QWEN_VERSION},
-            {"type": "assistant", "uuid": str(uuid.uuid4()), "session_id": session,
-             "message": {"id": str(uuid.uuid4()), "type": "message", "role": "assistant",
-                         "model": model, "content": [{"type": "text", "text": result}]}},
-            final,
-        ]
-    out = "".join(json.dumps(line) + "\n" for line in lines)
-    sys.stdout.flush()
-    sys.stdout.buffer.write(garbage + out.encode("utf-8"))
-    sys.stdout.buffer.flush()
-    return 0
+    if opts["output_format"] == "json":  # only the array's result carries stats
+        final["stats"] = {
+            "models": {model: {
+                "api": {"totalRequests": 1, "totalErrors": 0 if ok else 1,
+                        "totalLatencyMs": api_ms},
+                "tokens": {"prompt": tokens_in, "candidates": tokens_out,
+                           "total": tokens_in + tokens_out, "cached": 0, "thoughts": 0,
+                           "tool": 0}}},
+            "tools": {"totalCalls": 0, "totalSuccess": 0, "totalFail": 0,
+                      "totalDurationMs": 0,
+                      "totalDecisions": {"accept": 0, "reject": 0, "modify": 0,
+                                         "auto_accept": 0},
+                      "byName": {}},
+            "files": {"totalLinesAdded": 0, "totalLinesRemoved": 0},
+        }
+    return [system, assistant, final]
 
 
 def _stdin_is_terminal() -> bool:

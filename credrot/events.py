@@ -7,6 +7,7 @@ audit log (``rotation.log``) is itself a plugin of these hooks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -58,28 +59,51 @@ class CredrotSpec:
 
 
 class AuditLog:
-    """Writes one JSON line per audit record to ``rotation.log``, keeping one predecessor."""
+    """Writes one JSON line per audit record to ``rotation.log``, keeping one predecessor.
+
+    The file stays open between records (an open costs more than a stat on overlay
+    filesystems); a stat tells when another process rotated it, and then it is reopened.
+    """
 
     def __init__(self, path: Path, max_bytes: int = 1_000_000) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self._fd = -1
+        self._ino = -1
+        self._pid = -1
+
+    def _close(self) -> None:
+        if self._fd >= 0 and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = -1
+
+    def _open(self) -> int:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._fd, self._ino, self._pid = fd, os.fstat(fd).st_ino, os.getpid()
+        return fd
 
     @hookimpl
     def credrot_audit(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, default=str) + "\n").encode("utf-8")
         try:
             try:
-                if self.path.stat().st_size + len(line) > self.max_bytes:
-                    os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+                current = os.stat(self.path)
             except FileNotFoundError:
-                pass
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
+                current = None
+            if current is not None and current.st_size + len(line) > self.max_bytes:
+                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+                current = None
+            fd = self._fd
+            if current is None or fd < 0 or self._pid != os.getpid() or current.st_ino != self._ino:
+                self._close()
+                fd = self._open()
+            os.write(fd, line)
         except OSError as exc:
             log.debug("audit log %s not written: %s", self.path, exc)
+
+    def __del__(self) -> None:
+        self._close()
 
 
 class Events:

@@ -6,6 +6,7 @@ and is never unlinked, so two processes can never hold locks on different inodes
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 _registry_guard = threading.Lock()
 _held: dict[str, tuple[int, int, int]] = {}  # path -> (fd, depth, owner thread id)
 _thread_locks: dict[str, threading.RLock] = {}
+#: Lock files stay open for the life of the process (they are never unlinked), which
+#: saves an open and a close on every acquisition.
+_fds: dict[str, int] = {}
 
 
 class PoolLock:
@@ -54,12 +58,19 @@ class PoolLock:
                     fd, depth, owner = held
                     _held[self._key] = (fd, depth + 1, owner)
                     return
-            fd = self._open()
-            try:
-                self._flock(fd, deadline)
-            except BaseException:
+            with _registry_guard:
+                fd = _fds.get(self._key, -1)
+            if fd >= 0 and not self._same_file(fd):
+                # Someone replaced the lock file: a lock on the old one would guard nothing.
+                with _registry_guard:
+                    del _fds[self._key]
                 os.close(fd)
-                raise
+                fd = -1
+            if fd < 0:
+                fd = self._open()
+                with _registry_guard:
+                    _fds[self._key] = fd
+            self._flock(fd, deadline)
             with _registry_guard:
                 _held[self._key] = (fd, 1, threading.get_ident())
         except BaseException:
@@ -80,6 +91,12 @@ class PoolLock:
                         f"cannot create lock file {self.path}: home is read-only"
                     ) from exc
             raise
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            return os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except OSError:
+            return False
 
     def _flock(self, fd: int, deadline: float) -> None:
         delay = 0.001
@@ -106,7 +123,6 @@ class PoolLock:
             else:
                 del _held[self._key]
                 fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
         self._thread_lock().release()
 
     @property
@@ -128,11 +144,17 @@ class PoolLock:
 
 
 def _reset_after_fork() -> None:
-    # A forked child does not hold its parent's flock state in our registry.
+    # A forked child shares its parent's open lock files, and a flock belongs to the open
+    # file: locking through them would pass the parent's lock. Close them; the child
+    # opens its own.
     global _registry_guard
     _registry_guard = threading.Lock()
     _held.clear()
     _thread_locks.clear()
+    for fd in _fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _fds.clear()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

@@ -10,6 +10,7 @@ pointer moves, so a refreshed token is never thrown away.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import re
@@ -175,6 +176,7 @@ class AccountManager:
         self.notices: list[str] = []
         self._plugins = plugins
         self._events: Events | None = None
+        self._slot_paths: dict[int, Path] = {}
         self._slots_cache: tuple[tuple[int, int], dict[int, Path]] | None = None
         self._valid_cache: dict[
             int, tuple[tuple[int, int, int], dict[str, object] | None, str | None]
@@ -197,28 +199,31 @@ class AccountManager:
         return self._events
 
     # ----------------------------------------------------------------- paths
-    @property
+    @functools.cached_property
     def accounts_dir(self) -> Path:
         return self.home / ACCOUNTS_DIR
 
-    @property
+    @functools.cached_property
     def pointer(self) -> Path:
         return self.home / self.profile.credential_name
 
-    @property
+    @functools.cached_property
     def state_path(self) -> Path:
         return self.home / STATE_FILE
 
-    @property
+    @functools.cached_property
     def log_path(self) -> Path:
         return self.home / LOG_FILE
 
-    @property
+    @functools.cached_property
     def lock_path(self) -> Path:
         return self.home / LOCK_FILE
 
     def slot_path(self, index: int) -> Path:
-        return self.accounts_dir / self.profile.slot_name(index)
+        path = self._slot_paths.get(index)
+        if path is None:
+            path = self._slot_paths[index] = self.accounts_dir / self.profile.slot_name(index)
+        return path
 
     def _rel_target(self, index: int) -> str:
         return f"{ACCOUNTS_DIR}/{self.profile.slot_name(index)}"
@@ -371,7 +376,6 @@ class AccountManager:
             self._memory = state
             return
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
             st.save_state(self.state_path, state)
         except (ReadOnlyHome, PermissionError, OSError) as exc:
             if not isinstance(exc, ReadOnlyHome) and not (
@@ -430,8 +434,15 @@ class AccountManager:
             tmp.unlink(missing_ok=True)
             raise
         # A running CLI reloads the credential only when its mtime is newer.
+        slot = self.slot_path(index)
         with suppress(OSError):
-            os.utime(self.slot_path(index))
+            os.utime(slot)
+            cached = self._valid_cache.get(index)
+            if cached is not None:
+                # Only the time changed: keep the parsed credential for the new stat.
+                s = slot.stat()
+                if (s.st_ino, s.st_size) == cached[0][:2]:
+                    self._valid_cache[index] = ((s.st_ino, s.st_size, s.st_mtime_ns), *cached[1:])
 
     # -------------------------------------------------------------- adoption
     def _owner_of(self, data: Mapping[str, object]) -> int | None:

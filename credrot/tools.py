@@ -11,6 +11,7 @@ other name is looked up in the config file (:mod:`credrot.config`) when first as
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -150,13 +151,13 @@ class ToolProfile:
     #: Sensible default wait after a rate limit without a retry-after, in seconds.
     rate_limit_default: float = 60.0
 
-    @property
+    @functools.cached_property
     def account_stem(self) -> str:
         # ``.credentials.json`` (Claude) gives visible slots ``credentials_<N>.json``:
         # a hidden file per account would vanish from ``ls accounts/``.
         return Path(self.credential_name).stem.lstrip(".") or "account"
 
-    @property
+    @functools.cached_property
     def account_suffix(self) -> str:
         return Path(self.credential_name).suffix
 

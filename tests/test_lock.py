@@ -212,3 +212,21 @@ def test_in_a_read_only_home(tmp_path: Path) -> None:
     assert "read-only" in lines[0]
     assert lines[1] == "acquired existing"
     assert sorted(p.name for p in home.iterdir()) == ["existing.lock"]
+
+
+def test_a_replaced_lock_file_is_reopened(tmp_path: Path) -> None:
+    """If the lock file is ever replaced, the lock must guard the file that is there now."""
+    import fcntl
+
+    path = tmp_path / ".credrot.lock"
+    with PoolLock(path, timeout=1):
+        pass
+    path.unlink()
+    path.touch()
+    with PoolLock(path, timeout=1):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)

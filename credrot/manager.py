@@ -27,6 +27,7 @@ from credrot import state as st
 from credrot.errors import (
     AccountNotFound,
     ConfigError,
+    CredrotError,
     DuplicateAccount,
     InvalidCredential,
     ReadOnlyHome,
@@ -573,8 +574,34 @@ class AccountManager:
             ):
                 os.chmod(self.accounts_dir, 0o700)
                 done.append(f"{self.accounts_dir}: permissions -> 0o700")
+            done += self._clean_stale_temp()
             if changed:
                 self._save(state)
+        return done
+
+    def _clean_stale_temp(self) -> list[str]:
+        """Temporary files of writers that died before their rename (``kill -9``).
+
+        A pointer or state temp file is removed; a credential's is moved to ``backups/``,
+        since it may hold the only copy of a token refreshed just before the crash.
+        """
+        done: list[str] = []
+        for folder, keep in ((self.home, False), (self.accounts_dir, True)):
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                m = _STALE_TEMP.match(entry.name)
+                if m is None or _pid_alive(int(m.group(2))):
+                    continue
+                if keep:
+                    dest = self._backup(Path(entry.path).read_bytes(), f"unfinished-{m.group(1)}")
+                    os.unlink(entry.path)
+                    done.append(f"unfinished write {entry.name} kept as {dest}")
+                else:
+                    os.unlink(entry.path)
+                    done.append(f"removed {entry.name}, left by a process that died")
         return done
 
     # ------------------------------------------------------------- selection
@@ -1034,8 +1061,12 @@ class AccountManager:
             pass
         self.events.pool_exhausted(message, first_reset)
 
-    def clean_run_dirs(self, max_age: float = 3600.0) -> int:
-        """Remove private call homes left by processes that died (they hold token copies)."""
+    def clean_run_dirs(self) -> int:
+        """Remove private call homes left by processes that died.
+
+        Such a home may hold the only copy of a token the tool refreshed before the crash:
+        it is written back to its own slot first (if newer than the slot), then removed.
+        """
         run = self.home / RUN_DIR
         removed = 0
         try:
@@ -1043,26 +1074,33 @@ class AccountManager:
         except OSError:
             return 0
         for entry in entries:
-            pid_text = entry.name.split("-", 1)[0]
-            alive = False
-            if pid_text.isdigit():
-                try:
-                    os.kill(int(pid_text), 0)
-                    alive = True
-                except ProcessLookupError:
-                    alive = False
-                except PermissionError:
-                    alive = True
-            try:
-                old = time.time() - entry.stat(follow_symlinks=False).st_mtime > max_age
-            except OSError:
+            parts = entry.name.split("-", 2)
+            if len(parts) < 2 or not parts[0].isdigit() or _pid_alive(int(parts[0])):
                 continue
-            if not alive or old:
-                import shutil
+            if parts[1].isdigit() and not self.profile.env_kind:
+                root = Path(entry.path)
+                cred = self.profile.private_home(root) / self.profile.credential_name
+                with suppress(OSError, CredrotError):
+                    self.write_back(int(parts[1]), b"", cred.read_bytes())
+            import shutil
 
-                shutil.rmtree(entry.path, ignore_errors=True)
-                removed += 1
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
         return removed
+
+
+#: ``atomic_write`` and ``_set_pointer`` temp names: ``.<name>.<pid>.<hex>.tmp|lnk``.
+_STALE_TEMP = re.compile(r"^\.(.+)\.(\d+)\.[0-9a-f]{8}\.(?:tmp|lnk)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def is_missing_home(exc: OSError) -> bool:

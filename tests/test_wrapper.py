@@ -372,3 +372,51 @@ def test_the_tool_sees_its_settings_but_writes_no_history_into_the_home(
     assert seen[0] == "['oauth_creds.json', 'settings.json']"
     assert "usageStatisticsEnabled" in seen[1]
     assert list((home / "projects").iterdir()) == []
+
+
+_KILLED_WORKER = r"""
+import sys
+from credrot.wrapper import QwenWrapper
+QwenWrapper(home=sys.argv[1]).call("hi", timeout=60)
+"""
+
+
+def test_a_token_refreshed_before_a_crash_is_saved_to_its_slot(sim: SimPool) -> None:
+    """kill -9 of a caller while the tool runs: its private home holds the refreshed
+    token; the next call writes it back to the account's own slot and removes the rest."""
+    import signal
+
+    sim.add(expired=True, latency=30)
+    sim.add()
+    before = sim.token_in_slot(1)
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WORKER, str(sim.home)])
+    run_dir = sim.home / ".credrot-run"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not sim.backend.calls():
+        time.sleep(0.05)
+    assert sim.backend.calls(), "the tool never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    tool_pid = sim.backend.calls()[0]["pid"]
+    os.killpg(tool_pid, signal.SIGKILL)  # the tool's own group outlives a SIGKILLed caller
+    assert any(run_dir.iterdir())
+    assert sim.token_in_slot(1) == before  # not yet written back
+    assert sim.manager.clean_run_dirs() == 1
+    assert sim.token_in_slot(1) == sim.backend.latest_token("acct1") != before
+    assert not any(run_dir.iterdir())
+
+
+def test_repair_clears_temp_files_of_dead_writers(sim: SimPool) -> None:
+    from creds import make_cred
+
+    sim.add()
+    dead = 99_999_999  # above any pid_max: no such process
+    (sim.home / f".state.yaml.{dead}.deadbeef.tmp").write_text("half a state")
+    unfinished = sim.manager.accounts_dir / f".oauth_creds_1.json.{dead}.0badcafe.tmp"
+    unfinished.write_bytes(make_cred(1, version=3))
+    done = sim.manager.repair()
+    assert not (sim.home / f".state.yaml.{dead}.deadbeef.tmp").exists()
+    assert not unfinished.exists()
+    (kept,) = (sim.home / "backups").iterdir()
+    assert kept.read_bytes() == make_cred(1, version=3)  # a credential is never just deleted
+    assert any("unfinished write" in line for line in done)

@@ -105,12 +105,45 @@ class AccountInfo:
         return data
 
 
+#: Plural status words for a pool headline ("all 3 accounts need login").
+_STATUS_WORDS = {
+    st.EXHAUSTED: "exhausted",
+    st.RATE_LIMITED: "rate-limited",
+    st.NEEDS_LOGIN: "need login",
+    st.DISABLED: "disabled",
+    "invalid": "invalid",
+    "tried": "tried",
+}
+
+
 @dataclass
 class PoolStatus:
     total: int
     usable: list[int]
     unusable: dict[int, tuple[str, datetime | None, str]]
     first_reset: datetime | None
+
+    def headline(self, tool: str) -> str:
+        """Why nothing is usable, in a few words: ``all 5 qwen accounts exhausted``,
+        ``the only qwen account needs login``, ``all 3 qwen accounts are unusable (1
+        disabled, 2 exhausted)``. The surfaces add the reset time in their own format."""
+        if self.total == 0:
+            return f"no {tool} accounts in the pool (add one with `credrot accounts add`)"
+        kinds: dict[str, int] = {}
+        for kind, _until, _why in self.unusable.values():
+            kinds[kind] = kinds.get(kind, 0) + 1
+        single = self.total == 1
+        subject = f"the only {tool} account" if single else f"all {self.total} {tool} accounts"
+        if len(kinds) == 1:
+            kind = next(iter(kinds))
+            word = _STATUS_WORDS.get(kind, kind.replace("_", " "))
+            if single:
+                word = "needs login" if kind == st.NEEDS_LOGIN else f"is {word}"
+            return f"{subject} {word}"
+        counts = ", ".join(
+            f"{n} {_STATUS_WORDS.get(k, k.replace('_', ' '))}" for k, n in sorted(kinds.items())
+        )
+        return f"{subject} {'is' if single else 'are'} unusable ({counts})"
 
     def describe(self, tool: str) -> str:
         """A one-line account of why nothing is usable, e.g. for a failed call."""

@@ -418,43 +418,16 @@ def when(moment: datetime, now: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-_STATUS_WORDS = {
-    "exhausted": "exhausted",
-    "rate_limited": "rate-limited",
-    "needs_login": "need login",
-    "disabled": "disabled",
-    "invalid": "invalid",
-}
-
-
 def unavailable_reason(
     tool: str, status: PoolStatus | None, error: str | None, now: datetime | None = None
 ) -> str:
     """Why no account could answer, in a few words for one line."""
-    if status is not None and status.total == 0:
-        return f"no {tool} accounts in the pool (add one with `credrot accounts add`)"
-    if status is not None and not status.usable:
-        kinds: dict[str, int] = {}
-        for kind, _until, _why in status.unusable.values():
-            kinds[kind] = kinds.get(kind, 0) + 1
-        single = status.total == 1
-        subject = f"the only {tool} account" if single else f"all {status.total} {tool} accounts"
-        if len(kinds) == 1:
-            kind = next(iter(kinds))
-            word = _STATUS_WORDS.get(kind, kind.replace("_", " "))
-            if single:
-                word = "needs login" if kind == "needs_login" else f"is {word}"
-            text = f"{subject} {word}"
-            if status.first_reset is not None:
-                return f"{text} until {when(status.first_reset, now)}"
+    if status is not None and (status.total == 0 or not status.usable):
+        text = status.headline(tool)
+        if status.first_reset is None or status.total == 0:
             return text
-        counts = ", ".join(
-            f"{n} {_STATUS_WORDS.get(k, k.replace('_', ' '))}" for k, n in sorted(kinds.items())
-        )
-        text = f"{subject} {'is' if single else 'are'} unusable ({counts})"
-        if status.first_reset is not None:
-            text += f"; first reset {when(status.first_reset, now)}"
-        return text
+        joiner = " until " if " unusable (" not in text else "; first reset "
+        return f"{text}{joiner}{when(status.first_reset, now)}"
     if not error:
         return f"{tool} gave no answer"
     if error.startswith(f"{tool} "):

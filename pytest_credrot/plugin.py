@@ -212,22 +212,12 @@ def describe_spent(status: PoolStatus, tool: str, home: Path) -> str:
     """``credrot: all 5 qwen accounts exhausted (first reset 2026-11-29 00:00 UTC)``."""
     if status.total == 0:
         return f"credrot: no {tool} accounts in {home} (add one with `credrot accounts add`)"
-    counts: dict[str, int] = {}
-    for state, _until, _why in status.unusable.values():
-        label = state.replace("_", " ")
-        counts[label] = counts.get(label, 0) + 1
-    what = (
-        "exhausted"
-        if set(counts) == {"exhausted"}
-        else "unusable (" + ", ".join(f"{n} {label}" for label, n in sorted(counts.items())) + ")"
-    )
-    who = f"the only {tool} account" if status.total == 1 else f"all {status.total} {tool} accounts"
     reset = (
         f"first reset {status.first_reset.strftime('%Y-%m-%d %H:%M UTC')}"
         if status.first_reset is not None
         else "none resets by itself"
     )
-    return f"credrot: {who} {what} ({reset})"
+    return f"credrot: {status.headline(tool)} ({reset})"
 
 
 class _Observer:
@@ -336,7 +326,7 @@ class Runtime:
         tally.runs += result.attempts
         tally.successes += bool(result.success)
         item = self.current
-        if not result.success and self._found_pool_spent(manager, result):
+        if result.pool_exhausted:
             tally.pool_exhausted += 1
             if item is not None:
                 status = manager.pool_status()
@@ -349,17 +339,6 @@ class Runtime:
         self.config.hook.pytest_credrot_call(
             config=self.config, item=item, tool=manager.profile.name, result=result
         )
-
-    @staticmethod
-    def _found_pool_spent(manager: AccountManager, result: WrapperResult) -> bool:
-        if result.pool_exhausted:
-            return True
-        # A call can end at max_retries having spent exactly the last usable account;
-        # the pool is then empty just the same.
-        outcome = result.outcome
-        if outcome is None or outcome.kind.value in ("ok", "error"):
-            return False
-        return not manager.pool_status().usable
 
     def check_start(self, item: pytest.Item, wrapper: Wrapper) -> None:
         """A test about to use the pool: note it as spent already if nothing is usable."""

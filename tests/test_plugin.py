@@ -230,7 +230,7 @@ def test_runxfail_makes_spent_tests_fail(pytester: pytest.Pytester, sim: SimPool
     result = pytester.runpytest("--runxfail")
     result.assert_outcomes(failed=3)
     assert "tests failed for quota: 3" in result.outlines
-    assert "credrot: the only qwen account exhausted" in output(result)
+    assert "credrot: the only qwen account is exhausted" in output(result)
     assert not (pytester.path / "body-ran").exists()
 
 

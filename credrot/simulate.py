@@ -162,7 +162,7 @@ MODES = frozenset(
 _QWEN_CRED_FILE = "oauth_creds.json"
 _QWEN_RESOURCE_URL = "portal.qwen.ai"
 _TOKEN_LIFETIME_MS = 3_600_000
-_QWEN_REFRESH_BUFFER_MS = 30_000  # the CLI refreshes a token this close to expiry
+_REFRESH_BUFFER_MS = 30_000  # a CLI refreshes a token this close to expiry
 _STDIN_CAP = 8 * 1024 * 1024
 _STDIN_FIRST_BYTE_WAIT = 0.5  # the CLI treats stdin as empty if nothing came by then
 _STDIN_JOINER = "\n\n"  # the CLI builds `${stdin}\n\n${prompt}`
@@ -254,17 +254,6 @@ class SimBackend:
         # strictly increasing per account, so "newer credential" is decidable
         acc["expiry_date"] = max(_now_ms() + _TOKEN_LIFETIME_MS, acc["expiry_date"] + 1)
 
-    @staticmethod
-    def _login_credential(acc: dict[str, Any]) -> dict[str, object]:
-        # key order of a first login (device flow), as the CLI writes it
-        return {
-            "access_token": acc["access_token"],
-            "refresh_token": acc["refresh_token"],
-            "token_type": "Bearer",
-            "resource_url": _QWEN_RESOURCE_URL,
-            "expiry_date": acc["expiry_date"],
-        }
-
     # --- test-facing API --------------------------------------------------------------
 
     def add_account(
@@ -287,7 +276,7 @@ class SimBackend:
         ``oauth_creds.json`` by default). ``resets_in``/``limit_text``: see the Claude,
         Codex and Gemini section below."""
         _check_mode(mode)
-        if tool != "qwen" and tool not in _SPECS:
+        if tool not in _SPECS:
             raise ValueError(f"no simulator for {tool!r}; known: {', '.join(TOOLS)}")
         with self._transaction() as state:
             if name in state["accounts"]:
@@ -307,11 +296,11 @@ class SimBackend:
             acc = state["accounts"][name]
             if expired:
                 acc["expiry_date"] = _now_ms() - _TOKEN_LIFETIME_MS
-            return _credential_for(tool, name, acc)
+            return _SPECS[tool].credential(acc, name, None)
 
     def credential(self, name: str) -> dict[str, object]:
         """The account's newest credential, as a fresh login would write it."""
-        return self._login_credential(self._account(self._snapshot(), name))
+        return _SPECS["qwen"].credential(self._account(self._snapshot(), name), name, None)
 
     def write_credential(self, name: str, path: Path) -> None:
         """Write the account's newest credential to ``path`` (0600, 2-space JSON, no newline).
@@ -415,22 +404,22 @@ class SimBackend:
             acc = state["accounts"][name]
             acc["logins"] += 1
             self._issue(state, name, None, _new_token())
-            return self._login_credential(acc)
+            return _SPECS["qwen"].credential(acc, name, None)
 
     def _settings(self) -> dict[str, float]:
         settings: dict[str, float] = self._snapshot()["settings"]
         return settings
 
-    def _serve_qwen(self, argv: list[str], prompt: str, cred_path: Path,
-                    extra: dict[str, Any]) -> _Decision:
-        """Decide one qwen call against the shared state and apply its file effects."""
+    def _serve(self, spec: _Spec, argv: list[str], prompt: str, cred_path: Path,
+               extra: dict[str, Any]) -> _Decision:
+        """Decide one call of ``spec``'s tool against the shared state; apply file effects."""
         with self._transaction() as state:
             d = _Decision()
-            cred = _read_qwen_credential(cred_path)
-            if cred is None:
-                d.outcome = "device_auth"
+            found = spec.read(cred_path)
+            if found is None:
+                d.outcome = spec.missing_outcome
             else:
-                self._qwen_account_call(state, d, cred, cred_path)
+                self._account_call(state, d, spec, *found, cred_path)
             if d.outcome == "hang":
                 import subprocess  # only this path needs it; keeps start-up short
 
@@ -441,18 +430,20 @@ class SimBackend:
                 extra = {**extra, "child_pid": child.pid}
             d.n = self._record(
                 state,
-                {"tool": "qwen", "account": d.account, "argv": argv, "outcome": d.outcome,
+                {"tool": spec.name, "account": d.account, "argv": argv, "outcome": d.outcome,
                  "refreshed": d.refreshed, **extra},
                 prompt,
             )
             return d
 
-    def _qwen_account_call(self, state: dict[str, Any], d: _Decision,
-                           cred: dict[str, Any], cred_path: Path) -> None:
-        name = state["access_tokens"].get(cred["access_token"])
+    def _account_call(self, state: dict[str, Any], d: _Decision, spec: _Spec,
+                      cred: dict[str, Any], toks: tuple[str, str, float],
+                      cred_path: Path) -> None:
+        access, refresh, expiry = toks
+        name = state["access_tokens"].get(access)
         forced = False
         if name is None:  # the API answers 401; the CLI tries one refresh
-            name = state["refresh_tokens"].get(cred["refresh_token"])
+            name = state["refresh_tokens"].get(refresh)
             if name is None:
                 d.outcome = "auth"
                 return
@@ -464,30 +455,34 @@ class SimBackend:
         every = int(acc["refresh_every"] or 0)
         due = (
             forced
-            or cred["expiry_date"] - _QWEN_REFRESH_BUFFER_MS < _now_ms()
+            or expiry - _REFRESH_BUFFER_MS < _now_ms()
             or (every > 0 and acc["calls"] % every == 0)
         )
+        d.latency = float(acc["latency"])
         if due:
             if mode == "connection_error":  # the token endpoint is unreachable too
                 d.outcome = "connection_error"
-                d.latency = float(acc["latency"])
                 return
-            if mode == "refresh_fail":  # 400 invalid_grant: the CLI deletes the file
+            if mode == "refresh_fail":  # 400 invalid_grant
                 d.outcome = "refresh_fail"
-                cred_path.unlink(missing_ok=True)  # only the link when it is one
+                if spec.refresh_fail_deletes:  # qwen deletes the file
+                    cred_path.unlink(missing_ok=True)  # only the link when it is one
                 return
-            self._qwen_refresh(state, name, cred, cred_path)
+            self._refresh(state, spec, name, refresh, cred, cred_path)
             d.refreshed = True
-        d.latency = float(acc["latency"])
         if mode == "auth":
-            if not d.refreshed:  # a 401 costs one forced refresh before giving up
-                self._qwen_refresh(state, name, cred, cred_path)
+            if spec.refresh_on_401 and not d.refreshed:  # one forced refresh first
+                self._refresh(state, spec, name, refresh, cred, cred_path)
                 d.refreshed = True
             d.outcome = "auth"
         elif mode in ("ok", "garbage", "refresh_fail"):
             quota = acc["quota"]
             if quota is not None and acc["used"] >= quota:
                 d.outcome = "quota"
+                resets_in = acc.get("resets_in")
+                d.resets_at = time.time() + float(
+                    _DEFAULT_RESETS_IN if resets_in is None else resets_in)
+                d.limit_text = acc.get("limit_text")
             else:
                 acc["used"] += 1
                 d.outcome = "garbage" if mode == "garbage" else "ok"
@@ -496,24 +491,17 @@ class SimBackend:
         else:
             d.outcome = mode
 
-    def _qwen_refresh(self, state: dict[str, Any], name: str, cred: dict[str, Any],
-                      cred_path: Path) -> None:
-        """Refresh as the CLI does: new access token, temp file, rename over the path."""
-        self._issue(state, name)
+    def _refresh(self, state: dict[str, Any], spec: _Spec, name: str, old_refresh: str,
+                 cred: dict[str, Any], cred_path: Path) -> None:
+        """New access token (and refresh token where it rotates), written the tool's way."""
+        if spec.rotates_refresh:
+            self._issue(state, name, None, _new_token())
+            state["refresh_tokens"].pop(old_refresh, None)  # the old one is spent
+        else:
+            self._issue(state, name)
         acc = state["accounts"][name]
         acc["refreshes"] += 1
-        new = {  # the CLI's key order; unknown keys are dropped
-            "access_token": acc["access_token"],
-            "token_type": "Bearer",
-            "refresh_token": cred["refresh_token"],  # kept: the server sends none
-            "resource_url": _QWEN_RESOURCE_URL,
-            "expiry_date": acc["expiry_date"],
-        }
-        tmp = cred_path.with_name(f"{cred_path.name}.tmp.{uuid.uuid4()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(new, indent=2))
-        os.rename(tmp, cred_path)
+        spec.write(cred_path, spec.credential(acc, name, cred))
 
 
 class _Flock:
@@ -587,23 +575,6 @@ def _atomic_write(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
-
-
-def _read_qwen_credential(path: Path) -> dict[str, Any] | None:
-    """The credential as the CLI accepts it, or None (missing or malformed)."""
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    if not all(isinstance(data.get(k), str)
-               for k in ("access_token", "refresh_token", "token_type")):
-        return None
-    expiry = data.get("expiry_date")
-    if isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
-        return None
-    return data
 
 
 # --- the qwen executable ------------------------------------------------------------------
@@ -742,13 +713,6 @@ def _read_stdin() -> tuple[str, bool]:
     return b"".join(chunks).decode("utf-8", "replace"), truncated
 
 
-def _qwen_home() -> Path:
-    home = os.environ.get("QWEN_HOME")
-    if home:
-        return Path(home)
-    return Path(os.path.expanduser("~")) / ".qwen"
-
-
 def _err(text: str) -> None:
     sys.stdout.flush()
     sys.stderr.write(text)
@@ -799,10 +763,10 @@ def _qwen_device_flow(backend: SimBackend, cred_path: Path) -> bool:
         time.sleep(min(interval, remaining))
 
 
-def _answer(d: _Decision, prompt: str) -> str:
+def _answer(d: _Decision, prompt: str, tool: str) -> str:
     account = d.account or "?"
     if d.answer_template is None:
-        return f"Simulated qwen answer from {account} (call {d.served})."
+        return f"Simulated {tool} answer from {account} (call {d.served})."
     return (d.answer_template.replace("{account}", account)
             .replace("{prompt_len}", str(len(prompt)))
             .replace("{call}", str(d.served)).replace("{n}", str(d.n)))
@@ -815,13 +779,13 @@ def _qwen_emit(d: _Decision, opts: dict[str, Any], prompt: str, started: float) 
     if fmt == "text":
         if ok:
             sys.stdout.flush()
-            sys.stdout.buffer.write(garbage + _answer(d, prompt).encode("utf-8"))
+            sys.stdout.buffer.write(garbage + _answer(d, prompt, "qwen").encode("utf-8"))
             sys.stdout.buffer.flush()
             return 0
         _err(QWEN_ERROR_OUTPUT[d.outcome])
         return 1
     # json modes: API errors end with exit 0 and the message in `result` (FACTS)
-    result = _answer(d, prompt) if ok else _QWEN_JSON_ERROR_RESULT[d.outcome]
+    result = _answer(d, prompt, "qwen") if ok else _QWEN_JSON_ERROR_RESULT[d.outcome]
     messages = _qwen_json_messages(d, opts, prompt, result, ok, started)
     if fmt == "json":  # 0.12.0: ONE JSON array of every message, on one line
         out = _js_json(messages) + "\n"
@@ -906,7 +870,7 @@ def _qwen_interactive(backend: SimBackend, cred_path: Path, args: list[str],
     Without a valid credential it runs the device flow first (like ``--auth-type
     qwen-oauth``), then waits for the user until ``/quit``, end of input or a signal.
     """
-    if _read_qwen_credential(cred_path) is None:
+    if _SPECS["qwen"].read(cred_path) is None:
         backend._log_only({"tool": "qwen", "account": None, "argv": args,
                            "outcome": "device_auth", "refreshed": False, **extra})
         if not _qwen_device_flow(backend, cred_path):
@@ -937,12 +901,11 @@ def _qwen_main(args: list[str]) -> int:
     if usage is None and opts.get("help"):
         sys.stdout.write(_QWEN_HELP)
         return 0
-    root = os.environ.get(BACKEND_ENV)
-    if not root:
-        _err(f"credrot.simulate: {BACKEND_ENV} is not set (path of a SimBackend directory)\n")
+    backend = _env_backend()
+    if backend is None:
         return 2
-    backend = SimBackend(Path(root))
-    home = _qwen_home()
+    spec = _SPECS["qwen"]
+    home = spec.home()
     extra = {"home": str(home), "output_format": opts["output_format"],
              "model": opts.get("model")}
     if usage is not None:
@@ -956,29 +919,23 @@ def _qwen_main(args: list[str]) -> int:
     prompt = opts.get("prompt") or " ".join(opts["positional"])
     if stdin_text:
         prompt = f"{stdin_text}{_STDIN_JOINER}{prompt}" if prompt else stdin_text
+    cred_path = home / spec.cred_file
     if not prompt and _stdin_is_terminal():
-        return _qwen_interactive(backend, home / _QWEN_CRED_FILE, args, extra)
+        return _qwen_interactive(backend, cred_path, args, extra)
     if not prompt:
         backend._log_only({"tool": "qwen", "account": None, "argv": args,
                            "outcome": "usage_error", "refreshed": False, **extra}, prompt)
         _err(QWEN_NO_INPUT_TEXT + "\n")
         return _EXIT_INPUT
-    cred_path = home / _QWEN_CRED_FILE
     while True:
-        d = backend._serve_qwen(args, prompt, cred_path, extra)
+        d = backend._serve(spec, args, prompt, cred_path, extra)
         if d.outcome in ("device_auth", "refresh_fail"):
             if not _qwen_device_flow(backend, cred_path):
                 _err(QWEN_DEVICE_AUTH_TIMEOUT_TEXT + "\n")
                 return _EXIT_AUTH
             continue  # logged in: the CLI goes on with the prompt
         break
-    if d.outcome == "hang":
-        sys.stdout.flush()
-        sys.stderr.flush()
-        while True:
-            time.sleep(3600)
-    if d.latency > 0:
-        time.sleep(d.latency)
+    _finish(spec, d)
     try:
         return _qwen_emit(d, opts, prompt, started)
     except BrokenPipeError:
@@ -987,10 +944,11 @@ def _qwen_main(args: list[str]) -> int:
 
 # --- Claude Code, Codex and Gemini CLI ------------------------------------------------------
 #
-# The same backend and account modes as qwen; what differs is data in ``_Spec``: the home
-# and its variable, the credential's shape, how a refresh is written (Claude: temp file +
-# rename, so a symlink is replaced; Codex and Gemini: in place, so a symlink is followed),
-# whether the refresh token rotates, and the texts and exit codes from FACTS.md.
+# The same backend and account modes as qwen, served by the same code; what differs is data
+# in ``_Spec``: the home and its variable, the credential's shape, how a refresh is written
+# (qwen and Claude: temp file + rename, so a symlink is replaced; Codex and Gemini: in
+# place, so a symlink is followed), whether the refresh token rotates, and the texts and
+# exit codes from FACTS.md.
 # A ``disabled`` account prints a plain 403 (these CLIs have no entitlement text in
 # FACTS.md): it classifies as an error. Reset times come from the account's ``resets_in``
 # (seconds, default five hours); ``limit_text`` replaces the whole limit message
@@ -1136,7 +1094,35 @@ def _number(value: object) -> int | None:
     return int(value)
 
 
-# credential shapes: (account state, name, previous file or None) -> file content
+# credential shapes: (account state, name, previous file or None) -> file content, and
+# (file content) -> (access token, refresh token, expiry in ms) or None when unusable
+
+
+def _qwen_credential(acc: dict[str, Any], name: str,
+                     old: dict[str, Any] | None) -> dict[str, object]:
+    if old is None:  # key order of a first login (device flow), as the CLI writes it
+        return {
+            "access_token": acc["access_token"],
+            "refresh_token": acc["refresh_token"],
+            "token_type": "Bearer",
+            "resource_url": _QWEN_RESOURCE_URL,
+            "expiry_date": acc["expiry_date"],
+        }
+    return {  # a refresh: the CLI's key order; unknown keys are dropped
+        "access_token": acc["access_token"],
+        "token_type": "Bearer",
+        "refresh_token": old["refresh_token"],  # kept: the server sends none
+        "resource_url": _QWEN_RESOURCE_URL,
+        "expiry_date": acc["expiry_date"],
+    }
+
+
+def _qwen_tokens(cred: object) -> tuple[str, str, float] | None:
+    fields = _str_fields(cred, "access_token", "refresh_token", "token_type")
+    expiry = cred.get("expiry_date") if isinstance(cred, dict) else None
+    if fields is None or isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
+        return None
+    return fields[0], fields[1], expiry  # as the file has it (a float stays one)
 
 
 def _claude_credential(acc: dict[str, Any], name: str,
@@ -1215,13 +1201,20 @@ def _write_in_place(path: Path, text: str) -> None:
 
 
 class _Spec:
-    """What one of Claude Code, Codex and Gemini CLI does differently."""
+    """What one simulated tool does differently; :class:`SimBackend` serves them all.
+
+    ``missing_outcome``: what a call without a usable credential records.
+    ``refresh_fail_deletes``: a failed refresh deletes the credential file (qwen).
+    ``refresh_on_401``: a 401 costs one forced refresh before the call gives up (qwen).
+    """
 
     def __init__(self, name: str, home_env: str, home_dir: str, cred_file: str, *,
                  env_is_parent: bool, renames: bool, rotates_refresh: bool,
                  credential: Callable[[dict[str, Any], str, dict[str, Any] | None],
                                       dict[str, object]],
-                 tokens: Callable[[object], tuple[str, str, int] | None]) -> None:
+                 tokens: Callable[[object], tuple[str, str, float] | None],
+                 missing_outcome: str = "no_credential", refresh_fail_deletes: bool = False,
+                 refresh_on_401: bool = False) -> None:
         self.name = name
         self.home_env = home_env
         self.home_dir = home_dir
@@ -1231,12 +1224,21 @@ class _Spec:
         self.rotates_refresh = rotates_refresh
         self.credential = credential
         self.tokens = tokens
+        self.missing_outcome = missing_outcome
+        self.refresh_fail_deletes = refresh_fail_deletes
+        self.refresh_on_401 = refresh_on_401
 
     def home(self) -> Path:
         value = os.environ.get(self.home_env)
         if value:
             return Path(value) / self.home_dir if self.env_is_parent else Path(value)
         return Path(os.path.expanduser("~")) / self.home_dir
+
+    def read(self, path: Path) -> tuple[dict[str, Any], tuple[str, str, float]] | None:
+        """The credential file and its tokens, or None (missing or malformed)."""
+        cred = _read_json(path)
+        toks = self.tokens(cred) if cred is not None else None
+        return None if cred is None or toks is None else (cred, toks)
 
     def write(self, path: Path, cred: dict[str, object]) -> None:
         text = json.dumps(cred, indent=2)
@@ -1247,25 +1249,22 @@ class _Spec:
 
 
 _SPECS: dict[str, _Spec] = {
+    "qwen": _Spec("qwen", "QWEN_HOME", ".qwen", _QWEN_CRED_FILE,
+                  env_is_parent=False, renames=True, rotates_refresh=False,
+                  credential=_qwen_credential, tokens=_qwen_tokens,
+                  missing_outcome="device_auth", refresh_fail_deletes=True,
+                  refresh_on_401=True),
     "claude": _Spec("claude", "CLAUDE_CONFIG_DIR", ".claude", ".credentials.json",
                     env_is_parent=False, renames=True, rotates_refresh=True,
                     credential=_claude_credential, tokens=_claude_tokens),
     "codex": _Spec("codex", "CODEX_HOME", ".codex", "auth.json",
                    env_is_parent=False, renames=False, rotates_refresh=True,
                    credential=_codex_credential, tokens=_codex_tokens),
+    # GEMINI_CLI_HOME holds .gemini (it replaces the user's home for the CLI)
     "gemini": _Spec("gemini", "GEMINI_CLI_HOME", ".gemini", "oauth_creds.json",
                     env_is_parent=True, renames=False, rotates_refresh=False,
                     credential=_gemini_credential, tokens=_gemini_tokens),
 }
-
-
-def _credential_for(tool: str, name: str, acc: dict[str, Any]) -> dict[str, object]:
-    """An account's credential in ``tool``'s own file format."""
-    if tool == "qwen":
-        return SimBackend._login_credential(acc)
-    if tool not in _SPECS:
-        raise ValueError(f"no simulator for {tool!r}; known: qwen, {', '.join(_SPECS)}")
-    return _SPECS[tool].credential(acc, name, None)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -1274,95 +1273,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _serve_other(backend: SimBackend, spec: _Spec, argv: list[str], prompt: str,
-                 cred_path: Path, extra: dict[str, Any]) -> _Decision:
-    """Decide one call against the shared state and apply its file effects (as qwen)."""
-    with backend._transaction() as state:
-        d = _Decision()
-        cred = _read_json(cred_path)
-        toks = spec.tokens(cred) if cred is not None else None
-        if cred is None or toks is None:
-            d.outcome = "no_credential"
-        else:
-            _other_account_call(state, d, spec, cred, toks, cred_path)
-        if d.outcome == "hang":
-            import subprocess
-
-            child = subprocess.Popen(
-                [sys.executable, "-S", "-c", "import time; time.sleep(600)"],
-                stdin=subprocess.DEVNULL,
-            )
-            extra = {**extra, "child_pid": child.pid}
-        d.n = backend._record(
-            state,
-            {"tool": spec.name, "account": d.account, "argv": argv, "outcome": d.outcome,
-             "refreshed": d.refreshed, **extra},
-            prompt,
-        )
-        return d
-
-
-def _other_account_call(state: dict[str, Any], d: _Decision, spec: _Spec,
-                        cred: dict[str, Any], toks: tuple[str, str, int],
-                        cred_path: Path) -> None:
-    access, refresh, expiry = toks
-    name = state["access_tokens"].get(access)
-    forced = False
-    if name is None:  # 401: one refresh with the refresh token, if the server knows it
-        name = state["refresh_tokens"].get(refresh)
-        if name is None:
-            d.outcome = "auth"
-            return
-        forced = True
-    d.account = name
-    acc = state["accounts"][name]
-    acc["calls"] += 1
-    mode: str = acc["mode"]
-    every = int(acc["refresh_every"] or 0)
-    due = (forced or expiry - _QWEN_REFRESH_BUFFER_MS < _now_ms()
-           or (every > 0 and acc["calls"] % every == 0))
-    d.latency = float(acc["latency"])
-    if due:
-        if mode == "connection_error":
-            d.outcome = "connection_error"
-            return
-        if mode == "refresh_fail":
-            d.outcome = "refresh_fail"
-            return
-        _other_refresh(state, spec, name, refresh, cred, cred_path)
-        d.refreshed = True
-    if mode == "auth":
-        d.outcome = "auth"
-    elif mode in ("ok", "garbage", "refresh_fail"):
-        quota = acc["quota"]
-        if quota is not None and acc["used"] >= quota:
-            d.outcome = "quota"
-            resets_in = acc.get("resets_in")
-            d.resets_at = time.time() + float(
-                _DEFAULT_RESETS_IN if resets_in is None else resets_in)
-            d.limit_text = acc.get("limit_text")
-        else:
-            acc["used"] += 1
-            d.outcome = "garbage" if mode == "garbage" else "ok"
-            d.answer_template = acc["answer"]
-            d.served = int(acc["used"])
-    else:
-        d.outcome = mode
-
-
-def _other_refresh(state: dict[str, Any], spec: _Spec, name: str, old_refresh: str,
-                   cred: dict[str, Any], cred_path: Path) -> None:
-    """New access token (and refresh token where it rotates), written the tool's way."""
-    if spec.rotates_refresh:
-        SimBackend._issue(state, name, None, _new_token())
-        state["refresh_tokens"].pop(old_refresh, None)  # the old one is spent
-    else:
-        SimBackend._issue(state, name)
-    acc = state["accounts"][name]
-    acc["refreshes"] += 1
-    spec.write(cred_path, spec.credential(acc, name, cred))
 
 
 def _flags(args: list[str], values: dict[str, str], bools: dict[str, str],
@@ -1401,12 +1311,6 @@ def _flags(args: list[str], values: dict[str, str], bools: dict[str, str],
     return opts
 
 
-def _other_answer(d: _Decision, prompt: str, tool: str) -> str:
-    if d.answer_template is None:
-        return f"Simulated {tool} answer from {d.account or '?'} (call {d.served})."
-    return _answer(d, prompt)
-
-
 def _other_error(spec: _Spec, d: _Decision) -> tuple[str, int]:
     """(message, exit code) of a failed call, as the tool prints it."""
     tool = spec.name
@@ -1434,7 +1338,7 @@ def _other_error(spec: _Spec, d: _Decision) -> tuple[str, int]:
     return text, _EXIT_AUTH if auth_exit else 1
 
 
-def _other_finish(spec: _Spec, d: _Decision) -> None:
+def _finish(spec: _Spec, d: _Decision) -> None:
     if d.outcome == "hang":
         sys.stdout.flush()
         sys.stderr.flush()
@@ -1451,16 +1355,22 @@ def _other_finish(spec: _Spec, d: _Decision) -> None:
 
 def _other_prepare(spec: _Spec, args: list[str], prompt: str,
                    extra: dict[str, Any]) -> tuple[SimBackend, _Decision] | int:
+    backend = _env_backend()
+    if backend is None:
+        return 2
+    home = spec.home()
+    extra = {"home": str(home), **extra}
+    d = backend._serve(spec, args, prompt, home / spec.cred_file, extra)
+    _finish(spec, d)
+    return backend, d
+
+
+def _env_backend() -> SimBackend | None:
     root = os.environ.get(BACKEND_ENV)
     if not root:
         _err(f"credrot.simulate: {BACKEND_ENV} is not set (path of a SimBackend directory)\n")
-        return 2
-    backend = SimBackend(Path(root))
-    home = spec.home()
-    extra = {"home": str(home), **extra}
-    d = _serve_other(backend, spec, args, prompt, home / spec.cred_file, extra)
-    _other_finish(spec, d)
-    return backend, d
+        return None
+    return SimBackend(Path(root))
 
 
 def _log_usage(spec: _Spec, args: list[str], extra: dict[str, Any]) -> None:
@@ -1511,7 +1421,7 @@ def _claude_main(args: list[str]) -> int:
         return prepared
     _, d = prepared
     ok = d.outcome in ("ok", "garbage")
-    text, code = (_other_answer(d, prompt, "claude"), 0) if ok else _other_error(spec, d)
+    text, code = (_answer(d, prompt, "claude"), 0) if ok else _other_error(spec, d)
     if fmt == "text":
         # -p prints the result, an error included, on stdout
         _write_out(text + "\n", d.outcome == "garbage")
@@ -1575,7 +1485,7 @@ def _codex_main(args: list[str]) -> int:
         return prepared
     _, d = prepared
     ok = d.outcome in ("ok", "garbage")
-    text, code = (_other_answer(d, prompt, "codex"), 0) if ok else _other_error(spec, d)
+    text, code = (_answer(d, prompt, "codex"), 0) if ok else _other_error(spec, d)
     if not opts.get("json"):
         if ok:  # progress goes to stderr, the last message to stdout
             _err("codex\n")
@@ -1630,7 +1540,7 @@ def _gemini_main(args: list[str]) -> int:
         return prepared
     _, d = prepared
     ok = d.outcome in ("ok", "garbage")
-    text, code = (_other_answer(d, prompt, "gemini"), 0) if ok else _other_error(spec, d)
+    text, code = (_answer(d, prompt, "gemini"), 0) if ok else _other_error(spec, d)
     if fmt == "text":
         if ok:
             _write_out(text + "\n", d.outcome == "garbage")
@@ -1662,14 +1572,12 @@ class ToolSim:
         return f"ToolSim({self.name!r})"
 
 
+_RUNS: dict[str, Callable[[list[str]], int]] = {
+    "qwen": _qwen_main, "claude": _claude_main, "codex": _codex_main, "gemini": _gemini_main,
+}
 TOOLS: dict[str, ToolSim] = {
-    "qwen": ToolSim("qwen", "QWEN_HOME", ".qwen", _QWEN_CRED_FILE, _qwen_main),
-    "claude": ToolSim("claude", "CLAUDE_CONFIG_DIR", ".claude", ".credentials.json",
-                      _claude_main),
-    "codex": ToolSim("codex", "CODEX_HOME", ".codex", "auth.json", _codex_main),
-    # GEMINI_CLI_HOME holds .gemini (it replaces the user's home for the CLI)
-    "gemini": ToolSim("gemini", "GEMINI_CLI_HOME", ".gemini", "oauth_creds.json",
-                      _gemini_main),
+    name: ToolSim(name, spec.home_env, spec.home_dir, spec.cred_file, _RUNS[name])
+    for name, spec in _SPECS.items()
 }
 
 

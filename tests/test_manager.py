@@ -1025,3 +1025,20 @@ def test_the_state_file_keeps_what_the_issue_lists(manager: AccountManager) -> N
 def test_read_only_errors_are_credrot_and_permission_errors() -> None:
     assert issubclass(ReadOnlyHome, PermissionError)
     assert issubclass(ReadOnlyHome, CredrotError)
+
+
+def test_an_existing_single_login_becomes_account_1_on_first_import(
+    tmp_path: Path, make_cred: MakeCred
+) -> None:
+    """A user who has been running `qwen` with one login keeps it when adding more."""
+    home = tmp_path / ".qwen"
+    home.mkdir()
+    (home / "oauth_creds.json").write_bytes(make_cred(1))
+    manager = AccountManager(qwen_dir=home)
+    assert manager.import_account(make_cred(2)) == 2
+    assert manager.slot_path(1).read_bytes() == make_cred(1)
+    assert manager.slot_path(2).read_bytes() == make_cred(2)
+    assert os.readlink(home / "oauth_creds.json") == "accounts/oauth_creds_1.json"
+    # Importing the same login again is refused rather than duplicated.
+    with pytest.raises(DuplicateAccount, match="already account #1"):
+        manager.import_account(make_cred(1))

@@ -331,13 +331,16 @@ _QWEN_RULES = (
 )
 
 QWEN = ToolProfile(
-    call_private=("projects", "debug", "tmp"),
     name="qwen",
     executable="qwen",
     home_dirname=".qwen",
     credential_name="oauth_creds.json",
     home_env="QWEN_HOME",
+    # Newer builds read QWEN_HOME; 0.12.0, the last release that serves qwen-oauth
+    # headless, reads only HOME (proven by tests/conformance): point both at the call home.
     set_home=True,
+    # Its chat recording would keep every wrapped prompt (a staged diff, say).
+    call_private=("projects", "debug", "tmp"),
     tool_lock_name="oauth_creds.lock",
     base_args=("--auth-type", "qwen-oauth", "--output-format", "text"),
     approval_flag="--approval-mode",

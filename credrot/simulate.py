@@ -1091,6 +1091,8 @@ def _str_fields(holder: object, *keys: str) -> tuple[str, ...] | None:
 def _number(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
+    if value != value or value in (float("inf"), float("-inf")):  # NaN, infinities
+        return None
     return int(value)
 
 

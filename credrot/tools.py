@@ -47,6 +47,10 @@ class PromptTooLarge(CredrotError, ValueError):
     """A prompt that must go on the command line is over the 128 KiB argv limit."""
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _qwen_validate(data: object) -> str | None:
     """The checks Qwen Code itself applies before it accepts a credential file."""
     if not isinstance(data, dict):
@@ -199,7 +203,8 @@ class ToolProfile:
                 return None, why
         else:
             try:
-                data = json.loads(raw.decode("utf-8"))
+                # NaN and Infinity are not JSON: the tools (JSON.parse) reject them too.
+                data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
             except (UnicodeDecodeError, ValueError):
                 return None, "not valid JSON"
         why = self.validate(data)

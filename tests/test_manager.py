@@ -1042,3 +1042,12 @@ def test_an_existing_single_login_becomes_account_1_on_first_import(
     # Importing the same login again is refused rather than duplicated.
     with pytest.raises(DuplicateAccount, match="already account #1"):
         manager.import_account(make_cred(1))
+
+
+def test_a_nan_expiry_is_not_a_valid_credential(manager: AccountManager) -> None:
+    """NaN is not JSON: Qwen Code's JSON.parse refuses such a file, so credrot does too."""
+    bad = manager.slot_path(2)
+    bad.write_bytes(bad.read_bytes().replace(b'"expiry_date": ', b'"expiry_date": NaN, "x": '))
+    info = {a.index: a for a in manager.list_accounts()}[2]
+    assert info.status == "invalid"
+    assert info.invalid_reason == "not valid JSON"

@@ -133,7 +133,13 @@ def run_tool(
     waiter = threading.Thread(target=_wait, daemon=True)
     waiter.start()
     # ``stop`` is set by the process's exit or by an abort pattern in its output.
-    timed_out = not stop.wait(timeout=max(timeout, 0.0))
+    try:
+        timed_out = not stop.wait(timeout=max(timeout, 0.0))
+    except BaseException:
+        # Ctrl-C or SIGTERM in the caller: the tool runs in its own session, so the
+        # terminal's signal never reached it; it must not live on as an orphan.
+        _kill_group(proc)
+        raise
     # Whatever happened, nothing the tool started may outlive the call.
     _kill_group(proc)
     proc.wait()

@@ -420,3 +420,31 @@ def test_repair_clears_temp_files_of_dead_writers(sim: SimPool) -> None:
     (kept,) = (sim.home / "backups").iterdir()
     assert kept.read_bytes() == make_cred(1, version=3)  # a credential is never just deleted
     assert any("unfinished write" in line for line in done)
+
+
+_INTERRUPTED_WORKER = r"""
+import sys
+from credrot.wrapper import QwenWrapper
+try:
+    QwenWrapper(home=sys.argv[1]).call("hi", timeout=60)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_in_the_caller_stops_the_tool_too(sim: SimPool) -> None:
+    import signal
+
+    sim.add(mode="hang")
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_WORKER, str(sim.home)])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not sim.backend.calls():
+        time.sleep(0.05)
+    calls = sim.backend.calls()
+    assert calls, "the tool never started"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 130
+    time.sleep(0.2)
+    for pid in (calls[0]["pid"], calls[0]["child_pid"]):
+        assert not _alive(pid), f"process {pid} outlived the interrupted call"
+    assert not any((sim.home / ".credrot-run").iterdir())

@@ -362,16 +362,10 @@ class Wrapper:
                 )
             except ToolNotFound as exc:
                 return None, Outcome.error(str(exc)), secrets
-            refreshed = home.read_back()
-            if refreshed is not None and refreshed != raw:
-                new_data, _ = self.profile.parse_credential(refreshed)
-                if new_data:
-                    secrets = secrets + self.profile.secrets_of(new_data)
-                try:
-                    self.manager.write_back(index, raw, refreshed)
-                except ReadOnlyHome:
-                    self.manager.persisted = False
         finally:
+            # Even when the caller is interrupted: a token the tool refreshed must reach
+            # its slot before the private home (its only copy) is removed.
+            secrets += self._save_refreshed(home, index, raw)
             home.close()
         if run.aborted is not None:
             outcome = Outcome(run.aborted.kind, "the tool asked for an interactive login")
@@ -386,6 +380,18 @@ class Wrapper:
             outcome.resets_at,
         )
         return run, outcome, secrets
+
+    def _save_refreshed(self, home: _CallHome, index: int, raw: bytes) -> list[str]:
+        """Write a credential the tool refreshed back to its slot; returns its secrets."""
+        refreshed = home.read_back()
+        if refreshed is None or refreshed == raw:
+            return []
+        new_data, _ = self.profile.parse_credential(refreshed)
+        try:
+            self.manager.write_back(index, raw, refreshed)
+        except ReadOnlyHome:
+            self.manager.persisted = False
+        return self.profile.secrets_of(new_data) if new_data else []
 
     def _record(self, index: int, outcome: Outcome, *, moved: bool) -> int | None:
         return self.manager.record(index, outcome, mark=moved)

@@ -448,3 +448,19 @@ def test_ctrl_c_in_the_caller_stops_the_tool_too(sim: SimPool) -> None:
     for pid in (calls[0]["pid"], calls[0]["child_pid"]):
         assert not _alive(pid), f"process {pid} outlived the interrupted call"
     assert not any((sim.home / ".credrot-run").iterdir())
+
+
+def test_ctrl_c_after_a_refresh_keeps_the_refreshed_token(sim: SimPool) -> None:
+    import signal
+
+    sim.add(expired=True, latency=30)
+    before = sim.token_in_slot(1)
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_WORKER, str(sim.home)])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not sim.backend.calls():
+        time.sleep(0.05)
+    assert sim.backend.calls(), "the tool never started"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 130
+    assert sim.token_in_slot(1) == sim.backend.latest_token("acct1") != before
+    assert not any((sim.home / ".credrot-run").iterdir())

@@ -211,6 +211,7 @@ class AccountManager:
         self._plugins = plugins
         self._events: Events | None = None
         self._slot_paths: dict[int, Path] = {}
+        self._reported_invalid: set[tuple[int, str | None]] = set()
         self._slots_cache: tuple[tuple[int, int], dict[int, Path]] | None = None
         self._valid_cache: dict[
             int, tuple[tuple[int, int, int], dict[str, object] | None, str | None]
@@ -639,7 +640,11 @@ class AccountManager:
 
     # ------------------------------------------------------------- selection
     def _valid(self, index: int) -> bool:
-        data, _ = self._read_slot(index)
+        """Whether a slot holds a usable credential; an invalid one is audited once."""
+        data, why = self._read_slot(index)
+        if data is None and (index, why) not in self._reported_invalid:
+            self._reported_invalid.add((index, why))
+            self.events.audit("invalid", to=index, reason=f"never activated: {why}")
         return data is not None
 
     def _usable(self, state: st.PoolState, index: int, now: float) -> bool:

@@ -1051,3 +1051,14 @@ def test_a_nan_expiry_is_not_a_valid_credential(manager: AccountManager) -> None
     info = {a.index: a for a in manager.list_accounts()}[2]
     assert info.status == "invalid"
     assert info.invalid_reason == "not valid JSON"
+
+
+def test_an_invalid_slot_met_by_rotation_is_audited_once(manager: AccountManager) -> None:
+    manager.slot_path(2).write_bytes(b"{not json")
+    for _ in range(3):
+        manager.switch_next()
+    lines = [json.loads(line) for line in manager.log_path.read_text().splitlines()]
+    invalid = [r for r in lines if r["event"] == "invalid"]
+    assert len(invalid) == 1
+    assert invalid[0]["to"] == 2 and invalid[0]["reason"] == "never activated: not valid JSON"
+    assert manager.current() != 2

@@ -284,27 +284,8 @@ def _check_locks(manager: AccountManager) -> list[Finding]:
     return found
 
 
-def _dead_run_dirs(manager: AccountManager) -> int:
-    dead = 0
-    try:
-        entries = list(os.scandir(manager.home / RUN_DIR))
-    except OSError:
-        return 0
-    for entry in entries:
-        pid = entry.name.split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            dead += 1
-        except PermissionError:
-            pass
-    return dead
-
-
 def _check_run_dirs(manager: AccountManager) -> list[Finding]:
-    dead = _dead_run_dirs(manager)
+    dead = len(manager.dead_run_dirs())
     if not dead:
         return []
     return [

@@ -9,7 +9,6 @@ pointer moves, so a refreshed token is never thrown away.
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import os
@@ -1099,32 +1098,37 @@ class AccountManager:
             pass
         self.events.pool_exhausted(message, first_reset)
 
+    def dead_run_dirs(self) -> list[Path]:
+        """Private call homes whose process has died (each may hold a token copy)."""
+        try:
+            entries = list(os.scandir(self.home / RUN_DIR))
+        except OSError:
+            return []
+        dead = []
+        for entry in entries:
+            pid = entry.name.split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                dead.append(Path(entry.path))
+        return dead
+
     def clean_run_dirs(self) -> int:
         """Remove private call homes left by processes that died.
 
         Such a home may hold the only copy of a token the tool refreshed before the crash:
         it is written back to its own slot first (if newer than the slot), then removed.
         """
-        run = self.home / RUN_DIR
-        removed = 0
-        try:
-            entries = list(os.scandir(run))
-        except OSError:
-            return 0
-        for entry in entries:
-            parts = entry.name.split("-", 2)
-            if len(parts) < 2 or not parts[0].isdigit() or _pid_alive(int(parts[0])):
-                continue
-            if parts[1].isdigit() and not self.profile.env_kind:
-                root = Path(entry.path)
+        dead = self.dead_run_dirs()
+        for root in dead:
+            parts = root.name.split("-", 2)
+            index = parts[1] if len(parts) > 1 else ""
+            if index.isdigit() and not self.profile.env_kind:
                 cred = self.profile.private_home(root) / self.profile.credential_name
                 with suppress(OSError, CredrotError):
-                    self.write_back(int(parts[1]), b"", cred.read_bytes())
+                    self.write_back(int(index), b"", cred.read_bytes())
             import shutil
 
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed += 1
-        return removed
+            shutil.rmtree(root, ignore_errors=True)
+        return len(dead)
 
 
 #: ``atomic_write`` and ``_set_pointer`` temp names: ``.<name>.<pid>.<hex>.tmp|lnk``.
@@ -1140,6 +1144,3 @@ def _pid_alive(pid: int) -> bool:
         return True
     return True
 
-
-def is_missing_home(exc: OSError) -> bool:
-    return exc.errno == errno.ENOENT

@@ -229,29 +229,19 @@ def prometheus(
             for s in STATUSES
         ],
     )
-    timed = [
-        (_labels(tool=tool, account=str(i.index)), i.until.timestamp())
-        for i in infos
-        if i.until is not None
-    ]
-    if timed:
-        out.family("credrot_account_until_timestamp_seconds", "gauge",
-                   "When an exhausted or rate-limited account is usable again (Unix time).",
-                   timed)
-    used = [
-        (_labels(tool=tool, account=str(i.index)), i.last_used.timestamp())
-        for i in infos
-        if i.last_used is not None
-    ]
-    if used:
-        out.family("credrot_account_last_used_timestamp_seconds", "gauge",
-                   "When the account was last used (Unix time).", used)
-    expiry = [
-        (_labels(tool=tool, account=str(i.index)), i.token_expiry.timestamp())
-        for i in infos
-        if i.token_expiry is not None
-    ]
-    if expiry:
-        out.family("credrot_account_token_expiry_timestamp_seconds", "gauge",
-                   "When the account's access token expires (Unix time).", expiry)
+    for attr, name, help_text in (
+        ("until", "credrot_account_until_timestamp_seconds",
+         "When an exhausted or rate-limited account is usable again (Unix time)."),
+        ("last_used", "credrot_account_last_used_timestamp_seconds",
+         "When the account was last used (Unix time)."),
+        ("token_expiry", "credrot_account_token_expiry_timestamp_seconds",
+         "When the account's access token expires (Unix time)."),
+    ):
+        samples = [
+            (_labels(tool=tool, account=str(i.index)), moment.timestamp())
+            for i in infos
+            if (moment := getattr(i, attr)) is not None
+        ]
+        if samples:
+            out.family(name, "gauge", help_text, samples)
     return "\n".join(out.lines) + "\n"

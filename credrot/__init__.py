@@ -28,21 +28,23 @@ _WHERE = {
     "AccountInfo": "credrot.manager",
     "AccountManager": "credrot.manager",
     "CredrotError": "credrot.errors",
-    "Outcome": "credrot.outcome",
-    "OutcomeKind": "credrot.outcome",
-    "classify": "credrot.outcome",
+    "Outcome": "credrot.kinds",
+    "OutcomeKind": "credrot.kinds",
+    "classify": "credrot.classify",
     "QwenWrapper": "credrot.wrapper",
     "Wrapper": "credrot.wrapper",
     "WrapperResult": "credrot.wrapper",
-    "ToolProfile": "credrot.tools",
+    "ToolProfile": "credrot.profile",
     "get_profile": "credrot.tools",
 }
 
 if TYPE_CHECKING:
+    from credrot.classify import classify
     from credrot.errors import CredrotError
+    from credrot.kinds import Outcome, OutcomeKind
     from credrot.manager import AccountInfo, AccountManager
-    from credrot.outcome import Outcome, OutcomeKind, classify
-    from credrot.tools import ToolProfile, get_profile
+    from credrot.profile import ToolProfile
+    from credrot.tools import get_profile
     from credrot.wrapper import QwenWrapper, Wrapper, WrapperResult
 
 

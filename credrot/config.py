@@ -35,8 +35,15 @@ import yaml
 
 from credrot import resets
 from credrot.errors import ConfigError
-from credrot.outcome import OutcomeKind, Rule
-from credrot.tools import BUILTIN, CREDENTIAL_KINDS, PROMPT_PLACEHOLDER, ToolProfile
+from credrot.kinds import OutcomeKind, Rule
+from credrot.profile import (
+    BUILTIN_NAMES,
+    CREDENTIAL_KINDS,
+    PROMPT_PLACEHOLDER,
+    ToolProfile,
+    expiry_at,
+    json_validator,
+)
 
 CONFIG_ENV = "CREDROT_CONFIG"
 
@@ -144,7 +151,7 @@ def parse_config(text: str, source: str = "<config>") -> dict[str, ToolProfile]:
     for name, spec in tools.items():
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise err(f"tools.{name}", "a tool name of lowercase letters, digits, '-', '_', '.'")
-        if name in BUILTIN:
+        if name in BUILTIN_NAMES:
             raise err(f"tools.{name}", "a name that is not built in (choose another name)")
         found[name] = _tool(name, spec, err.under(f"tools.{name}"))
     return found
@@ -240,42 +247,6 @@ def _home(value: str, err: _Errors) -> str:
     if text.startswith("~") or path.is_absolute() or ".." in path.parts or not path.parts:
         raise err("home", TOOL_KEYS["home"], value)
     return str(path)
-
-
-def _lookup(data: Mapping[str, object], dotted: str) -> object:
-    holder: object = data
-    for part in dotted.split("."):
-        if not isinstance(holder, Mapping):
-            return None
-        holder = holder.get(part)
-    return holder
-
-
-def _validator(required: tuple[str, ...]) -> Callable[[object], str | None]:
-    def validate(data: object) -> str | None:
-        if not isinstance(data, dict):
-            return "not a JSON object"
-        for key in required:
-            value = _lookup(data, key)
-            if not isinstance(value, str) or not value:
-                return f"'{key}' is missing or not a string"
-        return None
-
-    return validate
-
-
-def _expiry(key: str | None, unit: str) -> Callable[[Mapping[str, object]], float | None]:
-    scale = 1000.0 if unit == "ms" else 1.0
-
-    def expiry(data: Mapping[str, object]) -> float | None:
-        if key is None:
-            return None
-        value = _lookup(data, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None
-        return float(value) / scale
-
-    return expiry
 
 
 def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
@@ -376,9 +347,9 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
         default_approval=_str(spec, "default_approval", err),
         validate=_env_validator(_str_list(spec, "required_keys", err))
         if kind == "env"
-        else _validator(_str_list(spec, "required_keys", err)),
+        else json_validator(strings=_str_list(spec, "required_keys", err), nonempty=True),
         secret_keys=secret_keys or ("access_token", "refresh_token"),
-        expiry=_expiry(_str(spec, "expiry_key", err), unit or "ms"),
+        expiry=expiry_at(_str(spec, "expiry_key", err), unit or "ms"),
         rules=tuple(rules),
         abort_rules=(Rule.of(OutcomeKind.AUTH_FAILED, *aborts),) if aborts else (),
         exit_codes=exit_codes,

@@ -1,6 +1,6 @@
 """``credrot demo``: rotation shown end to end, with simulated accounts, in a throwaway pool.
 
-Everything lives in one temporary directory: the simulated tool (``credrot.simulate``),
+Everything lives in one temporary directory: the simulated tool (``credrot_sim``),
 its "server", and the pool's home. The real :class:`~credrot.wrapper.Wrapper` runs the
 calls; the tool's environment is built from scratch for the demo (``HOME`` inside the
 temporary directory, the tool's home variable removed), so the user's real home and
@@ -50,7 +50,7 @@ def run_demo(
 
 
 def _story(write: Callable[[str], None], root: Path, tool: str, calls: int) -> int:
-    from credrot import simulate
+    import credrot_sim as simulate
     from credrot.manager import AccountManager
     from credrot.wrapper import Wrapper
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from credrot.outcome import Outcome
+    from credrot.kinds import Outcome
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from credrot.errors import CredrotError, ToolNotFound
 
 if TYPE_CHECKING:
     from credrot.manager import AccountManager
-    from credrot.tools import ToolProfile
+    from credrot.profile import ToolProfile
 
 #: The command that logs a tool in, per tool. Qwen Code starts its OAuth device flow
 #: when it has no credential and is told to use qwen-oauth.

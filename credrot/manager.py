@@ -31,9 +31,10 @@ from credrot.errors import (
     InvalidCredential,
     ReadOnlyHome,
 )
+from credrot.kinds import Outcome, OutcomeKind
 from credrot.lock import PoolLock
-from credrot.outcome import Outcome, OutcomeKind
-from credrot.tools import ToolProfile, default_rate_limit_window, get_profile
+from credrot.profile import ToolProfile
+from credrot.tools import get_profile
 
 if TYPE_CHECKING:
     from credrot.events import Events
@@ -824,7 +825,7 @@ class AccountManager:
                     if until is None:
                         wait = outcome.retry_after
                         if wait is None:
-                            wait = default_rate_limit_window(self.profile).total_seconds()
+                            wait = self.profile.rate_limit_window.total_seconds()
                         until = datetime.fromtimestamp(now + wait, timezone.utc)
                     self._mark(acct, st.RATE_LIMITED, until, outcome.message)
                 elif kind is OutcomeKind.AUTH_FAILED:

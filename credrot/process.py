@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from credrot.errors import ToolNotFound
-from credrot.outcome import Rule
+from credrot.kinds import Rule
 
 #: Linux caps one argv string at 128 KiB; anything near that goes through stdin.
 MAX_ARG_BYTES = 128 * 1024

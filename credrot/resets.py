@@ -28,6 +28,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 ResetParser = Callable[[str, datetime], "datetime | None"]
 Window = Callable[[datetime], datetime]
 
+
+def next_utc_midnight(now: datetime) -> datetime:
+    """The default reset of a daily quota whose tool does not say when (peers assume UTC)."""
+    day = now.astimezone(timezone.utc).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
 #: How far in the past a printed reset may be and still count as "now", not tomorrow.
 GRACE = timedelta(minutes=5)
 #: A dated reset further away than this is not a quota window: treat it as unparsable.

@@ -19,11 +19,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from credrot.classify import classify
 from credrot.errors import CredrotError, ReadOnlyHome, ToolNotFound
+from credrot.kinds import Outcome, OutcomeKind
 from credrot.manager import RUN_DIR, AccountManager, PoolStatus
-from credrot.outcome import Outcome, OutcomeKind, classify
 from credrot.process import RunResult, run_tool
-from credrot.tools import PromptTooLarge, ToolProfile
+from credrot.profile import PromptTooLarge, ToolProfile
 
 BACKOFF_KINDS = ("none", "constant", "exponential")
 #: Entries of the real home that a private call home never links.

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from credrot.kinds import Outcome
     from credrot.manager import AccountManager, PoolStatus
-    from credrot.outcome import Outcome
     from credrot.wrapper import Wrapper, WrapperResult
 
 #: Outcomes a test can be given when the pool is spent (``credrot_exhausted``).

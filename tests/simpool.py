@@ -17,7 +17,7 @@ import pytest
 from creds import CANARY
 
 from credrot.manager import AccountManager
-from credrot.simulate import SimBackend, install
+from credrot_sim import SimBackend, install
 
 #: Where each tool's credential keeps its access token.
 ACCESS_TOKEN_PATH: dict[str, tuple[str, ...]] = {

@@ -26,7 +26,7 @@ from creds import CANARY
 from simpool import SimPool
 
 from credrot import cli
-from credrot.simulate import QWEN_DEVICE_AUTH_WAITING_TEXT
+from credrot_sim import QWEN_DEVICE_AUTH_WAITING_TEXT
 
 #: The simulator logs in through its device flow when it has no credential; headless it
 #: needs a prompt (a person at a terminal gets the interactive session instead).

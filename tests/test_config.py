@@ -16,12 +16,13 @@ import pytest
 from creds import CANARY, canary_leaks
 
 from credrot import config, resets
+from credrot.classify import classify
 from credrot.errors import ConfigError, InvalidCredential
+from credrot.kinds import OutcomeKind
 from credrot.manager import AccountManager
-from credrot.outcome import OutcomeKind, classify
-from credrot.simulate import SimBackend, install
 from credrot.tools import BUILTIN, get_profile, known_tools
 from credrot.wrapper import Wrapper
+from credrot_sim import SimBackend, install
 
 NOW = datetime(2026, 11, 28, 15, 30, tzinfo=timezone.utc)
 

@@ -33,8 +33,9 @@ from credrot.errors import (
     ReadOnlyHome,
 )
 from credrot.events import AuditLog, hookimpl
+from credrot.kinds import Outcome, OutcomeKind
 from credrot.manager import AccountManager
-from credrot.outcome import Outcome, OutcomeKind, next_utc_midnight
+from credrot.resets import next_utc_midnight
 
 MakeCred = Callable[..., bytes]
 MakePool = Callable[..., AccountManager]
@@ -443,7 +444,7 @@ import json, sys
 from datetime import datetime, timedelta, timezone
 from credrot.manager import AccountManager
 from credrot.errors import ReadOnlyHome
-from credrot.outcome import Outcome, OutcomeKind
+from credrot.kinds import Outcome, OutcomeKind
 
 home = sys.argv[1]
 out = {}

@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from credrot.outcome import OutcomeKind, classify, parse_retry_after
+from credrot.classify import classify, parse_retry_after
+from credrot.kinds import OutcomeKind
 from credrot.tools import QWEN
 
 NOW = datetime(2026, 11, 28, 15, 30, tzinfo=timezone.utc)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from credrot.classify import classify
 from credrot.config import parse_config
-from credrot.outcome import OutcomeKind, classify
+from credrot.kinds import OutcomeKind
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 

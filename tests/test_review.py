@@ -1,4 +1,4 @@
-"""credrot.review: secret detection, diff splitting and chunking, prompts, verdicts, fallback."""
+"""credrot_hooks.review: secrets, diff splitting and chunking, prompts, verdicts, fallback."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from credrot import review
 from credrot.manager import PoolStatus
+from credrot_hooks import review
 
 NOW = datetime(2026, 11, 28, 15, 30, tzinfo=timezone.utc)
 MIDNIGHT = datetime(2026, 11, 29, 0, 0, tzinfo=timezone.utc)

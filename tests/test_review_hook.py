@@ -6,16 +6,12 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 from creds import CANARY
 from simpool import SimPool
 
-if TYPE_CHECKING:  # mypy knows the folder; installed, it is the package credrot_hooks
-    from hooks.qwen_review import main
-else:
-    from credrot_hooks.qwen_review import main
+from credrot_hooks.qwen_review import main
 
 SECRET_LINE = f"API_TOKEN={CANARY}-in-dotenv"
 

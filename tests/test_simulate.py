@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from credrot import simulate
-from credrot.simulate import (
+import credrot_sim as simulate
+from credrot_sim import (
     QWEN_AUTH_401_TEXT,
     QWEN_CONNECTION_TEXT,
     QWEN_CRITICAL_ERROR_TEXT,
@@ -425,7 +425,7 @@ def test_version_and_missing_backend(sim: Sim, tmp_path: Path) -> None:
     assert sim.run("--version").stdout == b"0.12.0-sim\n"
     env = {k: v for k, v in sim.env.items() if k != simulate.BACKEND_ENV}
     proc = subprocess.run(
-        [sys.executable, "-m", "credrot.simulate", "qwen", "hi"], env=env,
+        [sys.executable, "-m", "credrot_sim", "qwen", "hi"], env=env,
         stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False,
     )
     assert proc.returncode == 2
@@ -437,7 +437,7 @@ def test_module_entry_point_uses_env_backend(sim: Sim) -> None:
     sim.account("a1")
     env = {**sim.env, simulate.BACKEND_ENV: str(sim.backend.root)}
     proc = subprocess.run(
-        [sys.executable, "-m", "credrot.simulate", "qwen", "-p", "hi"], env=env,
+        [sys.executable, "-m", "credrot_sim", "qwen", "-p", "hi"], env=env,
         stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False,
     )
     assert proc.returncode == 0, proc.stderr

@@ -19,10 +19,12 @@ from typing import Any
 
 import pytest
 
-from credrot import simulate
-from credrot.outcome import OutcomeKind, Rule, classify
+import credrot_sim as simulate
+from credrot.classify import classify
+from credrot.kinds import OutcomeKind, Rule
 from credrot.process import RunResult, run_tool
-from credrot.tools import QWEN, ToolProfile
+from credrot.profile import ToolProfile
+from credrot.tools import QWEN
 
 TRANSCRIPT = Path(__file__).parent / "conformance" / "transcripts" / "qwen-0.12.0.json"
 PROMPT = "Reply with one short sentence."  # what the conformance suite sent

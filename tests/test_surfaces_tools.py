@@ -7,16 +7,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 from creds import CANARY
 from simpool import SimPool
 
-if TYPE_CHECKING:  # mypy knows the hook's folder as `hooks`; installed it is credrot_hooks
-    from hooks.qwen_review import main as review_main
-else:
-    from credrot_hooks.qwen_review import main as review_main
+from credrot_hooks.qwen_review import main as review_main
 
 BIN = Path(sys.executable).parent
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from creds import CANARY
 
-from credrot.outcome import OutcomeKind, classify
+from credrot.classify import classify
+from credrot.kinds import OutcomeKind
 from credrot.process import MAX_ARG_BYTES
 from credrot.tools import CLAUDE, get_profile
 

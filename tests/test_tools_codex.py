@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from creds import CANARY
 
-from credrot.outcome import OutcomeKind, classify
+from credrot.classify import classify
+from credrot.kinds import OutcomeKind
 from credrot.tools import CODEX, get_profile
 
 UTC = timezone.utc

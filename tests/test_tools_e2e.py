@@ -14,8 +14,8 @@ import pytest
 from creds import CANARY, canary_leaks
 from simpool import SimPool
 
+from credrot.kinds import OutcomeKind
 from credrot.manager import AccountManager
-from credrot.outcome import OutcomeKind
 from credrot.wrapper import Wrapper
 
 TOOLS = ("claude", "codex", "gemini")

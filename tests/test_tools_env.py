@@ -13,9 +13,9 @@ from creds import CANARY, canary_leaks
 
 from credrot import resets
 from credrot.errors import DuplicateAccount, InvalidCredential
+from credrot.kinds import OutcomeKind, Rule
 from credrot.manager import AccountManager
-from credrot.outcome import OutcomeKind, Rule
-from credrot.tools import ToolProfile, parse_env_file
+from credrot.profile import ToolProfile, parse_env_file
 from credrot.wrapper import Wrapper
 
 KEYTOOL = ToolProfile(

@@ -16,8 +16,8 @@ from creds import CANARY
 from simpool import SimPool
 
 from credrot.errors import ReadOnlyHome
+from credrot.kinds import OutcomeKind
 from credrot.manager import AccountManager
-from credrot.outcome import OutcomeKind
 from credrot.wrapper import CallFailed, QwenWrapper, Wrapper
 
 

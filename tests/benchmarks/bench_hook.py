@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from credrot.manager import AccountManager
-from credrot.simulate import SimBackend, install
+from credrot_sim import SimBackend, install
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 21

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from credrot.manager import AccountManager
-from credrot.simulate import SimBackend, install
 from credrot.wrapper import Wrapper
+from credrot_sim import SimBackend, install
 
 ROUNDS = 40
 TARGET_OVERHEAD = 1.15

@@ -34,10 +34,11 @@ from typing import Any
 
 import pytest
 
+from credrot.kinds import OutcomeKind, Rule
 from credrot.manager import AccountManager
-from credrot.outcome import OutcomeKind, Rule
 from credrot.process import RunResult, run_tool
-from credrot.tools import QWEN, ToolProfile
+from credrot.profile import ToolProfile
+from credrot.tools import QWEN
 from credrot.wrapper import Wrapper
 
 from . import harness, install_qwen
@@ -134,7 +135,7 @@ def run_by_hand(cli_env: dict[str, str], workdir: Path) -> Callable[..., RunResu
 @pytest.fixture
 def simulate(tmp_path: Path) -> Callable[..., RunResult]:
     """``simulate(mode, output_format="text", *, expired=False, stop_at=None) -> RunResult``."""
-    from credrot import simulate as sim
+    import credrot_sim as sim
 
     def run(
         mode: str,

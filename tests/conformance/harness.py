@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from credrot.classify import classify
+from credrot.kinds import Outcome
 from credrot.manager import AccountManager
-from credrot.outcome import Outcome, classify
 from credrot.process import RunResult
-from credrot.tools import QWEN, ToolProfile
+from credrot.profile import ToolProfile
+from credrot.tools import QWEN
 from credrot.wrapper import Wrapper, WrapperResult
 
 from . import install_qwen

@@ -22,10 +22,12 @@ from typing import Any
 
 import pytest
 
+from credrot.classify import classify
+from credrot.kinds import OutcomeKind
 from credrot.manager import AccountManager
-from credrot.outcome import OutcomeKind, classify
 from credrot.process import RunResult, run_tool
-from credrot.tools import QWEN, ToolProfile
+from credrot.profile import ToolProfile
+from credrot.tools import QWEN
 from credrot.wrapper import Wrapper, WrapperResult
 
 from .harness import (

@@ -25,9 +25,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from credrot import review
 from credrot.errors import CredrotError
-from credrot.tools import BUILTIN, ToolProfile, get_profile
+from credrot.profile import ToolProfile
+from credrot.tools import BUILTIN, get_profile
+from credrot_hooks import review
 
 if TYPE_CHECKING:
     from credrot.manager import AccountManager

@@ -2,89 +2,20 @@
 
 The answer a model gives is never searched for error words: a review that quotes
 "HTTP 429" is a success. Only the tool's error channel (stderr, or stdout when the tool
-failed, or an error result in its json output) is read.
+failed, or an error result in its json output) is read. Pure: no I/O, no clock but ``now``.
 """
 
 from __future__ import annotations
 
-import enum
-import functools
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from credrot.kinds import Outcome, OutcomeKind
+
 if TYPE_CHECKING:
-    from credrot.tools import ToolProfile
-
-
-class OutcomeKind(str, enum.Enum):
-    OK = "ok"
-    RATE_LIMITED = "rate_limited"
-    QUOTA_EXHAUSTED = "quota_exhausted"
-    AUTH_FAILED = "auth_failed"
-    DISABLED = "disabled"
-    ERROR = "error"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True)
-class Outcome:
-    kind: OutcomeKind
-    message: str = ""
-    retry_after: float | None = None
-    resets_at: datetime | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.kind is OutcomeKind.OK
-
-    @property
-    def rotates(self) -> bool:
-        """True when the account cannot serve this call and another one should."""
-        return self.kind in (
-            OutcomeKind.QUOTA_EXHAUSTED,
-            OutcomeKind.AUTH_FAILED,
-            OutcomeKind.DISABLED,
-        )
-
-    @classmethod
-    def success(cls) -> Outcome:
-        return cls(OutcomeKind.OK)
-
-    @classmethod
-    def error(cls, message: str) -> Outcome:
-        return cls(OutcomeKind.ERROR, message)
-
-
-ResetParser = Callable[[str, datetime], "datetime | None"]
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One pattern of a tool's error output and what it means.
-
-    The regex is compiled on first use: the profiles hold dozens of them, and a command
-    that only lists the pool should not pay for compiling them at start-up. A loader of
-    user-written patterns should touch ``rule.pattern`` to reject a bad one early.
-    """
-
-    kind: OutcomeKind
-    source: str
-    flags: int = re.IGNORECASE
-
-    @functools.cached_property
-    def pattern(self) -> re.Pattern[str]:
-        return re.compile(self.source, self.flags)
-
-    @classmethod
-    def of(cls, kind: OutcomeKind, *patterns: str) -> Rule:
-        joined = "|".join(f"(?:{p})" for p in patterns)
-        return cls(kind, joined)
+    from credrot.profile import ToolProfile
 
 
 _RETRY_AFTER = re.compile(
@@ -108,11 +39,6 @@ def parse_retry_after(text: str) -> float | None:
     if unit in ("m", "min", "mins", "minute", "minutes"):
         return value * 60.0
     return value
-
-
-def next_utc_midnight(now: datetime) -> datetime:
-    day = now.astimezone(timezone.utc).date() + timedelta(days=1)
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 
 def _matched_line(text: str, match: re.Match[str]) -> str:

@@ -1,0 +1,64 @@
+"""Gemini CLI (``gemini``): ``$GEMINI_CLI_HOME/.gemini/oauth_creds.json``."""
+
+from __future__ import annotations
+
+from datetime import timezone
+
+from credrot import resets
+from credrot.kinds import OutcomeKind, Rule
+from credrot.profile import ToolProfile, expiry_at, json_validator
+
+_GEMINI_RULES = (
+    Rule.of(
+        OutcomeKind.AUTH_FAILED,
+        r"\[API Error: 401\b",
+        r"invalid_grant",
+        r"Failed to login",
+    ),
+    Rule.of(
+        OutcomeKind.QUOTA_EXHAUSTED,
+        r"exhausted your capacity on this model",
+        r"exhausted your daily quota",
+        r"Usage limit reached for",
+        r"\bAccess resets at\b",
+        r"quota will reset after",
+    ),
+    Rule.of(
+        OutcomeKind.RATE_LIMITED,
+        r"\[API Error: [^\]]*\b429\b",
+        r"Please wait and try again later",
+        r"Possible quota limitations in place",
+        r"RESOURCE_EXHAUSTED",
+        r"\brate[ -]limit",
+        r"too many requests",
+    ),
+)
+
+GEMINI = ToolProfile(
+    name="gemini",
+    executable="gemini",
+    home_dirname=".gemini",
+    credential_name="oauth_creds.json",
+    home_env="GEMINI_CLI_HOME",
+    home_env_is_parent=True,
+    # Piped stdin alone makes the CLI non-interactive; `-p` would be appended to it.
+    base_args=("-o", "text"),
+    approval_flag="--approval-mode",
+    validate=json_validator(
+        strings=("access_token", "refresh_token"), optional_numbers=("expiry_date",)
+    ),
+    expiry=expiry_at("expiry_date"),
+    rules=_GEMINI_RULES,
+    # With expired OAuth it may ask on stdin: stop it at once, it needs a login.
+    abort_rules=(
+        Rule.of(OutcomeKind.AUTH_FAILED, r"Do you want to continue\? \[Y/n\]"),
+    ),
+    exit_codes={41: OutcomeKind.AUTH_FAILED},
+    json_error_prefixes=("[API Error:", "You have exhausted", "Usage limit reached"),
+    reset_parsers=(resets.gemini_reset_after, resets.gemini_resets_at),
+    # Gemini's daily quotas reset at midnight Pacific time (Google's documentation).
+    default_reset=resets.next_midnight(resets.zone("America/Los_Angeles") or timezone.utc),
+    install_hint="npm install -g @google/gemini-cli",
+    # Written in place (mode 0600): a symlink there is followed.
+    replaces_symlink=False,
+)

@@ -1,0 +1,91 @@
+"""Simulated Gemini CLI (``gemini``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from credrot_sim.base import (
+    _EXIT_INPUT,
+    _STDIN_JOINER,
+    _err,
+)
+from credrot_sim.cli import (
+    _answer,
+    _flags,
+    _log_usage,
+    _other_error,
+    _other_prepare,
+    _read_stdin,
+    _UsageError,
+    _write_out,
+)
+from credrot_sim.creds import (
+    _SPECS,
+)
+from credrot_sim.texts import (
+    GEMINI_NO_INPUT_TEXT,
+    GEMINI_VERSION,
+)
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _gemini_main(args: list[str]) -> int:
+    spec = _SPECS["gemini"]
+    try:
+        opts = _flags(
+            args,
+            {
+                "-p": "prompt",
+                "--prompt": "prompt",
+                "-o": "output_format",
+                "--output-format": "output_format",
+                "-m": "model",
+                "--model": "model",
+                "--approval-mode": "approval_mode",
+            },
+            {"-y": "yolo", "--yolo": "yolo", "-v": "version", "--version": "version"},
+            {
+                "output_format": ("text", "json", "stream-json"),
+                "approval_mode": ("default", "auto_edit", "yolo", "plan"),
+            },
+        )
+    except _UsageError as exc:
+        _log_usage(spec, args, {})
+        _err(f"{exc}\n")
+        return _EXIT_INPUT
+    if opts.get("version"):
+        sys.stdout.write(GEMINI_VERSION + "\n")
+        return 0
+    fmt = opts.get("output_format", "text")
+    extra = {"output_format": fmt, "model": opts.get("model")}
+    stdin_text, _ = _read_stdin()
+    prompt = opts.get("prompt") or " ".join(opts["positional"])
+    if stdin_text:  # the -p text is appended to stdin
+        prompt = f"{stdin_text}{_STDIN_JOINER}{prompt}" if prompt else stdin_text
+    if not prompt:
+        _log_usage(spec, args, extra)
+        _err(GEMINI_NO_INPUT_TEXT + "\n")
+        return _EXIT_INPUT
+    prepared = _other_prepare(spec, args, prompt, extra)
+    if isinstance(prepared, int):
+        return prepared
+    _, d = prepared
+    ok = d.outcome in ("ok", "garbage")
+    text, code = (_answer(d, prompt, "gemini"), 0) if ok else _other_error(spec, d)
+    if fmt == "text":
+        if ok:
+            _write_out(text + "\n", d.outcome == "garbage")
+        else:
+            _err(text + "\n")
+        return code
+    body: dict[str, Any] = (
+        {"response": text, "stats": {"models": {}}}
+        if ok
+        else {"error": {"type": "Error", "message": text, "code": code}}
+    )
+    _write_out(json.dumps(body, indent=2) + "\n", d.outcome == "garbage")
+    return code

@@ -256,8 +256,11 @@ def _load_yaml(text: str) -> Any:
     loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        raise CorruptState(f"not YAML: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:
+        # (not only yaml.YAMLError: the C loader keeps the error classes of the first
+        # import of yaml, which a re-import no longer matches)
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CorruptState(f"not YAML: {first}") from None
 
 
 def is_read_only_error(exc: OSError) -> bool:

@@ -550,6 +550,6 @@ def test_doctor_reports_a_corrupt_state_file(make_pool: MakePool) -> None:
     manager = make_pool(2)
     manager.state_path.write_text("{{{{ not yaml")
     result = invoke([*home_args(manager), "doctor", "--skip-tool"])
-    assert "state.yaml is corrupt" in result.stdout
+    assert "state.yaml is corrupt" in result.stdout, result.stderr
     assert "credrot: warning: state file" in result.stderr  # the core kept it aside
     assert any(p.name.startswith("state.yaml.corrupt-") for p in manager.home.iterdir())

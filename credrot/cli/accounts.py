@@ -1,0 +1,209 @@
+"""``credrot accounts ...``: list, add (log in or import), remove, switch, next, reset."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+
+from credrot.cli.base import (
+    CONTEXT,
+    EXIT_OK,
+    EXIT_UNUSABLE,
+    _describe_unusable,
+    _Group,
+    _manager,
+    _say_error,
+    _stdin_bytes,
+)
+
+
+# -------------------------------------------------------- shared actions
+def _list(ctx: click.Context, as_json: bool, empty_hint: str) -> int:
+    from credrot import report
+
+    manager = _manager(ctx)
+    infos = manager.list_accounts()
+    tool = manager.profile.name
+    if as_json:
+        click.echo(report.accounts_json(tool, str(manager.home), infos))
+        return EXIT_OK
+    if not infos:
+        click.echo(f"no {tool} accounts in {manager.home}; {empty_hint}")
+        return EXIT_OK
+    usable = sum(1 for i in infos if i.usable)
+    click.echo(f"{tool} accounts in {manager.home} ({len(infos)}, {usable} usable; * = active)")
+    for line in report.accounts_table(infos):
+        click.echo("  " + line)
+    return EXIT_OK
+
+
+def _switch(ctx: click.Context, index: int) -> int:
+    manager = _manager(ctx)
+    manager.switch_to(index)
+    click.echo(f"switched to account #{index}")
+    info = next((i for i in manager.list_accounts() if i.index == index), None)
+    if info is not None and not info.usable:
+        from datetime import datetime, timezone
+
+        from credrot import report
+
+        state = report.status_text(info, datetime.now(timezone.utc))
+        click.echo(
+            f"credrot: warning: account #{index} is {state}; calls will move off it",
+            err=True,
+        )
+    return EXIT_OK
+
+
+def _next(ctx: click.Context) -> int:
+    manager = _manager(ctx)
+    before = manager.current()
+    moved, index = manager.switch_next()
+    if not moved:
+        _say_error(f"no other usable account: {_describe_unusable(manager)}")
+        return EXIT_UNUSABLE
+    if index == before:
+        click.echo(f"staying on account #{index}")
+    else:
+        click.echo(f"switched to account #{index}")
+    return EXIT_OK
+
+
+def _remove(ctx: click.Context, index: int) -> int:
+    manager = _manager(ctx)
+    dest = manager.remove_account(index)
+    click.echo(f"removed account #{index}; its file was moved to {dest}")
+    return EXIT_OK
+
+
+def _read_source(source: str) -> bytes | str:
+    return _stdin_bytes() if source == "-" else source
+
+
+def _import(ctx: click.Context, sources: Sequence[str]) -> int:
+    manager = _manager(ctx)
+    for source in sources:
+        index = manager.import_account(_read_source(source))
+        label = "stdin" if source == "-" else source
+        click.echo(f"added account #{index} from {label} ({manager.slot_path(index)})")
+    return EXIT_OK
+
+
+def _enrol(ctx: click.Context, count: int, login_command: str | None, timeout: float) -> int:
+    from credrot.login import enrol
+
+    manager = _manager(ctx)
+
+    def progress(kind: str, message: str) -> None:
+        if kind == "added":
+            click.echo(message)
+        else:
+            click.echo(f"credrot: {message}", err=True)
+
+    added = enrol(manager, count, command=login_command, timeout=timeout, on_event=progress)
+    if count > 1:
+        click.echo(f"{len(added)} of {count} accounts added")
+    return EXIT_OK
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+def accounts() -> None:
+    """List, add, remove, switch and reset the accounts of the pool."""
+
+
+@accounts.command("list", context_settings=CONTEXT, short_help="List accounts with their status.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def accounts_list(ctx: click.Context, as_json: bool) -> int:
+    """Every account: active marker, status, calls today, last use, token expiry."""
+    return _list(ctx, as_json, "add one with `credrot accounts add`")
+
+
+@accounts.command(
+    "add", context_settings=CONTEXT, short_help="Log in new accounts (private homes), or import."
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many accounts to log in, one after another.",
+)
+@click.option(
+    "--from",
+    "sources",
+    multiple=True,
+    metavar="FILE",
+    help="Import an existing credential file (`-` reads stdin) instead of logging in.",
+)
+@click.option(
+    "--login-command",
+    metavar="CMD",
+    default=None,
+    help="How to start the tool's login (default for qwen: `qwen --auth-type qwen-oauth`; "
+    "env CREDROT_LOGIN_COMMAND).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for each login.",
+)
+@click.pass_context
+def accounts_add(
+    ctx: click.Context,
+    count: int,
+    sources: tuple[str, ...],
+    login_command: str | None,
+    timeout: float,
+) -> int:
+    """Log in new accounts, each with a private temporary home, and add them.
+
+    The login never sees the real home, so it cannot overwrite an existing account.
+    The credential it writes is validated, refused if already in the pool, and saved
+    in the next free slot (0600). Ctrl-C leaves no half-written file.
+    """
+    if sources:
+        if count != 1:
+            raise click.UsageError("--count cannot be combined with --from")
+        return _import(ctx, sources)
+    return _enrol(ctx, count, login_command, timeout)
+
+
+@accounts.command("remove", context_settings=CONTEXT, short_help="Remove account N (to trash/).")
+@click.argument("index", type=click.IntRange(min=1), metavar="N")
+@click.pass_context
+def accounts_remove(ctx: click.Context, index: int) -> int:
+    """Remove account N (its file is moved to the home's trash/, never deleted)."""
+    return _remove(ctx, index)
+
+
+@accounts.command("switch", context_settings=CONTEXT)
+@click.argument("index", type=click.IntRange(min=1), metavar="N")
+@click.pass_context
+def accounts_switch(ctx: click.Context, index: int) -> int:
+    """Make account N the active one."""
+    return _switch(ctx, index)
+
+
+@accounts.command("next", context_settings=CONTEXT)
+@click.pass_context
+def accounts_next(ctx: click.Context) -> int:
+    """Move to the next usable account (exit 3 when there is none)."""
+    return _next(ctx)
+
+
+@accounts.command("reset", context_settings=CONTEXT, short_help="Make account N (or all) ready.")
+@click.argument("index", type=click.IntRange(min=1), metavar="[N]", required=False)
+@click.pass_context
+def accounts_reset(ctx: click.Context, index: int | None) -> int:
+    """Forget that account N (default: every account) is spent: ready again."""
+    manager = _manager(ctx)
+    done = manager.reset(index)
+    if not done:
+        click.echo("no accounts to reset")
+    else:
+        click.echo(f"ready again: {', '.join(f'#{i}' for i in done)}")
+    return EXIT_OK

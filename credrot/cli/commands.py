@@ -1,0 +1,201 @@
+"""``credrot stats|doctor|run|demo``."""
+
+from __future__ import annotations
+
+import click
+
+from credrot.cli.base import (
+    CONTEXT,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_UNUSABLE,
+    _Command,
+    _configure_logging,
+    _manager,
+    _say_error,
+    _stdin_bytes,
+    _stdin_is_terminal,
+)
+
+
+def _stats(ctx: click.Context, as_json: bool, prom: bool, output: str | None) -> int:
+    from credrot import report
+
+    manager = _manager(ctx)
+    stats = manager.get_stats()
+    if prom:
+        text = report.prometheus(stats, manager.list_accounts())
+    elif as_json:
+        text = report.stats_json(stats) + "\n"
+    else:
+        text = "\n".join(report.stats_lines(stats)) + "\n"
+    if output is None or output == "-":
+        click.echo(text, nl=False)
+        return EXIT_OK
+    from pathlib import Path
+
+    from credrot.state import atomic_write
+
+    # Written by rename, so node_exporter's textfile collector never reads half a file.
+    atomic_write(Path(output), text.encode("utf-8"), mode=0o644)
+    return EXIT_OK
+
+
+@click.command(
+    cls=_Command, context_settings=CONTEXT, short_help="Counters: calls, quota hits, switches."
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--prometheus",
+    "prom",
+    is_flag=True,
+    help="Prometheus text format (credrot_* metrics, labels tool and account).",
+)
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    default=None,
+    help="Write to FILE atomically (for node_exporter's textfile collector).",
+)
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool, prom: bool, output: str | None) -> int:
+    """Totals and per-account counters: calls, successes, quota hits, switches."""
+    if as_json and prom:
+        raise click.UsageError("choose one of --json and --prometheus")
+    return _stats(ctx, as_json, prom, output)
+
+
+@click.command(
+    cls=_Command, context_settings=CONTEXT, short_help="Check the tool and the pool; --fix repairs."
+)
+@click.option("--fix", is_flag=True, help="Apply the safe fixes (adopt, restore link, chmod).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--skip-tool", is_flag=True, help="Don't look for the tool or run its --version.")
+@click.pass_context
+def doctor(ctx: click.Context, fix: bool, as_json: bool, skip_tool: bool) -> int:
+    """Check the tool, the home, permissions, the pointer, credentials, locks.
+
+    Each finding comes with its fix; --fix applies the safe ones. Exit 1 when an
+    error remains.
+    """
+    import json
+
+    from credrot.doctor import apply_fixes, diagnose
+
+    manager = _manager(ctx)
+    findings = diagnose(manager, tool=not skip_tool)
+    done: list[str] = []
+    if fix:
+        done = apply_fixes(manager, findings)
+        tool_findings = [f for f in findings if f.check == "tool"]
+        findings = tool_findings + diagnose(manager, tool=False)
+    errors = [f for f in findings if f.level == "error"]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "tool": manager.profile.name,
+                    "home": str(manager.home),
+                    "fixed": done,
+                    "findings": [f.as_dict() for f in findings],
+                    "ok": not errors,
+                },
+                indent=2,
+            )
+        )
+        return EXIT_ERROR if errors else EXIT_OK
+    click.echo(f"credrot doctor: {manager.profile.name} in {manager.home}")
+    for line in done:
+        click.echo(f"  fixed  {line}")
+    for f in findings:
+        click.echo(f"  {f.level:<5}  {f.message}")
+        if f.fix and f.level in ("warn", "error"):
+            how = " (credrot doctor --fix does this)" if f.fixable else ""
+            click.echo(f"         fix: {f.fix}{how}")
+    problems = [f for f in findings if f.level in ("warn", "error")]
+    fixable = sum(1 for f in problems if f.fixable)
+    if problems:
+        click.echo(
+            f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+            + (f", {fixable} fixable with --fix" if fixable else "")
+        )
+    else:
+        click.echo("no problems found")
+    return EXIT_ERROR if errors else EXIT_OK
+
+
+@click.command(
+    cls=_Command,
+    context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_interspersed_args": False},
+    short_help="Run the tool on a usable account, rotating.",
+)
+@click.option(
+    "--tool", "run_tool", default=None, metavar="TOOL", help="Overrides the global --tool."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=300.0,
+    show_default=True,
+    help="Seconds per attempt; the tool's whole process group is stopped after it.",
+)
+@click.option(
+    "--max-retries",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="At most this many tool runs.",
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(
+    ctx: click.Context,
+    run_tool: str | None,
+    timeout: float,
+    max_retries: int,
+    args: tuple[str, ...],
+) -> int:
+    """Run the tool with ARGS on a usable account, rotating when one is spent.
+
+    \b
+    Example: git diff | credrot run -- -p "review this diff"
+    Stdin is passed through; the final attempt's output is printed. The exit code is
+    the tool's, or 3 when no account is usable.
+    """
+    from credrot.wrapper import Wrapper
+
+    manager = _manager(ctx, run_tool)
+    data: bytes | None = None
+    if not _stdin_is_terminal():
+        data = _stdin_bytes()
+    wrapper = Wrapper(manager.profile, manager=manager, max_retries=max_retries, timeout=timeout)
+    result = wrapper.run_args(list(args), stdin=data)
+    if result.output:
+        click.echo(result.output, nl=False)
+    if result.stderr:
+        click.echo(result.stderr, nl=False, err=True)
+    if result.pool_exhausted:
+        _say_error(result.error or "no usable account")
+        return EXIT_UNUSABLE
+    if result.success:
+        return result.exit_code or EXIT_OK
+    if result.error:
+        _say_error(result.error)
+    return result.exit_code or EXIT_ERROR
+
+
+@click.command(
+    cls=_Command, context_settings=CONTEXT, short_help="Watch rotation work on simulated accounts."
+)
+@click.pass_context
+def demo(ctx: click.Context) -> int:
+    """See rotation work: simulated accounts in a throwaway pool, no real account needed.
+
+    Nothing in your real home is read or written, and nothing goes over the network.
+    """
+    from credrot.demo import run_demo
+
+    root = ctx.find_root().params
+    _configure_logging(bool(root.get("debug")))
+    return run_demo(click.echo, tool=root.get("tool") or "qwen")

@@ -138,8 +138,7 @@ def _narrate(n: int, result: WrapperResult, runs: int, manager: AccountManager) 
     memo = ""
     if known:
         memo = (
-            f"; {', '.join(f'#{i}' for i in known)} known to be spent, so no run was "
-            "spent on them"
+            f"; {', '.join(f'#{i}' for i in known)} known to be spent, so no run was spent on them"
         )
     if runs == 0:
         reset = result.first_reset or datetime.now(timezone.utc)

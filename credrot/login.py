@@ -231,9 +231,11 @@ def login_once(
                     raw, why = _read_valid(profile, cred_path)
                     if raw is not None:
                         return raw
-                    detail = f": the credential is not valid ({why or last_why})" if (
-                        why or last_why
-                    ) else " without writing a credential"
+                    detail = (
+                        f": the credential is not valid ({why or last_why})"
+                        if (why or last_why)
+                        else " without writing a credential"
+                    )
                     raise LoginFailed(f"the login ended (exit code {code}){detail}")
                 if time.monotonic() >= deadline:
                     raise LoginFailed(

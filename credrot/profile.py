@@ -37,8 +37,19 @@ _ENV_RESERVED = frozenset({"HOME", "PATH"})
 _ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)")
 #: Words of a variable name (split at ``_``) that make its value an account's identity.
 _SECRET_WORDS = frozenset(
-    {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "CREDENTIAL",
-     "CREDENTIALS", "AUTH", "PAT"}
+    {
+        "KEY",
+        "APIKEY",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "PASS",
+        "CREDENTIAL",
+        "CREDENTIALS",
+        "AUTH",
+        "PAT",
+    }
 )
 
 
@@ -107,9 +118,9 @@ def expiry_at(key: str | None, unit: str = "ms") -> Callable[[Mapping[str, objec
     return expiry
 
 
-def parse_env_file(raw: bytes, reserved: frozenset[str] = _ENV_RESERVED) -> tuple[
-    dict[str, object] | None, str | None
-]:
+def parse_env_file(
+    raw: bytes, reserved: frozenset[str] = _ENV_RESERVED
+) -> tuple[dict[str, object] | None, str | None]:
     """An ``env`` account: ``KEY=value`` lines (``#`` comments, ``export``, quotes allowed).
 
     The reason for a refusal names a line and a key, never a value.
@@ -330,5 +341,3 @@ class ToolProfile:
         if self.prompt_flag is not None:
             args += [self.prompt_flag, prompt]
         return args, None
-
-

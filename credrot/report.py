@@ -187,42 +187,81 @@ def prometheus(
     tool = str(stats["tool"])
     pool = _labels(tool=tool)
     out = _Exposition()
-    out.family("credrot_accounts", "gauge", "Accounts in the pool.",
-               [(pool, stats["total_accounts"])])
-    out.family("credrot_accounts_usable", "gauge", "Accounts that can take a call now.",
-               [(pool, stats["usable_accounts"])])
+    out.family(
+        "credrot_accounts", "gauge", "Accounts in the pool.", [(pool, stats["total_accounts"])]
+    )
+    out.family(
+        "credrot_accounts_usable",
+        "gauge",
+        "Accounts that can take a call now.",
+        [(pool, stats["usable_accounts"])],
+    )
     current = stats.get("current_account")
-    out.family("credrot_current_account", "gauge",
-               "Number of the active account (0 when none).", [(pool, current or 0)])
-    out.family("credrot_switches_total", "counter", "Times the active account changed.",
-               [(pool, stats["switches_total"])])
-    out.family("credrot_pool_exhausted_total", "counter",
-               "Calls that found no usable account.", [(pool, stats["pool_exhausted"])])
+    out.family(
+        "credrot_current_account",
+        "gauge",
+        "Number of the active account (0 when none).",
+        [(pool, current or 0)],
+    )
+    out.family(
+        "credrot_switches_total",
+        "counter",
+        "Times the active account changed.",
+        [(pool, stats["switches_total"])],
+    )
+    out.family(
+        "credrot_pool_exhausted_total",
+        "counter",
+        "Calls that found no usable account.",
+        [(pool, stats["pool_exhausted"])],
+    )
     last = stats.get("last_switch")
     if last:
-        out.family("credrot_last_switch_timestamp_seconds", "gauge",
-                   "When the active account last changed (Unix time).",
-                   [(pool, datetime.fromisoformat(last).timestamp())])
+        out.family(
+            "credrot_last_switch_timestamp_seconds",
+            "gauge",
+            "When the active account last changed (Unix time).",
+            [(pool, datetime.fromisoformat(last).timestamp())],
+        )
 
     def per(attr: str) -> list[tuple[str, float | int]]:
         return [(_labels(tool=tool, account=str(i.index)), getattr(i, attr)) for i in infos]
 
-    out.family("credrot_calls_total", "counter", "Tool invocations per account.",
-               per("calls"))
-    out.family("credrot_successes_total", "counter", "Successful calls per account.",
-               per("successes"))
-    out.family("credrot_quota_hits_total", "counter", "Quota exhaustions per account.",
-               per("quota_hits"))
-    out.family("credrot_switches_to_total", "counter", "Times the pool moved to the account.",
-               per("switches_to"))
-    out.family("credrot_calls_today", "gauge", "Calls per account on the current UTC day.",
-               per("calls_today"))
-    out.family("credrot_account_usable", "gauge", "1 when the account can take a call now.",
-               [(_labels(tool=tool, account=str(i.index)), i.usable) for i in infos])
-    out.family("credrot_account_active", "gauge", "1 for the active account.",
-               [(_labels(tool=tool, account=str(i.index)), i.active) for i in infos])
+    out.family("credrot_calls_total", "counter", "Tool invocations per account.", per("calls"))
     out.family(
-        "credrot_account_status", "gauge", "The account's status (1 for the current one).",
+        "credrot_successes_total", "counter", "Successful calls per account.", per("successes")
+    )
+    out.family(
+        "credrot_quota_hits_total", "counter", "Quota exhaustions per account.", per("quota_hits")
+    )
+    out.family(
+        "credrot_switches_to_total",
+        "counter",
+        "Times the pool moved to the account.",
+        per("switches_to"),
+    )
+    out.family(
+        "credrot_calls_today",
+        "gauge",
+        "Calls per account on the current UTC day.",
+        per("calls_today"),
+    )
+    out.family(
+        "credrot_account_usable",
+        "gauge",
+        "1 when the account can take a call now.",
+        [(_labels(tool=tool, account=str(i.index)), i.usable) for i in infos],
+    )
+    out.family(
+        "credrot_account_active",
+        "gauge",
+        "1 for the active account.",
+        [(_labels(tool=tool, account=str(i.index)), i.active) for i in infos],
+    )
+    out.family(
+        "credrot_account_status",
+        "gauge",
+        "The account's status (1 for the current one).",
         [
             (_labels(tool=tool, account=str(i.index), status=s), i.status == s)
             for i in infos
@@ -230,12 +269,21 @@ def prometheus(
         ],
     )
     for attr, name, help_text in (
-        ("until", "credrot_account_until_timestamp_seconds",
-         "When an exhausted or rate-limited account is usable again (Unix time)."),
-        ("last_used", "credrot_account_last_used_timestamp_seconds",
-         "When the account was last used (Unix time)."),
-        ("token_expiry", "credrot_account_token_expiry_timestamp_seconds",
-         "When the account's access token expires (Unix time)."),
+        (
+            "until",
+            "credrot_account_until_timestamp_seconds",
+            "When an exhausted or rate-limited account is usable again (Unix time).",
+        ),
+        (
+            "last_used",
+            "credrot_account_last_used_timestamp_seconds",
+            "When the account was last used (Unix time).",
+        ),
+        (
+            "token_expiry",
+            "credrot_account_token_expiry_timestamp_seconds",
+            "When the account's access token expires (Unix time).",
+        ),
     ):
         samples = [
             (_labels(tool=tool, account=str(i.index)), moment.timestamp())

@@ -34,6 +34,7 @@ def next_utc_midnight(now: datetime) -> datetime:
     day = now.astimezone(timezone.utc).date() + timedelta(days=1)
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
+
 #: How far in the past a printed reset may be and still count as "now", not tomorrow.
 GRACE = timedelta(minutes=5)
 #: A dated reset further away than this is not a quota window: treat it as unparsable.

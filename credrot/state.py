@@ -8,8 +8,6 @@ person edited by hand in block YAML is still read (PyYAML is the fallback).
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import logging
 import os
@@ -21,17 +19,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from credrot.errors import ReadOnlyHome
+from credrot.fsutil import atomic_write, read_bytes
+from credrot.kinds import STORED_STATUSES, AccountStatus
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-READY = "ready"
-EXHAUSTED = "exhausted"
-RATE_LIMITED = "rate_limited"
-NEEDS_LOGIN = "needs_login"
-DISABLED = "disabled"
-STATUSES = (READY, EXHAUSTED, RATE_LIMITED, NEEDS_LOGIN, DISABLED)
+READY = AccountStatus.READY
+EXHAUSTED = AccountStatus.EXHAUSTED
+RATE_LIMITED = AccountStatus.RATE_LIMITED
+NEEDS_LOGIN = AccountStatus.NEEDS_LOGIN
+DISABLED = AccountStatus.DISABLED
+STATUSES = STORED_STATUSES
 #: Statuses that pass by themselves once their ``until`` time is reached.
 TIMED = (EXHAUSTED, RATE_LIMITED)
 
@@ -42,7 +41,7 @@ class CorruptState(ValueError):
 
 @dataclass
 class AccountState:
-    status: str = READY
+    status: str = AccountStatus.READY.value
     until: float | None = None  # epoch seconds, for TIMED statuses
     reason: str = ""
     calls: int = 0
@@ -57,10 +56,11 @@ class AccountState:
     last_used: float | None = None
     last_outcome: str = ""
 
-    def effective_status(self, now: float) -> str:
-        if self.status in TIMED and self.until is not None and self.until <= now:
-            return READY
-        return self.status
+    def effective_status(self, now: float) -> AccountStatus:
+        status = AccountStatus(self.status)
+        if status.timed and self.until is not None and self.until <= now:
+            return AccountStatus.READY
+        return status
 
     def usable(self, now: float) -> bool:
         return self.effective_status(now) == READY
@@ -261,54 +261,6 @@ def _load_yaml(text: str) -> Any:
         # import of yaml, which a re-import no longer matches)
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise CorruptState(f"not YAML: {first}") from None
-
-
-def is_read_only_error(exc: OSError) -> bool:
-    return exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never a mix.
-
-    A failure leaves the old file untouched and no temporary file behind.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    except OSError as exc:
-        if is_read_only_error(exc):
-            raise ReadOnlyHome(f"cannot write {path}: {path.parent} is read-only") from None
-        raise
-    try:
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def read_bytes(path: Path) -> bytes:
-    """A whole small file with the fewest system calls (no buffering, no tty probe)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks: list[bytes] = []
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
 
 
 def load_state(path: Path) -> tuple[PoolState | None, str | None]:

@@ -10,34 +10,21 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
+from credrot.callhome import CallHome
 from credrot.classify import classify
 from credrot.errors import CredrotError, ReadOnlyHome, ToolNotFound
 from credrot.kinds import Outcome, OutcomeKind
-from credrot.manager import RUN_DIR, AccountManager, PoolStatus
+from credrot.manager import AccountManager, Lease, PoolStatus
 from credrot.process import RunResult, run_tool
 from credrot.profile import PromptTooLarge, ToolProfile
 
 BACKOFF_KINDS = ("none", "constant", "exponential")
-#: Entries of the real home that a private call home never links.
-_PRIVATE = {
-    "accounts",
-    "state.yaml",
-    "rotation.log",
-    "rotation.log.1",
-    ".credrot.lock",
-    RUN_DIR,
-    "trash",
-    "backups",
-}
 
 
 @dataclass
@@ -89,68 +76,6 @@ def _redact(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
-class _CallHome:
-    """A private home for one attempt: the credential copied, every other entry linked.
-
-    For an ``env`` account no file is written: its variables go into the tool's
-    environment (``env``) and nothing can come back.
-    """
-
-    def __init__(self, manager: AccountManager, index: int, raw: bytes) -> None:
-        self.manager = manager
-        self.profile = manager.profile
-        base = manager.home / RUN_DIR
-        try:
-            base.mkdir(mode=0o700, exist_ok=True)
-            os.chmod(base, 0o700)
-            root = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{index}-", dir=base))
-        except OSError:
-            root = Path(tempfile.mkdtemp(prefix=f"credrot-{os.getpid()}-{index}-"))
-        self.root = root
-        self.tool_home = self.profile.private_home(root)
-        self.tool_home.mkdir(mode=0o700, exist_ok=True)
-        try:
-            entries = list(os.scandir(manager.home))
-        except OSError:
-            entries = []
-        skip = _PRIVATE | {self.profile.credential_name} | set(self.profile.call_private)
-        if self.profile.tool_lock_name:
-            skip.add(self.profile.tool_lock_name)
-        for entry in entries:
-            if entry.name in skip or ".tmp" in entry.name:
-                continue
-            try:
-                os.symlink(entry.path, self.tool_home / entry.name)
-            except OSError:
-                continue
-        self.credential = self.tool_home / self.profile.credential_name
-        self.variables: dict[str, str] = {}
-        if self.profile.env_kind:
-            data, _ = self.profile.parse_credential(raw)
-            self.variables = self.profile.env_of(data) if data else {}
-            return
-        fd = os.open(self.credential, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-
-    def env(self, base: Mapping[str, str]) -> dict[str, str]:
-        env = dict(base)
-        self.profile.point_at(env, self.root)
-        env.update(self.variables)
-        return env
-
-    def read_back(self) -> bytes | None:
-        if self.profile.env_kind:
-            return None
-        try:
-            return self.credential.read_bytes()
-        except OSError:
-            return None
-
-    def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 class Wrapper:
     """Run one tool with automatic rotation across its pool of accounts.
 
@@ -195,6 +120,9 @@ class Wrapper:
         self.max_rate_limits = max_rate_limits
         self.env = env
         self.cwd = str(cwd) if cwd is not None else None
+        #: Called after every run of the tool with (account, run, outcome): for tests
+        #: and tools that want each attempt, not only the call's result.
+        self.on_attempt: Callable[[int, RunResult | None, Outcome], None] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tool={self.profile.name!r}, home={str(self.manager.home)!r})"
@@ -247,6 +175,8 @@ class Wrapper:
         timeout: float | None,
         budget: float | None,
     ) -> WrapperResult:
+        """The retry loop: lease an account -> run in its call home -> classify ->
+        settle (record + write-back) -> next account, until an answer or a stop."""
         per_try = self.timeout if timeout is None else timeout
         total = budget if budget is not None else self.budget
         if total is None:
@@ -266,45 +196,33 @@ class Wrapper:
                 result.error = f"gave up: the call's time budget of {total:g} s is spent"
                 break
             try:
-                index = self.manager.acquire(exclude=excluded)
+                lease = self.manager.lease(exclude=excluded)
             except CredrotError as exc:
                 result.error = str(exc)
                 break
-            if index is None:
+            if lease is None:
                 self._pool_exhausted(result, excluded)
                 break
+            index = lease.index
             if index not in tried:
                 tried.append(index)
-            try:
-                raw = self.manager.read_credential(index)
-            except CredrotError:
-                excluded.add(index)
-                continue
             result.attempts += 1
             result.account = index
-            attempt_timeout = min(per_try, remaining)
-            run, outcome, secrets = self._attempt(
-                index, raw, argv, stdin, base_env, attempt_timeout
-            )
+            attempt = _Attempt(self, lease, rate_limits, deadline)
+            run, outcome, now_on = attempt.run(argv, stdin, base_env, min(per_try, remaining))
+            if self.on_attempt is not None:
+                self.on_attempt(index, run, outcome)
             if run is None:  # the tool is not installed
                 result.error = outcome.message
                 result.outcome = outcome
                 break
-            result.output = _redact(run.stdout, secrets)
-            result.stderr = _redact(run.stderr, secrets)
+            result.output = _redact(run.stdout, attempt.secrets)
+            result.stderr = _redact(run.stderr, attempt.secrets)
             result.exit_code = run.exit_code
             result.outcome = outcome
-
-            if outcome.kind is OutcomeKind.RATE_LIMITED:
-                count = rate_limits.get(index, 0) + 1
-                rate_limits[index] = count
-                wait = self.backoff.delay(count - 1, outcome.retry_after)
-                room = deadline - time.monotonic()
-                if count <= self.max_rate_limits and wait < room:
-                    self._record(index, outcome, moved=False)
-                    time.sleep(wait)
-                    continue
-            now_on = self._record(index, outcome, moved=True)
+            if attempt.retry_wait is not None:
+                time.sleep(attempt.retry_wait)
+                continue
             if outcome.ok:
                 result.success = True
                 result.error = None
@@ -338,65 +256,6 @@ class Wrapper:
         self.manager.events.call_finished(result)
         return result
 
-    def _attempt(
-        self,
-        index: int,
-        raw: bytes,
-        argv: list[str],
-        stdin: bytes | None,
-        base_env: Mapping[str, str],
-        timeout: float,
-    ) -> tuple[RunResult | None, Outcome, list[str]]:
-        data, _ = self.profile.parse_credential(raw)
-        secrets = self.profile.secrets_of(data) if data else []
-        home = _CallHome(self.manager, index, raw)
-        try:
-            try:
-                run = run_tool(
-                    argv,
-                    stdin=stdin,
-                    env=home.env(base_env),
-                    timeout=timeout,
-                    abort_rules=self.profile.abort_rules,
-                    cwd=self.cwd,
-                    install_hint=self.profile.install_hint,
-                )
-            except ToolNotFound as exc:
-                return None, Outcome.error(str(exc)), secrets
-        finally:
-            # Even when the caller is interrupted: a token the tool refreshed must reach
-            # its slot before the private home (its only copy) is removed.
-            secrets += self._save_refreshed(home, index, raw)
-            home.close()
-        if run.aborted is not None:
-            outcome = Outcome(run.aborted.kind, "the tool asked for an interactive login")
-        elif run.timed_out:
-            outcome = Outcome.error(f"timed out after {timeout:g} s")
-        else:
-            outcome = classify(self.profile, run.exit_code, run.stdout, run.stderr)
-        outcome = Outcome(
-            outcome.kind,
-            _redact(outcome.message, secrets),
-            outcome.retry_after,
-            outcome.resets_at,
-        )
-        return run, outcome, secrets
-
-    def _save_refreshed(self, home: _CallHome, index: int, raw: bytes) -> list[str]:
-        """Write a credential the tool refreshed back to its slot; returns its secrets."""
-        refreshed = home.read_back()
-        if refreshed is None or refreshed == raw:
-            return []
-        new_data, _ = self.profile.parse_credential(refreshed)
-        try:
-            self.manager.write_back(index, raw, refreshed)
-        except ReadOnlyHome:
-            self.manager.persisted = False
-        return self.profile.secrets_of(new_data) if new_data else []
-
-    def _record(self, index: int, outcome: Outcome, *, moved: bool) -> int | None:
-        return self.manager.record(index, outcome, mark=moved)
-
     def _pool_exhausted(self, result: WrapperResult, excluded: set[int]) -> None:
         status: PoolStatus = self.manager.pool_status(exclude=excluded)
         message = status.describe(self.profile.name)
@@ -404,6 +263,102 @@ class Wrapper:
         result.first_reset = status.first_reset
         result.error = f"no usable account: {message}"
         self.manager.note_pool_exhausted(message, status.first_reset)
+
+
+class _Attempt:
+    """One run of the tool on a leased account, from its call home to its settlement."""
+
+    def __init__(
+        self, wrapper: Wrapper, lease: Lease, rate_limits: dict[int, int], deadline: float
+    ) -> None:
+        self.wrapper = wrapper
+        self.lease = lease
+        self.rate_limits = rate_limits
+        self.deadline = deadline
+        self.secrets: list[str] = wrapper.profile.secrets_of(lease.data)
+        #: Set when the account is only rate-limited and worth one more try after a wait.
+        self.retry_wait: float | None = None
+
+    def run(
+        self, argv: list[str], stdin: bytes | None, base_env: dict[str, str], timeout: float
+    ) -> tuple[RunResult | None, Outcome, int | None]:
+        wrapper, lease = self.wrapper, self.lease
+        manager, profile = wrapper.manager, wrapper.profile
+        home = CallHome(manager.pool.layout, profile, lease.index, lease.raw, lease.data)
+        settled = False
+        try:
+            try:
+                run = run_tool(
+                    argv,
+                    stdin=stdin,
+                    env=home.env(base_env),
+                    timeout=timeout,
+                    abort_rules=profile.abort_rules,
+                    cwd=wrapper.cwd,
+                    install_hint=profile.install_hint,
+                )
+            except ToolNotFound as exc:
+                return None, Outcome.error(str(exc)), None
+            refreshed = self._refreshed(home)
+            outcome = self._classify(run, timeout)
+            mark = self._should_mark(outcome)
+            try:
+                now_on = manager.settle(lease, outcome, refreshed, mark=mark)
+            except ReadOnlyHome:
+                manager.persisted = False
+                now_on = None
+            settled = True
+            return run, outcome, now_on
+        finally:
+            if not settled:
+                # Interrupted (Ctrl-C, an error): a token the tool refreshed must reach
+                # its slot before the private home, its only copy, is removed.
+                refreshed = home.read_back()
+                if refreshed is not None and refreshed != lease.raw:
+                    try:
+                        manager.write_back(lease.index, lease.raw, refreshed)
+                    except ReadOnlyHome:
+                        manager.persisted = False
+            home.close()
+
+    def _refreshed(self, home: CallHome) -> bytes | None:
+        refreshed: bytes | None = home.read_back()
+        if refreshed is None or refreshed == self.lease.raw:
+            return None
+        data, _ = self.wrapper.profile.parse_credential(refreshed)
+        if data is not None:
+            self.secrets += self.wrapper.profile.secrets_of(data)
+        return refreshed
+
+    def _classify(self, run: RunResult, timeout: float) -> Outcome:
+        profile = self.wrapper.profile
+        if run.aborted is not None:
+            outcome = Outcome(run.aborted.kind, "the tool asked for an interactive login")
+        elif run.timed_out:
+            outcome = Outcome.error(f"timed out after {timeout:g} s")
+        else:
+            outcome = classify(profile, run.exit_code, run.stdout, run.stderr)
+        return Outcome(
+            outcome.kind,
+            _redact(outcome.message, self.secrets),
+            outcome.retry_after,
+            outcome.resets_at,
+        )
+
+    def _should_mark(self, outcome: Outcome) -> bool:
+        """A rate limit is retried on the same account after a back-off while the call
+        can afford it (only counted then); anything else is marked."""
+        if outcome.kind is not OutcomeKind.RATE_LIMITED:
+            return True
+        index = self.lease.index
+        count = self.rate_limits.get(index, 0) + 1
+        self.rate_limits[index] = count
+        wait = self.wrapper.backoff.delay(count - 1, outcome.retry_after)
+        room = self.deadline - time.monotonic()
+        if count <= self.wrapper.max_rate_limits and wait < room:
+            self.retry_wait = wait
+            return False
+        return True
 
 
 class QwenWrapper(Wrapper):

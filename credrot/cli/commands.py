@@ -34,7 +34,7 @@ def _stats(ctx: click.Context, as_json: bool, prom: bool, output: str | None) ->
         return EXIT_OK
     from pathlib import Path
 
-    from credrot.state import atomic_write
+    from credrot.fsutil import atomic_write
 
     # Written by rename, so node_exporter's textfile collector never reads half a file.
     atomic_write(Path(output), text.encode("utf-8"), mode=0o644)

@@ -50,9 +50,7 @@ GEMINI = ToolProfile(
     expiry=expiry_at("expiry_date"),
     rules=_GEMINI_RULES,
     # With expired OAuth it may ask on stdin: stop it at once, it needs a login.
-    abort_rules=(
-        Rule.of(OutcomeKind.AUTH_FAILED, r"Do you want to continue\? \[Y/n\]"),
-    ),
+    abort_rules=(Rule.of(OutcomeKind.AUTH_FAILED, r"Do you want to continue\? \[Y/n\]"),),
     exit_codes={41: OutcomeKind.AUTH_FAILED},
     json_error_prefixes=("[API Error:", "You have exhausted", "Usage limit reached"),
     reset_parsers=(resets.gemini_reset_after, resets.gemini_resets_at),

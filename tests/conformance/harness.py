@@ -119,14 +119,11 @@ def spied_wrapper(
     kwargs.setdefault("backoff", "none")
     wrapper = Wrapper(manager=manager, env=env, cwd=cwd, **kwargs)
     attempts: list[Attempt] = []
-    original = wrapper._attempt
 
-    def attempt(index: int, *args: Any, **kw: Any) -> tuple[RunResult | None, Outcome, list[str]]:
-        run, outcome, found = original(index, *args, **kw)
+    def attempt(index: int, run: RunResult | None, outcome: Outcome) -> None:
         attempts.append(Attempt(index, run, outcome))
-        return run, outcome, found
 
-    wrapper._attempt = attempt  # type: ignore[method-assign]
+    wrapper.on_attempt = attempt
     return wrapper, attempts
 
 

@@ -1,0 +1,194 @@
+"""The tool's own credential path (``oauth_creds.json`` for Qwen): a relative link into
+``accounts/`` that names the active account.
+
+The tool may replace the link with a regular file (a token refresh by rename, a login):
+before the pointer moves, that file is *adopted* into the slot of the account it belongs
+to, so a refreshed token is never thrown away. Credential bytes that match no account
+are kept in ``backups/``, never deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from contextlib import suppress
+from datetime import datetime, timezone
+from pathlib import Path
+
+from credrot import state as st
+from credrot.fsutil import atomic_write, temp_name
+from credrot.kinds import TOOL_LOCK_FRESH
+from credrot.pool import select
+from credrot.pool.context import Pool
+
+
+def state_of(pool: Pool) -> str:
+    """``link`` (to a slot), ``file`` (a regular file to adopt), ``missing`` or ``dangling``."""
+    try:
+        s = os.lstat(pool.layout.pointer)
+    except FileNotFoundError:
+        return "missing"
+    if stat.S_ISLNK(s.st_mode):
+        return "link" if pool.slots.linked() is not None else "dangling"
+    return "file"
+
+
+def wait_for_tool_lock(pool: Pool) -> None:
+    """Don't move the pointer while the tool itself is refreshing the credential."""
+    path = pool.layout.tool_lock
+    if path is None:
+        return
+    deadline = time.monotonic() + TOOL_LOCK_FRESH + 1.0
+    while time.monotonic() < deadline:
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age >= TOOL_LOCK_FRESH:
+            return
+        time.sleep(0.05)
+
+
+def link(pool: Pool, index: int, state: st.PoolState, *, adopt: bool = True) -> None:
+    """Point the tool's credential path at account ``index``."""
+    store = pool.store
+    if not store.writable():
+        if store.in_memory_fallback:
+            store.persisted = False
+            return
+        raise store.read_only_error()
+    wait_for_tool_lock(pool)
+    # The tool may have replaced the link since this operation began: save it first.
+    if adopt:
+        adopt_file(pool, state)
+    tmp = temp_name(pool.layout.pointer, "lnk")
+    os.symlink(pool.layout.rel_target(index), tmp)
+    try:
+        os.replace(tmp, pool.layout.pointer)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    # A running CLI reloads the credential only when its mtime is newer.
+    with suppress(OSError):
+        os.utime(pool.layout.slot_path(index))
+        pool.slots.touched(index)
+
+
+def switch(pool: Pool, state: st.PoolState, to: int, reason: str) -> None:
+    """Make ``to`` the active account: state, pointer, and the event."""
+    before = state.current
+    state.current = to
+    state.switches_total += 1
+    state.last_switch = time.time()
+    state.last_switch_from, state.last_switch_to = before, to
+    state.account(to).switches_to += 1
+    link(pool, to, state)
+    pool.events.switched(before, to, reason)
+
+
+def backup(pool: Pool, raw: bytes, label: str) -> Path:
+    """Keep credential bytes that belong nowhere (evidence, never a restore source)."""
+    folder = pool.layout.backup_dir
+    folder.mkdir(mode=0o700, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    dest = folder / f"{label}-{stamp}{pool.profile.account_suffix}"
+    atomic_write(dest, raw)
+    return dest
+
+
+def _ensure_dirs(pool: Pool) -> None:
+    for path in (pool.home, pool.layout.accounts_dir):
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(pool.layout.accounts_dir, 0o700)
+
+
+def adopt_file(pool: Pool, state: st.PoolState) -> int | None:
+    """Save a regular file at the pointer into the account it belongs to.
+
+    Returns that account's number, or None when the file was kept as a backup.
+    """
+    layout, profile = pool.layout, pool.profile
+    try:
+        s = os.lstat(layout.pointer)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(s.st_mode) or not stat.S_ISREG(s.st_mode):
+        return None
+    raw = layout.pointer.read_bytes()
+    data, why = profile.parse_credential(raw)
+    slots = pool.slots.listing()
+    if data is None:
+        dest = backup(pool, raw, "unrecognised")
+        pool.notice(f"{layout.pointer} was not a valid credential ({why}); kept as {dest}")
+        pool.events.audit("adopted", to=None, reason=f"invalid credential kept as {dest.name}")
+        return None
+    owner = pool.slots.owner_of(data)
+    confirmed = owner is not None
+    if owner is None and state.current in slots:
+        owner = state.current
+    if owner is None and not slots:
+        _ensure_dirs(pool)
+        owner = 1
+    if owner is None:
+        dest = backup(pool, raw, "unowned")
+        pool.notice(f"{layout.pointer} matched no account; kept as {dest}")
+        pool.events.audit("adopted", to=None, reason=f"unowned credential kept as {dest.name}")
+        return None
+    slot = layout.slot_path(owner)
+    if slot.exists():
+        old = slot.read_bytes()
+        if old == raw:
+            return owner
+        old_data, _ = profile.parse_credential(old)
+        old_exp = profile.expiry(old_data) if old_data else None
+        new_exp = profile.expiry(data)
+        if confirmed and old_exp is not None and new_exp is not None and new_exp < old_exp:
+            dest = backup(pool, raw, f"older-{owner}")
+            pool.events.audit("adopted", to=owner, reason=f"older copy kept as {dest.name}")
+            return owner
+        if not confirmed:
+            dest = backup(pool, old, f"replaced-{owner}")
+            pool.notice(
+                f"adopted {layout.pointer} into account #{owner} (the active one); "
+                f"its previous file is kept as {dest}"
+            )
+    atomic_write(slot, raw)
+    pool.slots.forget(owner)
+    state.account(owner)
+    pool.events.audit("adopted", to=owner, reason="refreshed credential saved to its slot")
+    return owner
+
+
+def sync(pool: Pool, state: st.PoolState) -> bool:
+    """Adopt a regular pointer file and restore a missing or dangling link.
+
+    Returns True when ``state`` changed.
+    """
+    if not pool.store.writable():
+        return False
+    kind = state_of(pool)
+    if kind == "link":
+        target = pool.slots.linked()
+        if target is not None and target != state.current:
+            state.current = target  # the link was moved by hand: the link wins
+            return True
+        return False
+    owner = None
+    if kind == "file":
+        wait_for_tool_lock(pool)
+        owner = adopt_file(pool, state)
+    slots = pool.slots.listing()
+    if not slots:
+        return owner is not None
+    for index in slots:
+        state.account(index)
+    pick = state.current if state.current in slots else owner
+    if pick is None:
+        pick = select.next_after(pool, state, None, exclude=set()) or next(iter(slots))
+    state.current = pick
+    # A file was adopted just above; adopting it again would back it up twice.
+    link(pool, pick, state, adopt=kind != "file")
+    if kind != "file":
+        pool.events.audit("restored", to=pick, reason=f"pointer was {kind}")
+    return True

@@ -1,0 +1,171 @@
+"""The pool's named transactions for rotating: switch, lease an account for a call,
+record what the call found.
+
+Each function is one transaction (:meth:`FileStore.transaction`): one lock take, one
+state load, one save if something changed. Switching is compare-and-swap where callers
+race (``switch_next(expected=)``): N callers that saw the same failure advance the pool
+once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from credrot import state as st
+from credrot.errors import AccountNotFound, ConfigError, InvalidCredential
+from credrot.kinds import AccountStatus, Outcome, OutcomeKind
+from credrot.pool import accounts, marking, pointer, select
+from credrot.pool.context import Pool
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The account one attempt of a call runs on, and the credential it started from."""
+
+    index: int
+    raw: bytes
+    data: dict[str, object]
+    #: When the attempt was given the account (epoch seconds).
+    started: float
+
+
+def switch_to(pool: Pool, index: int) -> int:
+    """Make account ``index`` the active one."""
+    with pool.store.transaction(require_writable=True) as state:
+        pointer.sync(pool, state)
+        if index not in pool.slots.listing():
+            raise AccountNotFound(
+                f"no {pool.profile.name} account #{index} in {pool.layout.accounts_dir}"
+            )
+        slot = pool.slots.read(index)
+        if slot.why is not None:
+            raise InvalidCredential(f"account #{index} is not a valid credential: {slot.why}")
+        if state.current != index or pointer.state_of(pool) != "link":
+            pointer.switch(pool, state, index, "manual")
+        return index
+
+
+def switch_next(pool: Pool, expected: int | None, reason: str) -> tuple[bool, int]:
+    """Move to the next usable account; with ``expected``, only if still on it (CAS)."""
+    with pool.store.transaction(require_writable=True) as state:
+        pointer.sync(pool, state)
+        now = time.time()
+        current = state.current
+        moved = expected is not None and current is not None and current != expected
+        if moved and current is not None and pool.usable(state, current, now):
+            return True, current  # another caller already moved the pool off ``expected``
+        nxt = select.next_after(pool, state, current, exclude=set(), now=now)
+        if nxt is None:
+            return False, current if current is not None else 0
+        pointer.switch(pool, state, nxt, reason)
+        return True, nxt
+
+
+def lease(pool: Pool, exclude: frozenset[int] | set[int] = frozenset()) -> Lease | None:
+    """The account the next attempt should use, with its credential; the pool moves
+    there if needed. None when no usable account is left (beside ``exclude``)."""
+    with pool.store.transaction() as state:
+        pointer.sync(pool, state)
+        now = time.time()
+        while True:
+            choice, reason = select.call_choice(pool, state, exclude=exclude, now=now)
+            if choice is None:
+                return None
+            slot = pool.slots.read(choice)
+            if slot.raw is not None and slot.data is not None:
+                break
+            exclude = {*exclude, choice}  # vanished or damaged since it was listed
+        if choice != state.current:
+            pointer.switch(pool, state, choice, reason)
+        return Lease(choice, slot.raw, slot.data, now)
+
+
+def settle(
+    pool: Pool,
+    index: int,
+    outcome: Outcome,
+    *,
+    original: bytes | None = None,
+    refreshed: bytes | None = None,
+    mark: bool = True,
+    count_call: bool = True,
+    until: datetime | None = None,
+) -> int | None:
+    """Record what an attempt on ``index`` found, in one transaction with the write-back
+    of a token the tool refreshed meanwhile; move the pool off a spent account.
+
+    Returns the account the pool is on afterwards.
+    """
+    with pool.store.transaction() as state:
+        if refreshed is not None and original is not None:
+            accounts.save_refreshed(pool, index, original, refreshed)
+        now = time.time()
+        acct = state.account(index)
+        before = acct.effective_status(now)
+        spent = marking.apply(
+            acct, outcome, pool.profile, now, count_call=count_call, until=until, mark=mark
+        )
+        if outcome.kind is OutcomeKind.OK and before is not AccountStatus.READY:
+            pool.events.audit("recovered", to=index, reason="call succeeded")
+        if spent:
+            until_at = acct.until
+            pool.events.exhausted(index, outcome, None if until_at is None else _utc(until_at))
+            if state.current == index or state.current is None:
+                pointer.sync(pool, state)
+                nxt = select.next_after(pool, state, index, exclude=set(), now=now)
+                if nxt is not None and not pool.store.in_memory:
+                    pointer.switch(pool, state, nxt, outcome.kind.value)
+                elif nxt is not None:
+                    state.current = nxt
+        return state.current
+
+
+def mark(
+    pool: Pool, index: int, status: str, *, until: datetime | None = None, reason: str = ""
+) -> None:
+    """Set an account's status by hand: ``exhausted``/``rate_limited`` (until T),
+    ``needs_login``, ``disabled`` or ``ready`` (recovered)."""
+    if status not in st.STATUSES:
+        raise ConfigError(f"unknown status {status!r} (choose from {', '.join(st.STATUSES)})")
+    chosen = AccountStatus(status)
+    if chosen.timed and until is None:
+        raise ConfigError(f"status {status!r} needs an until time")
+    with pool.store.transaction(require_writable=True) as state:
+        if index not in pool.slots.listing():
+            raise AccountNotFound(f"no {pool.profile.name} account #{index}")
+        marking.set_status(state.account(index), chosen, until if chosen.timed else None, reason)
+        pool.events.audit(
+            "marked" if chosen is not AccountStatus.READY else "recovered",
+            to=index,
+            reason=f"{status} {reason}".strip(),
+        )
+
+
+def reset(pool: Pool, index: int | None = None) -> list[int]:
+    """Forget what is known about one account (or all): they are ready again."""
+    with pool.store.transaction(require_writable=True) as state:
+        slots = pool.slots.listing()
+        if index is not None and index not in slots:
+            raise AccountNotFound(f"no {pool.profile.name} account #{index}")
+        targets = [index] if index is not None else list(slots)
+        for i in targets:
+            marking.set_status(state.account(i), AccountStatus.READY, None, "")
+            pool.events.audit("reset", to=i, reason="manual reset")
+        return targets
+
+
+def note_pool_exhausted(pool: Pool, message: str, first_reset: datetime | None) -> None:
+    from credrot.errors import ReadOnlyHome
+
+    try:
+        with pool.store.transaction() as state:
+            state.pool_exhausted += 1
+    except ReadOnlyHome:
+        pass
+    pool.events.pool_exhausted(message, first_reset)
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)

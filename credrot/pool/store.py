@@ -1,0 +1,138 @@
+"""The pool's state on disk, and the one way to change it: a locked transaction.
+
+``with store.transaction() as state:`` takes the pool lock, loads ``state.yaml`` once,
+hands the state to the caller and saves it only if it changed — so every named
+operation (switch, acquire, record, import, ...) reads and writes the same way, and a
+caller that raises leaves the file as it was.
+
+A home that cannot be written (a read-only container mount) either refuses the change
+(:class:`ReadOnlyHome`) or, when the caller asked for it (the wrapper), keeps rotating
+on an in-memory copy and says so through :attr:`FileStore.persisted`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from credrot import state as st
+from credrot.errors import ConfigError, ReadOnlyHome
+from credrot.fsutil import is_read_only_error
+from credrot.lock import PoolLock
+from credrot.pool.layout import Layout
+
+
+class FileStore:
+    def __init__(
+        self,
+        layout: Layout,
+        *,
+        lock_timeout: float,
+        in_memory_fallback: bool,
+        notice: Callable[[str], None],
+        rebuild: Callable[[], st.PoolState],
+    ) -> None:
+        self.layout = layout
+        self.lock_timeout = lock_timeout
+        #: Keep rotating in memory when the home cannot be written (the wrapper's choice).
+        self.in_memory_fallback = in_memory_fallback
+        #: False once a change could not be written because the home is read-only.
+        self.persisted = True
+        self._memory: st.PoolState | None = None
+        self._notice = notice
+        self._rebuild = rebuild
+        self._loaded_text: str | None = None
+
+    @property
+    def in_memory(self) -> bool:
+        return self._memory is not None
+
+    def writable(self) -> bool:
+        """Whether changes to files of the home can be made right now."""
+        return self._memory is None and os.access(self.layout.home, os.W_OK)
+
+    def read_only_error(self) -> ReadOnlyHome:
+        return ReadOnlyHome(f"{self.layout.home} is read-only: nothing was changed")
+
+    def require_writable(self) -> None:
+        """Refuse a change up front on a read-only home (unless rotating in memory)."""
+        if (
+            self._memory is None
+            and not self.in_memory_fallback
+            and not os.access(self.layout.home, os.W_OK)
+        ):
+            raise self.read_only_error()
+
+    # ----------------------------------------------------------------- load/save
+    def load(self) -> st.PoolState:
+        """The state as it is now (no lock: a reader may see it a moment old)."""
+        if self._memory is not None:
+            self._loaded_text = self._memory.to_text()
+            return self._memory
+        path = self.layout.state_path
+        state, why = st.load_state(path)
+        if state is not None:
+            self._loaded_text = state.to_text()
+            return state
+        if why is not None:
+            aside = None
+            if os.access(self.layout.home, os.W_OK):
+                aside = st.set_aside(path, why)
+            self._notice(
+                f"state file {path} was corrupt ({why}); "
+                + (f"kept as {aside.name}; " if aside else "")
+                + "state rebuilt from the accounts on disk"
+            )
+        rebuilt = self._rebuild()
+        # A corrupt file is replaced on the next change; a missing one only when
+        # something changes (a read-only command never creates it).
+        self._loaded_text = None if why is not None else rebuilt.to_text()
+        return rebuilt
+
+    def save(self, state: st.PoolState) -> None:
+        state.generation += 1
+        if self._memory is not None:
+            self._memory = state
+            return
+        try:
+            st.save_state(self.layout.state_path, state)
+        except OSError as exc:
+            if not isinstance(exc, ReadOnlyHome) and not is_read_only_error(exc):
+                raise
+            if not self.in_memory_fallback:
+                raise self.read_only_error() from None
+            self.persisted = False
+            self._memory = state
+
+    # --------------------------------------------------------------- transaction
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The pool lock alone (a read-only home is used unlocked when allowed)."""
+        if not self.layout.home.is_dir():
+            raise ConfigError(f"{self.layout.profile.name} home {self.layout.home} does not exist")
+        lock = PoolLock(self.layout.lock_path, self.lock_timeout)
+        try:
+            lock.acquire()
+        except ReadOnlyHome:
+            if not self.in_memory_fallback:
+                raise
+            self.persisted = False
+            yield
+            return
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextmanager
+    def transaction(self, *, require_writable: bool = False) -> Iterator[st.PoolState]:
+        """Lock, load once, yield the state, save it if it changed, unlock."""
+        with self.locked():
+            state = self.load()
+            before = self._loaded_text
+            if require_writable:
+                self.require_writable()
+            yield state
+            if before is None or state.to_text() != before:
+                self.save(state)

@@ -1,0 +1,98 @@
+"""Keeping a home healthy: repair what crashes and hand edits leave behind, and reap
+the private call homes of processes that died.
+
+A dead call home may hold the only copy of a token the tool refreshed just before its
+caller was killed; it is written back to its own slot before the folder goes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from contextlib import suppress
+from pathlib import Path
+
+from credrot.errors import CredrotError
+from credrot.fsutil import STALE_TEMP, pid_alive
+from credrot.pool import accounts, pointer
+from credrot.pool.context import Pool
+
+
+def repair(pool: Pool) -> list[str]:
+    """Adopt, restore the pointer, fix permissions, clear dead writers' temp files.
+    Returns what was done."""
+    done: list[str] = []
+    layout = pool.layout
+    with pool.store.transaction(require_writable=True) as state:
+        before = pointer.state_of(pool)
+        pointer.sync(pool, state)
+        if before != "link" and pointer.state_of(pool) == "link":
+            done.append(f"pointer was {before}; now links to account #{pool.slots.linked()}")
+        for index, path in pool.slots.listing().items():
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(path, 0o600)
+                done.append(f"account #{index}: permissions {oct(mode)} -> 0o600")
+        folder = layout.accounts_dir
+        if folder.is_dir() and stat.S_IMODE(folder.stat().st_mode) & 0o077:
+            os.chmod(folder, 0o700)
+            done.append(f"{folder}: permissions -> 0o700")
+        done += clean_stale_temp(pool)
+    return done
+
+
+def clean_stale_temp(pool: Pool) -> list[str]:
+    """Temporary files of writers that died before their rename (``kill -9``).
+
+    A pointer or state temp file is removed; a credential's is moved to ``backups/``,
+    since it may hold the only copy of a token refreshed just before the crash.
+    """
+    done: list[str] = []
+    for folder, keep in ((pool.home, False), (pool.layout.accounts_dir, True)):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            m = STALE_TEMP.match(entry.name)
+            if m is None or pid_alive(int(m.group(2))):
+                continue
+            if keep:
+                dest = pointer.backup(
+                    pool, Path(entry.path).read_bytes(), f"unfinished-{m.group(1)}"
+                )
+                os.unlink(entry.path)
+                done.append(f"unfinished write {entry.name} kept as {dest}")
+            else:
+                os.unlink(entry.path)
+                done.append(f"removed {entry.name}, left by a process that died")
+    return done
+
+
+def dead_call_homes(pool: Pool) -> list[Path]:
+    """Private call homes whose process has died (each may hold a token copy)."""
+    try:
+        entries = list(os.scandir(pool.layout.run_dir))
+    except OSError:
+        return []
+    dead = []
+    for entry in entries:
+        parsed = pool.layout.parse_call_dir(entry.name)
+        if parsed is not None and not pid_alive(parsed[0]):
+            dead.append(Path(entry.path))
+    return dead
+
+
+def reap_call_homes(pool: Pool) -> int:
+    """Remove the call homes of dead processes, saving a refreshed token in each first."""
+    dead = dead_call_homes(pool)
+    for root in dead:
+        parsed = pool.layout.parse_call_dir(root.name)
+        index = parsed[1] if parsed is not None else None
+        if index is not None and not pool.profile.env_kind:
+            cred = pool.profile.private_home(root) / pool.profile.credential_name
+            with suppress(OSError, CredrotError):
+                accounts.write_back(pool, index, b"", cred.read_bytes())
+        shutil.rmtree(root, ignore_errors=True)
+    return len(dead)

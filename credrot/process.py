@@ -464,12 +464,13 @@ def _spawn(
     env: Mapping[str, str] | None,
     cwd: str | None,
     install_hint: str,
+    use_launcher: bool = True,
 ) -> subprocess.Popen[bytes]:
     import subprocess
 
     args = list(argv)
     preexec: Callable[[], None] | None = None
-    launcher = _launcher()
+    launcher = _launcher() if use_launcher else None
     if launcher is not None:
         # The launcher execs a path as given, so the search happens here (as execvpe would).
         args = [launcher, str(os.getpid()), _which(args[0], env, cwd, install_hint), *args]
@@ -492,7 +493,7 @@ def _spawn(
         if launcher is not None and exc.filename == launcher:
             # The system refuses to run it (a memfd exec ban, no /proc): use the slow way.
             _LAUNCHER.broken = True
-            return _spawn(argv, with_stdin, env, cwd, install_hint)
+            return _spawn(argv, with_stdin, env, cwd, install_hint, use_launcher=False)
         if isinstance(exc, FileNotFoundError):
             raise ToolNotFound(_not_found(argv[0], install_hint)) from None
         if isinstance(exc, PermissionError):

@@ -358,6 +358,7 @@ class Wrapper:
                     env=home.env(base_env),
                     timeout=timeout,
                     abort_rules=self.profile.abort_rules,
+                    abort_streams=self.profile.abort_streams,
                     cwd=self.cwd,
                     install_hint=self.profile.install_hint,
                 )

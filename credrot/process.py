@@ -22,6 +22,7 @@ signal and then execs the tool (the fork stays a ``vfork``). Elsewhere it falls 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -161,8 +162,18 @@ def run_tool(
 class _Stream:
     """One output pipe: what was kept of it, and the watch for abort patterns."""
 
-    __slots__ = ("name", "fd", "chunks", "size", "cap", "truncated", "discarded", "rules",
-                 "tail", "decoder")
+    __slots__ = (
+        "cap",
+        "chunks",
+        "decoder",
+        "discarded",
+        "fd",
+        "name",
+        "rules",
+        "size",
+        "tail",
+        "truncated",
+    )
 
     def __init__(self, name: str, fd: int, cap: int, rules: Sequence[Rule]) -> None:
         self.name = name
@@ -226,7 +237,8 @@ class _Run:
         self.timed_out = False
         self.matched: Rule | None = None
         self.stray_holder = False
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         watch = tuple(rules)
         self.out = _Stream(
             "stdout", proc.stdout.fileno(), cap, watch if "stdout" in abort_streams else ()
@@ -366,10 +378,8 @@ class _Run:
             self.proc.stdin.close()
 
     def _forget(self, fd: int) -> None:
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(fd)
-        except (KeyError, ValueError):
-            pass
 
     def _exited(self) -> bool:
         """Whether the tool has exited, without reaping it (its pid keeps the group id)."""
@@ -440,19 +450,17 @@ class _Run:
 
 
 def _killpg(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _kill_and_forget(proc: subprocess.Popen[bytes]) -> None:
     """Undo a spawn that could not be followed up (interrupted before the loop began)."""
+    import subprocess
+
     _killpg(proc.pid)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):  # a tool stuck in the kernel stays
         proc.wait(timeout=_REAP_SECONDS)
-    except Exception:  # noqa: BLE001 - a stuck tool is left to the kernel
-        pass
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
@@ -543,10 +551,8 @@ def _write_pid_file(path: str | os.PathLike[str], pid: int) -> None:
 
 
 def _remove(path: str | os.PathLike[str]) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 # --- dying with the caller ------------------------------------------------------------
@@ -653,8 +659,13 @@ class _PreexecDeathSignal:
 
                 libc = ctypes.CDLL(None, use_errno=True)
                 prctl = libc.prctl
-                prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong,
-                                  ctypes.c_ulong, ctypes.c_ulong]
+                prctl.argtypes = [
+                    ctypes.c_int,
+                    ctypes.c_ulong,
+                    ctypes.c_ulong,
+                    ctypes.c_ulong,
+                    ctypes.c_ulong,
+                ]
                 prctl.restype = ctypes.c_int
             except (OSError, AttributeError):
                 self.available = False

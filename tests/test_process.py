@@ -7,6 +7,7 @@ processes and files" and "Parallel callers" name, each with a row name in its do
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -54,20 +55,20 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def members(pgid: int) -> list[int]:
+    """The live processes of the process group ``pgid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            pid = int(entry.name)
+            with contextlib.suppress(OSError):
+                if os.getpgid(pid) == pgid and alive(pid):
+                    found.append(pid)
+    return found
+
+
 def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return any(alive(int(p.name)) for p in Path("/proc").iterdir()
-               if p.name.isdigit() and _pgid(int(p.name)) == pgid)
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
+    return bool(members(pgid))
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -88,10 +89,8 @@ def strays() -> Iterator[list[int]]:
     pids: list[int] = []
     yield pids
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     for pid in pids:
         wait_until(lambda pid=pid: not alive(pid), 5, f"stray {pid} to die")  # type: ignore[misc]
 
@@ -122,13 +121,17 @@ def spawn_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 def test_prompt_in_output_out_and_the_exit_code(
     tmp_path: Path, exit_watch: str, spawn_mode: str
 ) -> None:
-    tool = script(tmp_path, "tool", """
+    tool = script(
+        tmp_path,
+        "tool",
+        """
         import sys
         data = sys.stdin.read()
         print("answer:", data)
         print("note", file=sys.stderr)
         sys.exit(3)
-    """)
+    """,
+    )
     run = run_tool([tool], stdin="ça va?".encode(), env=None, timeout=20)
     assert run.exit_code == 3
     assert run.stdout == "answer: ça va?\n"
@@ -139,18 +142,27 @@ def test_prompt_in_output_out_and_the_exit_code(
 
 def test_argv_env_and_cwd_reach_the_tool_unchanged(tmp_path: Path, spawn_mode: str) -> None:
     (tmp_path / "work").mkdir()
-    script(tmp_path / "work", "tool", """
+    script(
+        tmp_path / "work",
+        "tool",
+        """
         import json, os, sys
         print(json.dumps({"argv": sys.argv, "env": os.environ.get("MARK"), "cwd": os.getcwd(),
                           "path": os.environ.get("PATH")}))
-    """)
+    """,
+    )
     env = {"MARK": "é x", "PATH": "/usr/bin:/bin"}
-    run = run_tool(["./tool", "a b", "", "ü"], stdin=None, env=env, timeout=20,
-                   cwd=str(tmp_path / "work"))
+    run = run_tool(
+        ["./tool", "a b", "", "ü"], stdin=None, env=env, timeout=20, cwd=str(tmp_path / "work")
+    )
     assert run.exit_code == 0, run.stderr
     seen = json.loads(run.stdout)
-    assert seen == {"argv": ["./tool", "a b", "", "ü"], "env": "é x",
-                    "cwd": str(tmp_path / "work"), "path": "/usr/bin:/bin"}
+    assert seen == {
+        "argv": ["./tool", "a b", "", "ü"],
+        "env": "é x",
+        "cwd": str(tmp_path / "work"),
+        "path": "/usr/bin:/bin",
+    }
 
 
 def test_the_tool_is_found_on_the_path_it_is_given(tmp_path: Path, spawn_mode: str) -> None:
@@ -163,10 +175,14 @@ def test_the_tool_is_found_on_the_path_it_is_given(tmp_path: Path, spawn_mode: s
 
 
 def test_the_tool_inherits_no_stray_descriptor(tmp_path: Path, spawn_mode: str) -> None:
-    tool = script(tmp_path, "tool", """
+    tool = script(
+        tmp_path,
+        "tool",
+        """
         import os
         print([fd for fd in range(3, 1024) if os.path.exists(f"/proc/self/fd/{fd}")])
-    """)
+    """,
+    )
     run = run_tool([tool], stdin=b"x", env=None, timeout=20)
     # One entry at most: the descriptor the listing itself holds open, if any.
     assert len(json.loads(run.stdout)) <= 1
@@ -175,10 +191,14 @@ def test_the_tool_inherits_no_stray_descriptor(tmp_path: Path, spawn_mode: str) 
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda d: "no-such-tool", "no-such-tool is not installed or not on PATH"
-                                   " (install it: npm i -g no-such-tool)"),
-        (lambda d: str(d / "missing"), "{d}/missing is not installed or not on PATH"
-                                       " (install it: npm i -g no-such-tool)"),
+        (
+            lambda d: "no-such-tool",
+            "no-such-tool is not installed or not on PATH (install it: npm i -g no-such-tool)",
+        ),
+        (
+            lambda d: str(d / "missing"),
+            "{d}/missing is not installed or not on PATH (install it: npm i -g no-such-tool)",
+        ),
         (lambda d: str(d / "plain"), "{d}/plain is not executable"),
     ],
     ids=["not-on-path", "no-such-file", "not-executable"],
@@ -188,8 +208,13 @@ def test_a_missing_or_unrunnable_tool_is_one_clear_error(
 ) -> None:
     (tmp_path / "plain").write_text("not a program\n")
     with pytest.raises(ToolNotFound) as caught:
-        run_tool([make(tmp_path)], stdin=None, env={"PATH": str(tmp_path)}, timeout=5,
-                 install_hint="npm i -g no-such-tool")
+        run_tool(
+            [make(tmp_path)],
+            stdin=None,
+            env={"PATH": str(tmp_path)},
+            timeout=5,
+            install_hint="npm i -g no-such-tool",
+        )
     assert str(caught.value) == message.format(d=tmp_path)
 
 
@@ -206,12 +231,16 @@ def test_a_launcher_the_system_refuses_falls_back_to_the_slow_way(
 
 def test_a_large_prompt_arrives_whole_and_at_once(tmp_path: Path, exit_watch: str) -> None:
     """The CLIs treat stdin as empty when nothing arrives within ~500 ms of their start."""
-    tool = script(tmp_path, "tool", """
+    tool = script(
+        tmp_path,
+        "tool",
+        """
         import hashlib, select, sys
         ready = bool(select.select([sys.stdin], [], [], 0.3)[0])
         data = sys.stdin.buffer.read()
         print(ready, len(data), hashlib.sha256(data).hexdigest())
-    """)
+    """,
+    )
     prompt = os.urandom(3 * 1024 * 1024 + 17)
     run = run_tool([tool], stdin=prompt, env=None, timeout=30)
     assert run.stdout.split() == ["True", str(len(prompt)), hashlib.sha256(prompt).hexdigest()]
@@ -246,12 +275,17 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path: Path) -> None:
 
 def test_a_timeout_kills_the_whole_process_group(tmp_path: Path, exit_watch: str) -> None:
     pids = tmp_path / "pids"
-    tool = script(tmp_path, "tool", f"""
+    tool = script(
+        tmp_path,
+        "tool",
+        f"""
         sleep 60 &
         echo $$ $! > {pids}
         echo started
         wait
-    """, python=False)
+    """,
+        python=False,
+    )
     started = time.monotonic()
     run = run_tool([tool], stdin=None, env=None, timeout=1.5)
     took = time.monotonic() - started
@@ -277,12 +311,11 @@ def test_ctrl_c_in_the_caller_kills_the_group_and_is_raised(tmp_path: Path) -> N
     pid_file = tmp_path / "tool.pid"
     caller = subprocess.Popen(
         [sys.executable, "-c", _INTERRUPTED_CALLER, tool, str(pid_file)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     pid = read_pid(pid_file)
-    wait_until(lambda: len([p for p in Path("/proc").iterdir()
-                            if p.name.isdigit() and _pgid(int(p.name)) == pid]) >= 2,
-               10, "the tool's child")
+    wait_until(lambda: len(members(pid)) >= 2, 10, "the tool's child")
     caller.send_signal(signal.SIGINT)
     out, _ = caller.communicate(timeout=10)
     assert caller.returncode == 130 and out == "interrupted\n"
@@ -293,16 +326,18 @@ def test_ctrl_c_in_the_caller_kills_the_group_and_is_raised(tmp_path: Path) -> N
 # --- abort patterns -----------------------------------------------------------------------
 
 
-def test_an_abort_pattern_on_stderr_stops_the_tool_at_once(
-    tmp_path: Path, exit_watch: str
-) -> None:
-    tool = script(tmp_path, "tool", """
+def test_an_abort_pattern_on_stderr_stops_the_tool_at_once(tmp_path: Path, exit_watch: str) -> None:
+    tool = script(
+        tmp_path,
+        "tool",
+        """
         import sys, time
         print("partial answer", flush=True)
         sys.stderr.write("+---- Qwen OAuth Device Authorization ----+\\n")
         sys.stderr.flush()
         time.sleep(60)
-    """)
+    """,
+    )
     started = time.monotonic()
     run = run_tool([tool], stdin=None, env=None, timeout=30, abort_rules=(BOX,))
     assert time.monotonic() - started < 5
@@ -313,13 +348,17 @@ def test_an_abort_pattern_on_stderr_stops_the_tool_at_once(
 
 
 def test_a_pattern_split_across_two_writes_is_still_seen(tmp_path: Path) -> None:
-    tool = script(tmp_path, "tool", """
+    tool = script(
+        tmp_path,
+        "tool",
+        """
         import sys, time
         sys.stderr.write("Qwen OAuth Dev"); sys.stderr.flush()
         time.sleep(0.3)
         sys.stderr.write("ice Authorization\\n"); sys.stderr.flush()
         time.sleep(60)
-    """)
+    """,
+    )
     run = run_tool([tool], stdin=None, env=None, timeout=30, abort_rules=(BOX,))
     assert run.aborted is BOX and run.duration < 5
 
@@ -330,13 +369,25 @@ def test_an_answer_quoting_the_login_box_is_an_answer(tmp_path: Path) -> None:
     answer = tmp_path / "answer.txt"
     answer.write_text("When the CLI shows this box, log in again:\n" + box)
     tool = script(tmp_path, "tool", f"cat {answer}\n", python=False)
-    run = run_tool([tool], stdin=None, env=None, timeout=20, abort_rules=QWEN.abort_rules,
-                   abort_streams=QWEN.abort_streams)
+    run = run_tool(
+        [tool],
+        stdin=None,
+        env=None,
+        timeout=20,
+        abort_rules=QWEN.abort_rules,
+        abort_streams=QWEN.abort_streams,
+    )
     assert run.aborted is None and run.exit_code == 0
     assert run.stdout == answer.read_text()
     # A profile whose tool draws its prompt on stdout says so, and then it counts there.
-    watched = run_tool([tool], stdin=None, env=None, timeout=20, abort_rules=QWEN.abort_rules,
-                       abort_streams=("stdout", "stderr"))
+    watched = run_tool(
+        [tool],
+        stdin=None,
+        env=None,
+        timeout=20,
+        abort_rules=QWEN.abort_rules,
+        abort_streams=("stdout", "stderr"),
+    )
     assert watched.aborted is QWEN.abort_rules[0]
 
 
@@ -345,10 +396,17 @@ def test_the_qwen_profile_still_stops_its_recorded_device_flow(tmp_path: Path) -
     recorded = json.loads(TRANSCRIPT.read_text())["transcripts"]["refresh_fail"]
     assert recorded["stdout"] == "" and "Device Authorization" in recorded["stderr"]
     (tmp_path / "box.txt").write_text(recorded["stderr"])
-    tool = script(tmp_path, "tool", f"cat {tmp_path / 'box.txt'} >&2\nexec sleep 60\n",
-                  python=False)
-    run = run_tool([tool], stdin=None, env=None, timeout=30, abort_rules=QWEN.abort_rules,
-                   abort_streams=QWEN.abort_streams)
+    tool = script(
+        tmp_path, "tool", f"cat {tmp_path / 'box.txt'} >&2\nexec sleep 60\n", python=False
+    )
+    run = run_tool(
+        [tool],
+        stdin=None,
+        env=None,
+        timeout=30,
+        abort_rules=QWEN.abort_rules,
+        abort_streams=QWEN.abort_streams,
+    )
     assert run.aborted is not None and run.aborted.kind is OutcomeKind.AUTH_FAILED
     assert run.duration < 5
 
@@ -423,11 +481,15 @@ def test_a_wrapper_call_with_a_daemonising_tool_returns(
 
 
 def test_output_beyond_the_cap_is_drained_and_dropped(tmp_path: Path) -> None:
-    tool = script(tmp_path, "tool", """
+    tool = script(
+        tmp_path,
+        "tool",
+        """
         import sys
         sys.stdout.buffer.write(b"o" * 300_000)
         sys.stderr.buffer.write(b"e" * 1000)
-    """)
+    """,
+    )
     run = run_tool([tool], stdin=None, env=None, timeout=20, max_output=100_000)
     assert run.exit_code == 0
     assert run.stdout == "o" * 100_000 and run.stderr == "e" * 1000
@@ -450,14 +512,23 @@ print(json.dumps({"before_kib": before, "peak_kib": peak, "kept": len(run.stdout
 
 def test_a_200_mb_answer_keeps_the_callers_memory_bounded(tmp_path: Path) -> None:
     """Row: a 200 MB answer (fully buffered before: 430 MB resident)."""
-    tool = script(tmp_path, "tool", """
+    tool = script(
+        tmp_path,
+        "tool",
+        """
         import sys
         block = b"y" * (1 << 20)
         for _ in range(200):
             sys.stdout.buffer.write(block)
-    """)
-    done = subprocess.run([sys.executable, "-c", _BIG_ANSWER_CALLER, tool],
-                          capture_output=True, text=True, timeout=180, check=True)
+    """,
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _BIG_ANSWER_CALLER, tool],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
     seen = json.loads(done.stdout)
     assert seen["exit"] == 0
     assert seen["truncated"] == ["stdout"] and seen["cap"] == DEFAULT_MAX_OUTPUT
@@ -483,8 +554,9 @@ def test_the_tool_dies_with_a_caller_killed_by_sigkill(tmp_path: Path, spawn_mod
     """Row (parallel callers): the caller is killed with SIGKILL mid-call."""
     tool = script(tmp_path, "tool", "exec sleep 120\n", python=False)
     pid_file = tmp_path / "tool.pid"
-    caller = subprocess.Popen([sys.executable, "-c", _KILLED_CALLER, tool, str(pid_file),
-                               spawn_mode])
+    caller = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_CALLER, tool, str(pid_file), spawn_mode]
+    )
     try:
         pid = read_pid(pid_file)
         assert alive(pid) and os.getpgid(pid) == pid  # the tool leads its own group
@@ -503,11 +575,11 @@ def test_the_pid_file_tells_a_reaper_the_tools_children_still_run(
     """The parent-death signal reaches the tool only; a child it started lives on in
     the tool's group, and the pid file lets the reaper see the call home is in use."""
     child_file = tmp_path / "child.pid"
-    tool = script(tmp_path, "tool", f"sleep 120 &\necho $! > {child_file}\nwait\n",
-                  python=False)
+    tool = script(tmp_path, "tool", f"sleep 120 &\necho $! > {child_file}\nwait\n", python=False)
     pid_file = tmp_path / "tool.pid"
-    caller = subprocess.Popen([sys.executable, "-c", _KILLED_CALLER, tool, str(pid_file),
-                               "launcher"])
+    caller = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_CALLER, tool, str(pid_file), "launcher"]
+    )
     try:
         pid = read_pid(pid_file)
         strays.append(read_pid(child_file))
@@ -526,8 +598,12 @@ def test_the_pid_file_tells_a_reaper_the_tools_children_still_run(
 def test_the_pid_file_lives_exactly_as_long_as_the_call(tmp_path: Path) -> None:
     pid_file = tmp_path / "tool.pid"
     # Written right after the spawn: the tool may start first, so it waits for it.
-    tool = script(tmp_path, "tool", f"until [ -s {pid_file} ]; do sleep 0.01; done\n"
-                  f"cat {pid_file}\n", python=False)
+    tool = script(
+        tmp_path,
+        "tool",
+        f"until [ -s {pid_file} ]; do sleep 0.01; done\ncat {pid_file}\n",
+        python=False,
+    )
     run: RunResult = run_tool([tool], stdin=None, env=None, timeout=20, pid_file=pid_file)
     assert run.stdout == f"{run.pid}\n"
     assert not pid_file.exists()
@@ -535,8 +611,11 @@ def test_the_pid_file_lives_exactly_as_long_as_the_call(tmp_path: Path) -> None:
 
 def test_importing_the_module_loads_no_subprocess_machinery() -> None:
     """Commands that never run a tool should not pay for what running one needs."""
-    code = ("import sys, credrot.process; "
-            "print(sorted({'subprocess', 'selectors', 'ctypes'} & set(sys.modules)))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=ROOT)
+    code = (
+        "import sys, credrot.process; "
+        "print(sorted({'subprocess', 'selectors', 'ctypes'} & set(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert done.stdout.strip() == "[]"

@@ -22,6 +22,7 @@ signal and then execs the tool (the fork stays a ``vfork``). Elsewhere it falls 
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
@@ -119,6 +120,8 @@ def run_tool(
             raise ValueError("an argument exceeds 128 KiB; pass large prompts through stdin")
     if max_output < 0:
         raise ValueError("max_output must not be negative")
+    if isinstance(abort_streams, str):
+        abort_streams = (abort_streams,)
     unknown = set(abort_streams) - {"stdout", "stderr"}
     if unknown:
         raise ValueError(f"abort_streams: unknown stream {sorted(unknown)[0]!r}")
@@ -164,13 +167,12 @@ class _Stream:
 
     __slots__ = (
         "cap",
-        "chunks",
+        "data",
         "decoder",
         "discarded",
         "fd",
         "name",
         "rules",
-        "size",
         "tail",
         "truncated",
     )
@@ -178,8 +180,7 @@ class _Stream:
     def __init__(self, name: str, fd: int, cap: int, rules: Sequence[Rule]) -> None:
         self.name = name
         self.fd = fd
-        self.chunks: list[bytes] = []
-        self.size = 0
+        self.data = bytearray()  # grows in place: no list of chunks to join at the end
         self.cap = cap
         self.truncated = False
         self.discarded = 0
@@ -192,14 +193,12 @@ class _Stream:
             self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
 
     def feed(self, data: bytes) -> Rule | None:
-        room = self.cap - self.size
+        room = self.cap - len(self.data)
         if len(data) <= room:
-            self.chunks.append(data)
-            self.size += len(data)
+            self.data += data
         else:
             if room > 0:
-                self.chunks.append(data[:room])
-                self.size += room
+                self.data += data[:room]
             self.truncated = True
             self.discarded += len(data) - max(room, 0)
         if self.decoder is None:
@@ -212,7 +211,7 @@ class _Stream:
         return None
 
     def text(self) -> str:
-        return b"".join(self.chunks).decode("utf-8", errors="replace")
+        return self.data.decode("utf-8", errors="replace")
 
 
 class _Run:
@@ -294,9 +293,12 @@ class _Run:
         # the call's own deadline when the tool ended in time. Only a process outside the
         # group (a daemon the tool detached) can hold them open longer.
         now = time.monotonic()
-        end = now + DRAIN_SECONDS
-        if not self.stopped:
-            end = min(end, max(deadline, now))
+        if self.timed_out:
+            end = now + 0.01  # already late: only what the kill itself lets through
+        elif self.stopped:
+            end = now + DRAIN_SECONDS
+        else:
+            end = min(now + DRAIN_SECONDS, max(deadline, now))
         while self.readers:
             wait = end - time.monotonic()
             if wait <= 0:
@@ -602,10 +604,15 @@ class _Launcher:
         self.fd = -1
         self.ident: tuple[int, int] = (0, 0)
         self.broken = not (sys.platform.startswith("linux") and os.uname().machine == "x86_64")
+        self.lock = _thread.allocate_lock()  # threads calling at once make one memfd
 
     def path(self) -> str | None:
         if self.broken:
             return None
+        with self.lock:
+            return self._path()
+
+    def _path(self) -> str | None:
         if self.fd >= 0:
             try:
                 st = os.fstat(self.fd)

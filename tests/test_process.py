@@ -184,8 +184,7 @@ def test_the_tool_inherits_no_stray_descriptor(tmp_path: Path, spawn_mode: str) 
     """,
     )
     run = run_tool([tool], stdin=b"x", env=None, timeout=20)
-    # One entry at most: the descriptor the listing itself holds open, if any.
-    assert len(json.loads(run.stdout)) <= 1
+    assert json.loads(run.stdout) == []  # not the launcher's memfd, not the caller's pipes
 
 
 @pytest.mark.parametrize(
@@ -391,6 +390,27 @@ def test_an_answer_quoting_the_login_box_is_an_answer(tmp_path: Path) -> None:
     assert watched.aborted is QWEN.abort_rules[0]
 
 
+def test_a_wrapped_answer_quoting_the_login_box_parks_no_account(
+    tmp_path: Path, make_cred: Callable[..., bytes]
+) -> None:
+    """Row: the same answer through ``Wrapper.call``: a success, every account usable."""
+    from credrot.manager import AccountManager
+    from credrot.wrapper import Wrapper
+
+    box = json.loads(TRANSCRIPT.read_text())["transcripts"]["refresh_fail"]["stderr"]
+    (tmp_path / "answer.txt").write_text("The CLI then shows:\n" + box)
+    tool = script(tmp_path, "tool", f"cat {tmp_path / 'answer.txt'}\n", python=False)
+    manager = AccountManager(
+        tool=dataclasses.replace(QWEN, executable=tool), home=tmp_path / "home"
+    )
+    manager.import_account(make_cred(1))
+    manager.import_account(make_cred(2))
+    result = Wrapper(manager=manager).call("how do I log in?", timeout=20)
+    assert result.success, result.error
+    assert "Device Authorization" in result.output
+    assert [a.status for a in manager.list_accounts()] == ["ready", "ready"]
+
+
 def test_the_qwen_profile_still_stops_its_recorded_device_flow(tmp_path: Path) -> None:
     """The genuine qwen 0.12.0 drew the box on stderr, then polled: stopped at once."""
     recorded = json.loads(TRANSCRIPT.read_text())["transcripts"]["refresh_fail"]
@@ -567,6 +587,22 @@ def test_the_tool_dies_with_a_caller_killed_by_sigkill(tmp_path: Path, spawn_mod
         caller.kill()
         caller.wait()
     assert pid_file.read_text() == f"{pid}\n"  # left for the reaper, which finds it dead
+
+
+def test_the_launcher_starts_nothing_once_its_caller_is_gone(tmp_path: Path) -> None:
+    """Between fork and prctl the caller may die; then the tool must not start at all."""
+    launcher = process._LAUNCHER.path()
+    if launcher is None:
+        pytest.skip("the launcher cannot run on this system")
+    marker = tmp_path / "ran"
+    tool = script(tmp_path, "tool", f'touch {marker}\necho "$0 $*"\n', python=False)
+    here = subprocess.run(
+        [launcher, str(os.getpid()), tool, "as-argv0", "a b"], capture_output=True, text=True
+    )
+    assert (here.returncode, here.stdout) == (0, f"{tool} a b\n")  # argv after the path
+    marker.unlink()
+    gone = subprocess.run([launcher, "1", tool, "x"], capture_output=True, text=True)
+    assert (gone.returncode, gone.stdout, marker.exists()) == (127, "", False)
 
 
 def test_the_pid_file_tells_a_reaper_the_tools_children_still_run(

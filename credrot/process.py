@@ -135,6 +135,8 @@ def run_tool(
         run = _Run(proc, stdin, abort_rules, abort_streams, max_output)
     except BaseException:
         _kill_and_forget(proc)
+        if pid_file is not None:
+            _remove(pid_file)
         raise
     try:
         run.loop(deadline)

@@ -181,6 +181,9 @@ class ToolProfile:
     rules: tuple[Rule, ...] = ()
     #: Patterns that, seen in live output, mean the tool is waiting for a human: stop it.
     abort_rules: tuple[Rule, ...] = ()
+    #: The streams ``abort_rules`` are looked for in: where the tool prints its login
+    #: prompt. Not stdout by default: an answer may quote that prompt.
+    abort_streams: tuple[str, ...] = ("stderr",)
     exit_codes: Mapping[int, OutcomeKind] = field(default_factory=dict)
     json_error_prefixes: tuple[str, ...] = ()
     reset_parsers: tuple[ResetParser, ...] = ()

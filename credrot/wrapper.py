@@ -294,6 +294,7 @@ class _Attempt:
                     env=home.env(base_env),
                     timeout=timeout,
                     abort_rules=profile.abort_rules,
+                    abort_streams=profile.abort_streams,
                     cwd=wrapper.cwd,
                     install_hint=profile.install_hint,
                 )

@@ -65,6 +65,9 @@ QWEN = ToolProfile(
     expiry=expiry_at("expiry_date"),
     rules=_QWEN_RULES,
     abort_rules=(Rule.of(OutcomeKind.AUTH_FAILED, r"Qwen OAuth Device Authorization"),),
+    # 0.12.0 draws the device-authorization box on stderr (the recorded transcript); an
+    # answer on stdout that quotes it is still an answer.
+    abort_streams=("stderr",),
     exit_codes={41: OutcomeKind.AUTH_FAILED},
     json_error_prefixes=(
         "[API Error:",

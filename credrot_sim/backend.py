@@ -32,13 +32,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-class SimBackend:
-    """The simulated server side: accounts, issued tokens, quotas and a call log.
-
-    Every process touching ``root`` takes an exclusive ``flock`` on ``backend.lock``
-    for each read-modify-write, so parallel simulator processes keep exact counts.
-    ``backend.json`` holds tokens (it plays the server): keep it out of anything shown.
-    """
+class SimStore:
+    """The backend's files: ``backend.json`` under an exclusive ``flock`` on
+    ``backend.lock`` for each read-modify-write, so parallel simulator processes keep
+    exact counts. ``backend.json`` holds tokens (it plays the server): keep it out of
+    anything shown."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -91,6 +89,10 @@ class SimBackend:
         except KeyError:
             raise KeyError(f"no simulated account named {name!r}") from None
         return acc
+
+
+class SimBackend(SimStore):
+    """The simulated server side: accounts, issued tokens, quotas and a call log."""
 
     @staticmethod
     def _issue(

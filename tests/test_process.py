@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from credrot import process
+from credrot import deathsig, process
 from credrot.errors import ToolNotFound
 from credrot.kinds import OutcomeKind, Rule
 from credrot.process import DEFAULT_MAX_OUTPUT, RunResult, run_tool
@@ -109,8 +109,8 @@ def exit_watch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 def spawn_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Both ways of setting the parent-death signal: the memfd launcher and ctypes."""
     if request.param == "preexec":
-        monkeypatch.setattr(process._LAUNCHER, "broken", True)
-    elif process._LAUNCHER.path() is None:
+        monkeypatch.setattr(deathsig.LAUNCHER, "broken", True)
+    elif deathsig.LAUNCHER.path() is None:
         pytest.skip("the launcher cannot run on this system")
     return str(request.param)
 
@@ -220,12 +220,12 @@ def test_a_missing_or_unrunnable_tool_is_one_clear_error(
 def test_a_launcher_the_system_refuses_falls_back_to_the_slow_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(process._LAUNCHER, "broken", False)
+    monkeypatch.setattr(deathsig.LAUNCHER, "broken", False)
     monkeypatch.setattr(process, "_launcher", lambda: str(tmp_path / "refused-launcher"))
     tool = script(tmp_path, "tool", "echo ran\n", python=False)
     run = run_tool([tool], stdin=None, env=None, timeout=20)
     assert run.exit_code == 0 and run.stdout == "ran\n"
-    assert process._LAUNCHER.broken  # not tried again in this process
+    assert deathsig.LAUNCHER.broken  # not tried again in this process
 
 
 def test_a_large_prompt_arrives_whole_and_at_once(tmp_path: Path, exit_watch: str) -> None:
@@ -563,9 +563,9 @@ def test_a_200_mb_answer_keeps_the_callers_memory_bounded(tmp_path: Path) -> Non
 
 _KILLED_CALLER = r"""
 import sys
-from credrot import process
+from credrot import deathsig, process
 if sys.argv[3] == "preexec":
-    process._LAUNCHER.broken = True
+    deathsig.LAUNCHER.broken = True
 process.run_tool([sys.argv[1]], stdin=b"hi", env=None, timeout=120, pid_file=sys.argv[2])
 """
 
@@ -591,7 +591,7 @@ def test_the_tool_dies_with_a_caller_killed_by_sigkill(tmp_path: Path, spawn_mod
 
 def test_the_launcher_starts_nothing_once_its_caller_is_gone(tmp_path: Path) -> None:
     """Between fork and prctl the caller may die; then the tool must not start at all."""
-    launcher = process._LAUNCHER.path()
+    launcher = deathsig.LAUNCHER.path()
     if launcher is None:
         pytest.skip("the launcher cannot run on this system")
     marker = tmp_path / "ran"

@@ -11,7 +11,7 @@ from creds import CANARY
 
 from credrot.classify import classify
 from credrot.kinds import OutcomeKind
-from credrot.process import MAX_ARG_BYTES
+from credrot.kinds import MAX_ARG_BYTES
 from credrot.tools import CLAUDE, get_profile
 
 UTC = timezone.utc

@@ -152,4 +152,3 @@ class _PreexecDeathSignal:
 
 LAUNCHER = _Launcher()
 PDEATHSIG = _PreexecDeathSignal()
-

@@ -46,10 +46,6 @@ if TYPE_CHECKING:
 DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
 
 
-
-
-
-
 @dataclass
 class RunResult:
     exit_code: int | None  # None when credrot stopped the process

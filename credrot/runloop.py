@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from credrot.kinds import Rule
 
 
-
 #: How long the pipes may still deliver after the tool's group is gone. Only a process
 #: outside the group (a detached daemon) can keep them open longer, and it is not waited for.
 DRAIN_SECONDS = 0.1
@@ -321,8 +320,6 @@ class _Run:
             os.close(self.pidfd)
             self.pidfd = -1
         self.sel.close()
-
-
 
 
 def killpg(pgid: int) -> None:

@@ -113,8 +113,10 @@ def test_list_shows_every_status(make_pool: MakePool, canary: str) -> None:
     manager.switch_to(5)
     result = invoke([*home_args(manager), "accounts", "list"])
     assert result.exit_code == 0
-    rows = {line.split()[1] if line.startswith("  *") else line.split()[0]: line
-            for line in result.stdout.splitlines()[2:]}
+    rows = {
+        line.split()[1] if line.startswith("  *") else line.split()[0]: line
+        for line in result.stdout.splitlines()[2:]
+    }
     assert "ready" in rows["1"]
     local = until.astimezone().strftime("%H:%M")
     assert f"exhausted until {local}" in rows["2"]
@@ -152,9 +154,10 @@ def test_list_of_an_empty_pool(tmp_path: Path) -> None:
     assert "no qwen accounts" in result.stdout
     assert "credrot accounts add" in result.stdout
     assert not home.exists()
-    assert json.loads(invoke(["--home", str(home), "accounts", "list", "--json"]).stdout)[
-        "accounts"
-    ] == []
+    assert (
+        json.loads(invoke(["--home", str(home), "accounts", "list", "--json"]).stdout)["accounts"]
+        == []
+    )
 
 
 def test_home_defaults_to_qwen_home_then_home(
@@ -174,8 +177,9 @@ def test_add_from_files_and_stdin(tmp_path: Path, make_cred: Callable[..., bytes
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     one.write_bytes(make_cred(1))
     two.write_bytes(make_cred(2))
-    result = invoke(["--home", str(home), "accounts", "add", "--from", str(one), "--from",
-                     str(two)])
+    result = invoke(
+        ["--home", str(home), "accounts", "add", "--from", str(one), "--from", str(two)]
+    )
     assert result.exit_code == 0, result.output
     assert "added account #1" in result.stdout
     assert "added account #2" in result.stdout
@@ -367,8 +371,9 @@ def test_run_exit_code_is_the_tools(sim: SimPool) -> None:
     assert result.stdout.startswith("0.12.0")
 
 
-def test_run_without_the_tool_installed(make_pool: MakePool, monkeypatch: pytest.MonkeyPatch,
-                                        tmp_path: Path) -> None:
+def test_run_without_the_tool_installed(
+    make_pool: MakePool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     manager = make_pool(1)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     result = invoke([*home_args(manager), "run", "--", "-p", "hi"])
@@ -379,8 +384,9 @@ def test_run_without_the_tool_installed(make_pool: MakePool, monkeypatch: pytest
 def test_run_timeout_and_retries_options(sim: SimPool) -> None:
     sim.add("a", mode="hang")
     started = time.monotonic()
-    result = invoke(["--home", str(sim.home), "run", "--timeout", "0.5", "--max-retries", "1",
-                     "--", "-p", "hi"])
+    result = invoke(
+        ["--home", str(sim.home), "run", "--timeout", "0.5", "--max-retries", "1", "--", "-p", "hi"]
+    )
     assert time.monotonic() - started < 10
     assert result.exit_code == 1
     assert "timed out after 0.5 s" in result.stderr
@@ -466,8 +472,7 @@ def test_doctor_dangling_and_missing_pointer(
     assert manager.pointer_state() == "link"
 
 
-def test_doctor_without_the_tool_or_a_home(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_doctor_without_the_tool_or_a_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     result = invoke(["--home", str(tmp_path / "none"), "doctor"])
     assert result.exit_code == 1
@@ -494,16 +499,17 @@ def test_demo_tells_the_story_without_touching_home() -> None:
 
 
 # --------------------------------------------------------------- account-qwen
-def test_account_qwen_flags(make_pool: MakePool, tmp_path: Path,
-                            make_cred: Callable[..., bytes]) -> None:
+def test_account_qwen_flags(
+    make_pool: MakePool, tmp_path: Path, make_cred: Callable[..., bytes]
+) -> None:
     manager = make_pool(2)
     h = ["--home", str(manager.home)]
     listed = invoke([*h, "--list"], qwen=True)
     assert listed.exit_code == 0
     assert "2 usable; * = active" in listed.stdout
-    assert json.loads(invoke([*h, "--list", "--json"], qwen=True).stdout)["accounts"][1][
-        "index"
-    ] == 2
+    assert (
+        json.loads(invoke([*h, "--list", "--json"], qwen=True).stdout)["accounts"][1]["index"] == 2
+    )
     assert invoke([*h, "--switch", "2"], qwen=True).stdout == "switched to account #2\n"
     assert invoke([*h, "--switch-next"], qwen=True).stdout == "switched to account #1\n"
     stats = invoke([*h, "--stats"], qwen=True)

@@ -65,8 +65,9 @@ def test_add_logs_in_count_accounts_without_touching_existing_ones(sim: SimPool)
     sim.add("old")
     before = sim.manager.slot_path(1).read_bytes()
     approve(sim, "new1", "new2")
-    result = invoke(["--home", str(sim.home), "accounts", "add", "--count", "2",
-                     "--login-command", LOGIN])
+    result = invoke(
+        ["--home", str(sim.home), "accounts", "add", "--count", "2", "--login-command", LOGIN]
+    )
     assert result.exit_code == 0, result.output
     assert "[1/2] saved as account #2" in result.stdout
     assert "[2/2] saved as account #3" in result.stdout
@@ -92,8 +93,9 @@ def test_add_logs_in_count_accounts_without_touching_existing_ones(sim: SimPool)
 
 def test_account_qwen_setup_and_add(sim: SimPool, monkeypatch: pytest.MonkeyPatch) -> None:
     approve(sim, "a", "b", "c")
-    result = invoke(["--home", str(sim.home), "--setup", "--count", "2", "--login-command",
-                     LOGIN], qwen=True)
+    result = invoke(
+        ["--home", str(sim.home), "--setup", "--count", "2", "--login-command", LOGIN], qwen=True
+    )
     assert result.exit_code == 0, result.output
     assert sorted(sim.manager.slots()) == [1, 2]
     monkeypatch.setenv("CREDROT_LOGIN_COMMAND", LOGIN)
@@ -105,7 +107,7 @@ def test_account_qwen_setup_and_add(sim: SimPool, monkeypatch: pytest.MonkeyPatc
 
 def test_the_login_sees_only_a_private_home(sim: SimPool, tmp_path: Path) -> None:
     seen = tmp_path / "seen.txt"
-    command = f"sh -c 'echo \"$HOME|$QWEN_HOME\" > \"$0\"; exit 3' {shlex.quote(str(seen))}"
+    command = f'sh -c \'echo "$HOME|$QWEN_HOME" > "$0"; exit 3\' {shlex.quote(str(seen))}'
     result = invoke(["--home", str(sim.home), "accounts", "add", "--login-command", command])
     assert result.exit_code == 1
     assert result.stderr.endswith(
@@ -122,9 +124,8 @@ def test_the_login_sees_only_a_private_home(sim: SimPool, tmp_path: Path) -> Non
 def test_a_duplicate_login_is_refused(sim: SimPool) -> None:
     sim.add("old")
     src = sim.manager.slot_path(1)
-    command = (
-        "sh -c 'cp \"$0\" \"$QWEN_HOME/oauth_creds.json\"; exec sleep 30' "
-        + shlex.quote(str(src))
+    command = 'sh -c \'cp "$0" "$QWEN_HOME/oauth_creds.json"; exec sleep 30\' ' + shlex.quote(
+        str(src)
     )
     started = time.monotonic()
     result = invoke(["--home", str(sim.home), "accounts", "add", "--login-command", command])
@@ -135,7 +136,7 @@ def test_a_duplicate_login_is_refused(sim: SimPool) -> None:
 
 
 def test_an_invalid_credential_is_refused(sim: SimPool) -> None:
-    command = "sh -c 'echo \"{}\" > \"$QWEN_HOME/oauth_creds.json\"; exit 0'"
+    command = 'sh -c \'echo "{}" > "$QWEN_HOME/oauth_creds.json"; exit 0\''
     result = invoke(["--home", str(sim.home), "accounts", "add", "--login-command", command])
     assert result.exit_code == 1
     assert "the credential is not valid ('access_token' is missing" in result.stderr
@@ -143,15 +144,26 @@ def test_an_invalid_credential_is_refused(sim: SimPool) -> None:
 
 
 def test_the_login_times_out(sim: SimPool) -> None:
-    result = invoke(["--home", str(sim.home), "accounts", "add", "--timeout", "1",
-                     "--login-command", "sleep 30"])
+    result = invoke(
+        [
+            "--home",
+            str(sim.home),
+            "accounts",
+            "add",
+            "--timeout",
+            "1",
+            "--login-command",
+            "sleep 30",
+        ]
+    )
     assert result.exit_code == 1
     assert "no valid credential after 1 s; the login was stopped" in result.stderr
 
 
 def test_a_missing_tool(sim: SimPool) -> None:
-    result = invoke(["--home", str(sim.home), "accounts", "add", "--login-command",
-                     "no-such-login-tool --x"])
+    result = invoke(
+        ["--home", str(sim.home), "accounts", "add", "--login-command", "no-such-login-tool --x"]
+    )
     assert result.exit_code == 1
     assert "no-such-login-tool is not installed or not on PATH" in result.stderr
 
@@ -159,8 +171,9 @@ def test_a_missing_tool(sim: SimPool) -> None:
 def test_a_failed_step_keeps_the_accounts_added_before(sim: SimPool) -> None:
     approve(sim, "only")  # one approval for two logins: the second one times out
     sim.backend.configure(device_auth_timeout=0.3)
-    result = invoke(["--home", str(sim.home), "accounts", "add", "--count", "2",
-                     "--login-command", LOGIN])
+    result = invoke(
+        ["--home", str(sim.home), "accounts", "add", "--count", "2", "--login-command", LOGIN]
+    )
     assert result.exit_code == 1
     assert "[1/2] saved as account #1" in result.stdout
     assert "the login ended (exit code 41)" in result.stderr
@@ -196,9 +209,19 @@ def test_interrupting_setup_leaves_nothing_behind(
     tmpdir.mkdir()
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     proc = subprocess.Popen(
-        [str(BIN / "credrot"), "--home", str(sim.home), "accounts", "add",
-         "--login-command", LOGIN],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            str(BIN / "credrot"),
+            "--home",
+            str(sim.home),
+            "accounts",
+            "add",
+            "--login-command",
+            LOGIN,
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert proc.stderr is not None
     try:
@@ -224,7 +247,9 @@ def test_setup_at_a_terminal_uses_the_default_login(sim: SimPool) -> None:
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [str(BIN / "account-qwen"), "--home", str(sim.home), "--setup", "--count", "2"],
-        stdin=slave, stdout=slave, stderr=slave,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
     )
     os.close(slave)
     try:

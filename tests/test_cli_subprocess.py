@@ -24,11 +24,17 @@ def script(name: str) -> str:
     return found
 
 
-def run(*args: str, input: bytes | None = None, env: dict[str, str] | None = None,
-        timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, input: bytes | None = None, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        list(args), input=input, stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True, env=env, timeout=timeout, check=False,
+        list(args),
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+        check=False,
     )
     out, err = proc.stdout.decode(), proc.stderr.decode()
     assert CANARY not in out + err
@@ -64,8 +70,9 @@ def test_account_qwen_in_a_fresh_home(tmp_path: Path, make_cred: Callable[..., b
     assert "1 usable; * = active" in listed.stdout
     missing = run(script("account-qwen"), "--switch", "4")
     assert missing.returncode == 1
-    assert missing.stderr == "credrot: error: no qwen account #4 in " \
-        f"{home / '.qwen' / 'accounts'}\n"
+    assert (
+        missing.stderr == f"credrot: error: no qwen account #4 in {home / '.qwen' / 'accounts'}\n"
+    )
 
 
 def test_credrot_run_pipes_stdin_and_exits_3_when_spent(sim: SimPool) -> None:
@@ -84,9 +91,10 @@ def test_credrot_run_pipes_stdin_and_exits_3_when_spent(sim: SimPool) -> None:
     }
     assert samples[("credrot_calls_total", "1")] == 2
     assert samples[("credrot_pool_exhausted_total", None)] == 1
-    assert json.loads(run(credrot, "--home", str(sim.home), "stats", "--json").stdout)[
-        "quota_hits"
-    ] == 1
+    assert (
+        json.loads(run(credrot, "--home", str(sim.home), "stats", "--json").stdout)["quota_hits"]
+        == 1
+    )
 
 
 def test_demo_needs_no_account_and_no_network(tmp_path: Path) -> None:

@@ -68,7 +68,10 @@ def test_a_full_description(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     write_config(tmp_path, monkeypatch, FULL)
     p = get_profile("mytool")
     assert (p.name, p.executable, p.home_dirname, p.credential_name) == (
-        "mytool", "mytool-bin", ".config/mytool", "auth.json"
+        "mytool",
+        "mytool-bin",
+        ".config/mytool",
+        "auth.json",
     )
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("MYTOOL_HOME", raising=False)
@@ -76,7 +79,8 @@ def test_a_full_description(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("MYTOOL_HOME", str(tmp_path / "elsewhere"))
     assert p.default_home() == tmp_path / "elsewhere"
     assert p.invocation("hi") == (
-        ["mytool-bin", "--print", "--max-turns", "3", "--mode", "safe"], b"hi"
+        ["mytool-bin", "--print", "--max-turns", "3", "--mode", "safe"],
+        b"hi",
     )
     assert p.tool_lock_name == "auth.lock" and not p.replaces_symlink
     assert p.rate_limit_default == 120.0
@@ -100,7 +104,8 @@ def test_a_full_description(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     data, why = p.parse_credential(json.dumps(good).encode())
     assert why is None and data is not None and p.expiry(data) == 1_900_000_000.0
     assert p.parse_credential(b'{"token": {"access": "x"}}') == (
-        None, "'token.refresh' is missing or not a string"
+        None,
+        "'token.refresh' is missing or not a string",
     )
     assert "mytool" in known_tools() and known_tools()[: len(BUILTIN)] == list(BUILTIN)
 
@@ -144,74 +149,134 @@ def test_changes_are_picked_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 ERRORS = [
-    ("tools: [a, b",
-     "not valid YAML (line 1, column 13: expected ',' or ']', but got '<stream end>')"),
+    (
+        "tools: [a, b",
+        "not valid YAML (line 1, column 13: expected ',' or ']', but got '<stream end>')",
+    ),
     ("- a\n- b\n", "(top level): expected a mapping with a 'tools' key"),
     ("tool: {}\n", "tool: expected only 'tools' (and 'version') at the top level"),
     ("version: 2\n", "version: expected 1"),
     ("tools: [x]\n", "tools: expected a mapping of tool name to its description"),
-    ("tools:\n  My Tool: {}\n", "tools.My Tool: expected a tool name of lowercase letters, "
-     "digits, '-', '_', '.'"),
-    ("tools:\n  claude: {credential: a.json}\n",
-     "tools.claude: expected a name that is not built in (choose another name)"),
+    (
+        "tools:\n  My Tool: {}\n",
+        "tools.My Tool: expected a tool name of lowercase letters, digits, '-', '_', '.'",
+    ),
+    (
+        "tools:\n  claude: {credential: a.json}\n",
+        "tools.claude: expected a name that is not built in (choose another name)",
+    ),
     ("tools:\n  t: [1]\n", "tools.t: expected a mapping of settings"),
-    ("tools:\n  t: {credential: a.json, homedir: x}\n",
-     "tools.t.homedir: expected a known key (" + ", ".join(config.TOOL_KEYS) + ")"),
-    ("tools:\n  t: {}\n", "tools.t.credential: expected the credential file name "
-     "(this key is required)"),
-    ("tools:\n  t: {credential: a/b.json}\n",
-     "tools.t.credential: expected a file name, like auth.json (a/b.json)"),
+    (
+        "tools:\n  t: {credential: a.json, homedir: x}\n",
+        "tools.t.homedir: expected a known key (" + ", ".join(config.TOOL_KEYS) + ")",
+    ),
+    (
+        "tools:\n  t: {}\n",
+        "tools.t.credential: expected the credential file name (this key is required)",
+    ),
+    (
+        "tools:\n  t: {credential: a/b.json}\n",
+        "tools.t.credential: expected a file name, like auth.json (a/b.json)",
+    ),
     ("tools:\n  t: {credential: 5}\n", "tools.t.credential: expected a file name, like auth.json"),
-    ("tools:\n  t: {credential: a.json, credential_kind: keychain}\n",
-     "tools.t.credential_kind: expected file or env (keychain)"),
-    ("tools:\n  t: {credential: a.json, home: /etc/t}\n", "tools.t.home: expected a path under "
-     "your home directory, like .mytool or ~/.config/mytool (/etc/t)"),
-    ("tools:\n  t: {credential: a.json, home: ../t}\n", "tools.t.home: expected a path under "
-     "your home directory, like .mytool or ~/.config/mytool (../t)"),
-    ("tools:\n  t: {credential: a.json, home_env: 'MY-HOME'}\n",
-     "tools.t.home_env: expected an environment variable name (MY-HOME)"),
-    ("tools:\n  t: {credential: a.json, home_env_is_parent: true}\n",
-     "tools.t.home_env_is_parent: expected home_env to be set as well"),
-    ("tools:\n  t: {credential: a.json, set_home: 'yes'}\n",
-     "tools.t.set_home: expected true or false"),
-    ("tools:\n  t: {credential: a.json, args: [-p, {x: 1}]}\n",
-     "tools.t.args[1]: expected a string"),
-    ("tools:\n  t: {credential: a.json, args: ['{prompt}']}\n",
-     "tools.t.args: expected no {prompt} when the prompt goes through stdin"),
-    ("tools:\n  t: {credential: a.json, prompt: pipe}\n",
-     "tools.t.prompt: expected stdin or argument (pipe)"),
-    ("tools:\n  t: {credential: a.json, patterns: [a]}\n",
-     "tools.t.patterns: expected a mapping of outcome to regular expressions"),
-    ("tools:\n  t: {credential: a.json, patterns: {quota: [x]}}\n",
-     "tools.t.patterns.quota: expected one of disabled, auth_failed, quota_exhausted, "
-     "rate_limited"),
-    ("tools:\n  t: {credential: a.json, patterns: {rate_limited: ['ok', '(unclosed']}}\n",
-     "tools.t.patterns.rate_limited[1]: expected a regular expression (missing ), "
-     "unterminated subpattern at position 0)"),
-    ("tools:\n  t: {credential: a.json, patterns: {rate_limited: [3]}}\n",
-     "tools.t.patterns.rate_limited[0]: expected a string"),
-    ("tools:\n  t: {credential: a.json, abort_patterns: ['[']}\n",
-     "tools.t.abort_patterns[0]: expected a regular expression (unterminated character set "
-     "at position 0)"),
-    ("tools:\n  t: {credential: a.json, exit_codes: {0: error}}\n",
-     "tools.t.exit_codes.0: expected an exit code from 1 to 255"),
-    ("tools:\n  t: {credential: a.json, exit_codes: {41: login}}\n",
-     "tools.t.exit_codes.41: expected one of disabled, auth_failed, quota_exhausted, "
-     "rate_limited, error"),
-    ("tools:\n  t: {credential: a.json, resets: [claude, moon]}\n",
-     "tools.t.resets[1]: expected one of " + ", ".join(resets.PARSERS) + " (moon)"),
-    ("tools:\n  t: {credential: a.json, reset_window: tomorrow}\n",
-     "tools.t.reset_window: expected a duration like 5h or 24h, or midnight [zone]"),
-    ("tools:\n  t: {credential: a.json, reset_window: -5}\n",
-     "tools.t.reset_window: expected a duration like 5h or 24h, or midnight [zone]"),
-    ("tools:\n  t: {credential: a.json, reset_window: midnight Mars/Base}\n",
-     "tools.t.reset_window: expected midnight followed by a known time zone (Mars/Base)"),
-    ("tools:\n  t: {credential: a.json, rate_limit_window: soon}\n",
-     "tools.t.rate_limit_window: expected a duration like 60s"),
-    ("tools:\n  t: {credential: a.json, expiry_unit: h}\n",
-     "tools.t.expiry_unit: expected ms or s (h)"),
-    ("tools:\n  t: {credential: a.json, tool_lock: a/b}\n",
-     "tools.t.tool_lock: expected a file name (a/b)"),
+    (
+        "tools:\n  t: {credential: a.json, credential_kind: keychain}\n",
+        "tools.t.credential_kind: expected file or env (keychain)",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, home: /etc/t}\n",
+        "tools.t.home: expected a path under "
+        "your home directory, like .mytool or ~/.config/mytool (/etc/t)",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, home: ../t}\n",
+        "tools.t.home: expected a path under "
+        "your home directory, like .mytool or ~/.config/mytool (../t)",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, home_env: 'MY-HOME'}\n",
+        "tools.t.home_env: expected an environment variable name (MY-HOME)",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, home_env_is_parent: true}\n",
+        "tools.t.home_env_is_parent: expected home_env to be set as well",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, set_home: 'yes'}\n",
+        "tools.t.set_home: expected true or false",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, args: [-p, {x: 1}]}\n",
+        "tools.t.args[1]: expected a string",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, args: ['{prompt}']}\n",
+        "tools.t.args: expected no {prompt} when the prompt goes through stdin",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, prompt: pipe}\n",
+        "tools.t.prompt: expected stdin or argument (pipe)",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, patterns: [a]}\n",
+        "tools.t.patterns: expected a mapping of outcome to regular expressions",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, patterns: {quota: [x]}}\n",
+        "tools.t.patterns.quota: expected one of disabled, auth_failed, quota_exhausted, "
+        "rate_limited",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, patterns: {rate_limited: ['ok', '(unclosed']}}\n",
+        "tools.t.patterns.rate_limited[1]: expected a regular expression (missing ), "
+        "unterminated subpattern at position 0)",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, patterns: {rate_limited: [3]}}\n",
+        "tools.t.patterns.rate_limited[0]: expected a string",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, abort_patterns: ['[']}\n",
+        "tools.t.abort_patterns[0]: expected a regular expression (unterminated character set "
+        "at position 0)",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, exit_codes: {0: error}}\n",
+        "tools.t.exit_codes.0: expected an exit code from 1 to 255",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, exit_codes: {41: login}}\n",
+        "tools.t.exit_codes.41: expected one of disabled, auth_failed, quota_exhausted, "
+        "rate_limited, error",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, resets: [claude, moon]}\n",
+        "tools.t.resets[1]: expected one of " + ", ".join(resets.PARSERS) + " (moon)",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, reset_window: tomorrow}\n",
+        "tools.t.reset_window: expected a duration like 5h or 24h, or midnight [zone]",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, reset_window: -5}\n",
+        "tools.t.reset_window: expected a duration like 5h or 24h, or midnight [zone]",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, reset_window: midnight Mars/Base}\n",
+        "tools.t.reset_window: expected midnight followed by a known time zone (Mars/Base)",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, rate_limit_window: soon}\n",
+        "tools.t.rate_limit_window: expected a duration like 60s",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, expiry_unit: h}\n",
+        "tools.t.expiry_unit: expected ms or s (h)",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, tool_lock: a/b}\n",
+        "tools.t.tool_lock: expected a file name (a/b)",
+    ),
 ]
 
 
@@ -286,9 +351,7 @@ def test_a_yaml_tool_rotated_end_to_end(
     assert result.success, result.error
     assert result.accounts_tried == [1, 2, 3] and "a3" in result.output
     info = {a.index: a for a in manager.list_accounts()}
-    assert (info[1].status, info[2].status, info[3].status) == (
-        "exhausted", "needs_login", "ready"
-    )
+    assert (info[1].status, info[2].status, info[3].status) == ("exhausted", "needs_login", "ready")
     assert info[1].until is not None
     assert abs(info[1].until - (started + timedelta(hours=6))) < timedelta(minutes=1)
     # the refresh the tool did during the call is in slot 3

@@ -17,9 +17,7 @@ UPSELL = (
     "To continue using Qwen Code, consider upgrading or switching to an API key "
     "from Alibaba Cloud Model Studio."
 )
-QUOTA_BLOCK = (
-    "Qwen OAuth quota exceeded: Your free daily quota has been reached.\n" + UPSELL + "\n"
-)
+QUOTA_BLOCK = "Qwen OAuth quota exceeded: Your free daily quota has been reached.\n" + UPSELL + "\n"
 REAL_QUOTA_STDERR = (
     QUOTA_BLOCK * 3
     + "An unexpected critical error occurred:\nError: quota\n    at run (file:///x/cli.js:1:1)\n"
@@ -33,12 +31,19 @@ ERROR_TABLE: list[tuple[str, int, OutcomeKind]] = [
         1,
         OutcomeKind.QUOTA_EXHAUSTED,
     ),
-    ("Qwen OAuth quota exceeded: Your free daily quota has been reached.", 1,
-     OutcomeKind.QUOTA_EXHAUSTED),
+    (
+        "Qwen OAuth quota exceeded: Your free daily quota has been reached.",
+        1,
+        OutcomeKind.QUOTA_EXHAUSTED,
+    ),
     ("Qwen OAuth free tier quota exceeded.", 1, OutcomeKind.QUOTA_EXHAUSTED),
     (REAL_QUOTA_STDERR, 1, OutcomeKind.QUOTA_EXHAUSTED),
-    ('[API Error: 429 {"error":{"code":"insufficient_quota","message":'
-     '"Free allocated quota exceeded."}}]', 1, OutcomeKind.QUOTA_EXHAUSTED),
+    (
+        '[API Error: 429 {"error":{"code":"insufficient_quota","message":'
+        '"Free allocated quota exceeded."}}]',
+        1,
+        OutcomeKind.QUOTA_EXHAUSTED,
+    ),
     (
         "[API Error: 429 Requests rate limit exceeded, please try again later.]\n"
         "Possible quota limitations in place or slow response times detected. "
@@ -46,23 +51,40 @@ ERROR_TABLE: list[tuple[str, int, OutcomeKind]] = [
         1,
         OutcomeKind.RATE_LIMITED,
     ),
-    ("[API Error: 503 upstream overloaded]\nPossible quota limitations in place or slow "
-     "response times detected. Please wait and try again later.", 1, OutcomeKind.RATE_LIMITED),
+    (
+        "[API Error: 503 upstream overloaded]\nPossible quota limitations in place or slow "
+        "response times detected. Please wait and try again later.",
+        1,
+        OutcomeKind.RATE_LIMITED,
+    ),
     ("Error: requests throttling triggered", 1, OutcomeKind.RATE_LIMITED),
     ("Error: throttling", 1, OutcomeKind.RATE_LIMITED),
     ("Error: rate limit reached for requests", 1, OutcomeKind.RATE_LIMITED),
     ("Error: Too Many Requests", 1, OutcomeKind.RATE_LIMITED),
-    ("Refresh token expired or invalid. Please use '/auth' to re-authenticate.", 1,
-     OutcomeKind.AUTH_FAILED),
-    ("Qwen OAuth credentials expired. Please use /auth to re-authenticate with qwen-oauth.", 1,
-     OutcomeKind.AUTH_FAILED),
-    ("Failed to obtain valid Qwen access token. Please re-authenticate.", 1,
-     OutcomeKind.AUTH_FAILED),
+    (
+        "Refresh token expired or invalid. Please use '/auth' to re-authenticate.",
+        1,
+        OutcomeKind.AUTH_FAILED,
+    ),
+    (
+        "Qwen OAuth credentials expired. Please use /auth to re-authenticate with qwen-oauth.",
+        1,
+        OutcomeKind.AUTH_FAILED,
+    ),
+    (
+        "Failed to obtain valid Qwen access token. Please re-authenticate.",
+        1,
+        OutcomeKind.AUTH_FAILED,
+    ),
     ("[API Error: 401 Incorrect API key provided.]", 1, OutcomeKind.AUTH_FAILED),
     ("something went wrong", 41, OutcomeKind.AUTH_FAILED),
     ("Qwen OAuth free tier has been discontinued as of 2026-04-15.", 1, OutcomeKind.DISABLED),
-    ("Qwen OAuth free tier was discontinued on 2026-04-15. Run /auth to switch to another "
-     "authentication method.", 1, OutcomeKind.DISABLED),
+    (
+        "Qwen OAuth free tier was discontinued on 2026-04-15. Run /auth to switch to another "
+        "authentication method.",
+        1,
+        OutcomeKind.DISABLED,
+    ),
     ("[API Error: Connection error.]", 1, OutcomeKind.ERROR),
     ("Error: invalid option --frobnicate", 42, OutcomeKind.ERROR),
     ("config broken", 52, OutcomeKind.ERROR),
@@ -120,11 +142,15 @@ def test_stderr_warnings_on_a_zero_exit_do_not_rotate() -> None:
 @pytest.mark.parametrize(
     ("result_text", "kind"),
     [
-        ("Qwen OAuth quota exceeded: Your free daily quota has been reached.",
-         OutcomeKind.QUOTA_EXHAUSTED),
+        (
+            "Qwen OAuth quota exceeded: Your free daily quota has been reached.",
+            OutcomeKind.QUOTA_EXHAUSTED,
+        ),
         ("[API Error: 401 invalid access token or token expired]", OutcomeKind.AUTH_FAILED),
-        ("[API Error: 429 Requests rate limit exceeded, please try again later.]",
-         OutcomeKind.RATE_LIMITED),
+        (
+            "[API Error: 429 Requests rate limit exceeded, please try again later.]",
+            OutcomeKind.RATE_LIMITED,
+        ),
         ("The code is fine. It mentions a 429 rate limit once.", OutcomeKind.OK),
     ],
 )
@@ -132,12 +158,11 @@ def test_json_mode_result_with_exit_zero(result_text: str, kind: OutcomeKind) ->
     """In json modes the CLI exits 0 on a quota error, the text inside ``result``."""
     import json
 
-    stdout = json.dumps({"type": "result", "subtype": "success", "is_error": False,
-                         "result": result_text})
-    assert classify(QWEN, 0, stdout, "", now=NOW).kind is kind
-    stream = "\n".join(
-        [json.dumps({"type": "system", "subtype": "init"}), stdout]
+    stdout = json.dumps(
+        {"type": "result", "subtype": "success", "is_error": False, "result": result_text}
     )
+    assert classify(QWEN, 0, stdout, "", now=NOW).kind is kind
+    stream = "\n".join([json.dumps({"type": "system", "subtype": "init"}), stdout])
     assert classify(QWEN, 0, stream, "", now=NOW).kind is kind
 
 

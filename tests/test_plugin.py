@@ -48,18 +48,14 @@ def summary(result: pytest.RunResult, home: Path) -> list[str]:
     """The lines of the credrot terminal summary section."""
     lines = result.outlines
     start = next(i for i, line in enumerate(lines) if re.match(r"^=+ credrot =+$", line))
-    end = next(
-        (i for i in range(start + 1, len(lines)) if lines[i].startswith("=")), len(lines)
-    )
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("=")), len(lines))
     section = lines[start + 1 : end]
     assert section[0].startswith(f"qwen pool {home}: "), section
     return section
 
 
 # ------------------------------------------------------------------------- outcomes
-def test_good_pool_passes_with_header_and_summary(
-    pytester: pytest.Pytester, sim: SimPool
-) -> None:
+def test_good_pool_passes_with_header_and_summary(pytester: pytest.Pytester, sim: SimPool) -> None:
     sim.add()
     sim.add()
     use_pool(pytester, sim)
@@ -490,12 +486,18 @@ def test_options_are_flags_and_ini_keys(pytester: pytest.Pytester, sim: SimPool)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-o", "credrot_exhausted=maybe"],
-         "credrot_exhausted must be one of xfail, skip, fail (got 'maybe')"),
-        (["--credrot-max-retries=0"],
-         "credrot_max_retries must be a whole number of at least 1 (got '0')"),
-        (["--credrot-timeout=soon"],
-         "credrot_timeout must be a number of seconds above 0 (got 'soon')"),
+        (
+            ["-o", "credrot_exhausted=maybe"],
+            "credrot_exhausted must be one of xfail, skip, fail (got 'maybe')",
+        ),
+        (
+            ["--credrot-max-retries=0"],
+            "credrot_max_retries must be a whole number of at least 1 (got '0')",
+        ),
+        (
+            ["--credrot-timeout=soon"],
+            "credrot_timeout must be a number of seconds above 0 (got 'soon')",
+        ),
         (["--credrot-tool=nope"], "credrot_tool: unknown tool 'nope'"),
     ],
 )

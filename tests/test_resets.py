@@ -28,11 +28,13 @@ CLAUDE_CASES = [
     # later today in Lisbon
     ("You've hit your limit · resets 11pm (Europe/Lisbon)", NOW, utc(2026, 11, 28, 23, 0)),
     # Muscat is UTC+4: 2:50am local tomorrow is still today in UTC
-    ("You've hit your session limit · resets 2:50am (Asia/Muscat)", NOW,
-     utc(2026, 11, 28, 22, 50)),
+    ("You've hit your session limit · resets 2:50am (Asia/Muscat)", NOW, utc(2026, 11, 28, 22, 50)),
     # Seoul is already on the 29th (00:30): 10am there is the same local day
-    ("Weekly limit reached · resets 10am (Asia/Seoul) · /upgrade to Max or turn on /extra-usage",
-     NOW, utc(2026, 11, 29, 1, 0)),
+    (
+        "Weekly limit reached · resets 10am (Asia/Seoul) · /upgrade to Max or turn on /extra-usage",
+        NOW,
+        utc(2026, 11, 29, 1, 0),
+    ),
     # 12am is midnight, 12pm is noon
     ("You've hit your limit · resets 12am (UTC)", NOW, utc(2026, 11, 29, 0, 0)),
     ("You've hit your limit · resets 12pm (America/New_York)", NOW, utc(2026, 11, 28, 17, 0)),
@@ -163,9 +165,7 @@ def test_codex_unparsable_falls_back_to_the_profile_window(text: str) -> None:
     assert CODEX.parse_reset(text, NOW) == NOW + timedelta(hours=5)
 
 
-GEMINI_AFTER = (
-    "You have exhausted your capacity on this model. Your quota will reset after {}."
-)
+GEMINI_AFTER = "You have exhausted your capacity on this model. Your quota will reset after {}."
 
 
 @pytest.mark.parametrize(
@@ -190,8 +190,10 @@ def test_gemini_reset_after(duration: str, delta: timedelta) -> None:
     ("text", "expected"),
     [
         # GMT+2 is 17:30 now: 11:00 AM has passed -> tomorrow
-        ("Usage limit reached for all Pro models.\nAccess resets at 11:00 AM GMT+2.",
-         utc(2026, 11, 29, 9, 0)),
+        (
+            "Usage limit reached for all Pro models.\nAccess resets at 11:00 AM GMT+2.",
+            utc(2026, 11, 29, 9, 0),
+        ),
         ("Access resets at 9:00 PM PST.", utc(2026, 11, 29, 5, 0)),
         ("Access resets at 4:15 PM UTC.", utc(2026, 11, 28, 16, 15)),
         ("Access resets at 11:30 PM GMT-03:30.", utc(2026, 11, 29, 3, 0)),

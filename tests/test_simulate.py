@@ -34,8 +34,13 @@ from credrot_sim import (
     SimBackend,
 )
 
-CRED_KEYS_AFTER_REFRESH = ["access_token", "token_type", "refresh_token", "resource_url",
-                           "expiry_date"]
+CRED_KEYS_AFTER_REFRESH = [
+    "access_token",
+    "token_type",
+    "refresh_token",
+    "resource_url",
+    "expiry_date",
+]
 
 
 class Sim:
@@ -68,17 +73,26 @@ class Sim:
     def popen(self, *args: str) -> subprocess.Popen[bytes]:
         """Start the shim in its own session, so a test can kill the whole group."""
         return subprocess.Popen(
-            ["qwen", *args], env=self.env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            ["qwen", *args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
 
-    def run(self, *args: str, input: str | bytes | None = None,
-            timeout: float = 10) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self, *args: str, input: str | bytes | None = None, timeout: float = 10
+    ) -> subprocess.CompletedProcess[bytes]:
         data = input.encode() if isinstance(input, str) else input
         proc = subprocess.run(
-            ["qwen", *args], env=self.env, input=data,
+            ["qwen", *args],
+            env=self.env,
+            input=data,
             stdin=None if data is not None else subprocess.DEVNULL,
-            capture_output=True, timeout=timeout, check=False,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
         )
         for stream in (proc.stdout, proc.stderr):
             assert self.canary.encode() not in stream
@@ -149,16 +163,30 @@ def test_success_with_stdin_prompt(sim: Sim) -> None:
 
 def test_success_with_p_flag_and_stdin_joined_like_the_cli(sim: Sim) -> None:
     sim.account("a1", answer="{account} read {prompt_len} chars")
-    proc = sim.run("-p", "the question", "--auth-type", "qwen-oauth", "-y",
-                   "--chat-recording", "false", input="the diff")
+    proc = sim.run(
+        "-p",
+        "the question",
+        "--auth-type",
+        "qwen-oauth",
+        "-y",
+        "--chat-recording",
+        "false",
+        input="the diff",
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"a1 read 22 chars"
     assert sim.backend.prompt(1) == "the diff\n\nthe question"
     proc = sim.run("positional", "prompt", "--approval-mode", "plan", "-o", "text")
     assert proc.returncode == 0
     assert sim.backend.prompt(2) == "positional prompt"
-    assert sim.backend.calls()[1]["argv"] == ["positional", "prompt", "--approval-mode",
-                                              "plan", "-o", "text"]
+    assert sim.backend.calls()[1]["argv"] == [
+        "positional",
+        "prompt",
+        "--approval-mode",
+        "plan",
+        "-o",
+        "text",
+    ]
 
 
 def test_home_defaults_to_home_dot_qwen(sim: Sim, tmp_path: Path) -> None:
@@ -323,9 +351,13 @@ def test_refresh_fail_unlinks_the_link_and_starts_the_device_flow(sim: Sim) -> N
 
 @pytest.mark.parametrize(
     "content",
-    [None, "not json", '{"access_token": "x", "refresh_token": "y", "token_type": "Bearer",'
-     ' "expiry_date": "tomorrow"}', '{"access_token": 1, "refresh_token": "y", '
-     '"token_type": "Bearer", "expiry_date": 1}'],
+    [
+        None,
+        "not json",
+        '{"access_token": "x", "refresh_token": "y", "token_type": "Bearer",'
+        ' "expiry_date": "tomorrow"}',
+        '{"access_token": 1, "refresh_token": "y", "token_type": "Bearer", "expiry_date": 1}',
+    ],
     ids=["missing", "not-json", "expiry-not-number", "token-not-string"],
 )
 def test_missing_or_malformed_credential_prints_the_banner(sim: Sim, content: str | None) -> None:
@@ -425,8 +457,12 @@ def test_version_and_missing_backend(sim: Sim, tmp_path: Path) -> None:
     assert sim.run("--version").stdout == b"0.12.0-sim\n"
     env = {k: v for k, v in sim.env.items() if k != simulate.BACKEND_ENV}
     proc = subprocess.run(
-        [sys.executable, "-m", "credrot_sim", "qwen", "hi"], env=env,
-        stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False,
+        [sys.executable, "-m", "credrot_sim", "qwen", "hi"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=10,
+        check=False,
     )
     assert proc.returncode == 2
     assert simulate.BACKEND_ENV.encode() in proc.stderr
@@ -437,8 +473,12 @@ def test_module_entry_point_uses_env_backend(sim: Sim) -> None:
     sim.account("a1")
     env = {**sim.env, simulate.BACKEND_ENV: str(sim.backend.root)}
     proc = subprocess.run(
-        [sys.executable, "-m", "credrot_sim", "qwen", "-p", "hi"], env=env,
-        stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False,
+        [sys.executable, "-m", "credrot_sim", "qwen", "-p", "hi"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=10,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"Simulated qwen answer from a1 (call 1)."

@@ -84,8 +84,11 @@ def run_simulator(tmp_path: Path, mode: str, fmt: str, canary: str) -> RunResult
     home = tmp_path / "home"
     (home / ".qwen").mkdir(parents=True)
     cred = backend.add_account(
-        "sim", mode=mode, expired=mode == "refresh_fail",
-        access_token=f"{canary}-access", refresh_token=f"{canary}-refresh",
+        "sim",
+        mode=mode,
+        expired=mode == "refresh_fail",
+        access_token=f"{canary}-access",
+        refresh_token=f"{canary}-refresh",
     )
     (home / ".qwen" / "oauth_creds.json").write_text(json.dumps(cred, indent=2))
     work = tmp_path / "project"
@@ -111,9 +114,15 @@ def run_simulator(tmp_path: Path, mode: str, fmt: str, canary: str) -> RunResult
 
 def test_the_transcript_covers_the_error_modes() -> None:
     covered = {(e["mode"], e["output_format"]) for e in ENTRIES.values()}
-    assert {("quota", "text"), ("auth", "text"), ("connection_error", "text"),
-            ("rate_limit", "text"), ("refresh_fail", "text"), ("quota", "json"),
-            ("quota", "stream-json")} <= covered
+    assert {
+        ("quota", "text"),
+        ("auth", "text"),
+        ("connection_error", "text"),
+        ("rate_limit", "text"),
+        ("refresh_fail", "text"),
+        ("quota", "json"),
+        ("quota", "stream-json"),
+    } <= covered
 
 
 @pytest.mark.parametrize("key", sorted(ENTRIES))

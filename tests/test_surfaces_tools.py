@@ -24,17 +24,39 @@ def test_cli_lists_and_runs_another_tools_pool(
     sim.add(quota=0)
     sim.add()
     listed = subprocess.run(
-        [str(BIN / "credrot"), "--tool", "claude", "--home", str(sim.home), "accounts", "list",
-         "--json"],
-        capture_output=True, text=True, check=True,
+        [
+            str(BIN / "credrot"),
+            "--tool",
+            "claude",
+            "--home",
+            str(sim.home),
+            "accounts",
+            "list",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     listing = json.loads(listed.stdout)
     assert listing["tool"] == "claude"
     assert [a["index"] for a in listing["accounts"]] == [1, 2]
     ran = subprocess.run(
-        [str(BIN / "credrot"), "--tool", "claude", "--home", str(sim.home), "run", "--",
-         "-p", "--output-format", "text"],
-        input="say hi", capture_output=True, text=True,
+        [
+            str(BIN / "credrot"),
+            "--tool",
+            "claude",
+            "--home",
+            str(sim.home),
+            "run",
+            "--",
+            "-p",
+            "--output-format",
+            "text",
+        ],
+        input="say hi",
+        capture_output=True,
+        text=True,
     )
     assert ran.returncode == 0, ran.stderr
     assert "acct2" in ran.stdout
@@ -51,8 +73,11 @@ def test_review_hook_with_codex(
     sim.add(answer="Looks fine.\nVERDICT: pass")
     repo = tmp_path / "repo"
     repo.mkdir()
-    for args in (["init", "-q"], ["config", "user.email", "d@example.com"],
-                 ["config", "user.name", "D"]):
+    for args in (
+        ["init", "-q"],
+        ["config", "user.email", "d@example.com"],
+        ["config", "user.name", "D"],
+    ):
         subprocess.run(["git", *args], cwd=repo, check=True)
     (repo / "app.py").write_text("x = 1\n")
     subprocess.run(["git", "add", "app.py"], cwd=repo, check=True)

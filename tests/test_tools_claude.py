@@ -29,23 +29,47 @@ Q, R, A, E, OK = (
 # stdout; each text is also checked on stderr.
 TABLE: list[tuple[str, int, OutcomeKind, datetime | None]] = [
     ("Claude AI usage limit reached|1750708800", 1, Q, datetime(2025, 6, 23, 20, tzinfo=UTC)),
-    ("You've hit your limit · resets 1pm (Europe/Lisbon)", 1, Q,
-     datetime(2026, 11, 29, 13, tzinfo=UTC)),
-    ("You've hit your session limit · resets 2:50am (Asia/Muscat)", 1, Q,
-     datetime(2026, 11, 28, 22, 50, tzinfo=UTC)),
-    ("Weekly limit reached · resets 10am (Asia/Seoul) · /upgrade to Max or turn on "
-     "/extra-usage", 1, Q, datetime(2026, 11, 29, 1, tzinfo=UTC)),
+    (
+        "You've hit your limit · resets 1pm (Europe/Lisbon)",
+        1,
+        Q,
+        datetime(2026, 11, 29, 13, tzinfo=UTC),
+    ),
+    (
+        "You've hit your session limit · resets 2:50am (Asia/Muscat)",
+        1,
+        Q,
+        datetime(2026, 11, 28, 22, 50, tzinfo=UTC),
+    ),
+    (
+        "Weekly limit reached · resets 10am (Asia/Seoul) · /upgrade to Max or turn on /extra-usage",
+        1,
+        Q,
+        datetime(2026, 11, 29, 1, tzinfo=UTC),
+    ),
     # a dated reset that has passed this year (FACTS.md's example is April): the window
     ("resets Apr 23 at 4pm (Europe/Berlin)", 1, Q, FIVE_HOURS),
-    ("You've hit your limit · resets Dec 1 at 4pm (Europe/Berlin)", 1, Q,
-     datetime(2026, 12, 1, 15, tzinfo=UTC)),
-    ('API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":'
-     '"This request would exceed your account\'s rate limit. Please try again later."}}',
-     1, R, None),
+    (
+        "You've hit your limit · resets Dec 1 at 4pm (Europe/Berlin)",
+        1,
+        Q,
+        datetime(2026, 12, 1, 15, tzinfo=UTC),
+    ),
+    (
+        'API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":'
+        '"This request would exceed your account\'s rate limit. Please try again later."}}',
+        1,
+        R,
+        None,
+    ),
     ("Failed to authenticate: OAuth session expired and could not be refreshed", 1, A, None),
-    ('API Error: 401 {"type":"error","error":{"type":"authentication_error","message":'
-     '"OAuth token has expired. Please obtain a new token or refresh your existing token."}}',
-     1, A, None),
+    (
+        'API Error: 401 {"type":"error","error":{"type":"authentication_error","message":'
+        '"OAuth token has expired. Please obtain a new token or refresh your existing token."}}',
+        1,
+        A,
+        None,
+    ),
     ("Invalid API key · Please run /login", 1, A, None),
     ("API Error: Connection error.", 1, E, None),
     ("Error: Input must be provided either through stdin or as a prompt argument", 1, E, None),
@@ -144,5 +168,12 @@ def test_prompt_goes_through_stdin() -> None:
     assert stdin == prompt.encode()
     argv, _ = CLAUDE.invocation("hi", approval="plan", extra=["--model", "opus"])
     assert argv == [
-        "claude", "-p", "--output-format", "text", "--permission-mode", "plan", "--model", "opus"
+        "claude",
+        "-p",
+        "--output-format",
+        "text",
+        "--permission-mode",
+        "plan",
+        "--model",
+        "opus",
     ]

@@ -42,15 +42,23 @@ TABLE: list[tuple[str, OutcomeKind, datetime | None]] = [
     (LIMIT.format("Dec 1st, 2026 3:51 PM"), Q, datetime(2026, 12, 1, 15, 51, tzinfo=UTC)),
     (LIMIT.format("Dec 22nd, 2026 12:00 AM"), Q, datetime(2026, 12, 22, tzinfo=UTC)),
     ("You've hit your usage limit. Try again later.", Q, FIVE_HOURS),
-    ("You've hit your usage limit. Upgrade to Plus to continue using Codex "
-     "(https://openai.com/chatgpt/pricing), or try again later.", Q, FIVE_HOURS),
+    (
+        "You've hit your usage limit. Upgrade to Plus to continue using Codex "
+        "(https://openai.com/chatgpt/pricing), or try again later.",
+        Q,
+        FIVE_HOURS,
+    ),
     (REFRESH.format("has expired"), A, None),
     (REFRESH.format("was already used"), A, None),
     (REFRESH.format("was revoked"), A, None),
     ("Please log out and sign in again.", A, None),
     ("exceeded retry limit, last status: 429 Too Many Requests", R, None),
-    ("stream disconnected before completion: error sending request for url "
-     "(https://chatgpt.com/backend-api/codex/responses)", E, None),
+    (
+        "stream disconnected before completion: error sending request for url "
+        "(https://chatgpt.com/backend-api/codex/responses)",
+        E,
+        None,
+    ),
     ("Not inside a trusted directory and --skip-git-repo-check was not specified.", E, None),
 ]
 
@@ -117,13 +125,15 @@ def test_credential_shape() -> None:
         "refresh_token": f"{CANARY}-r",
         "account_id": "acct-123",
     }
-    cred = {"auth_mode": "chatgpt", "OPENAI_API_KEY": None, "tokens": tokens,
-            "last_refresh": "2026-11-20T10:00:00.123456789Z"}
+    cred = {
+        "auth_mode": "chatgpt",
+        "OPENAI_API_KEY": None,
+        "tokens": tokens,
+        "last_refresh": "2026-11-20T10:00:00.123456789Z",
+    }
     data, why = CODEX.parse_credential(json.dumps(cred).encode())
     assert why is None and data is not None
-    assert sorted(CODEX.secrets_of(data)) == sorted(
-        [f"{CANARY}-id", f"{CANARY}-a", f"{CANARY}-r"]
-    )
+    assert sorted(CODEX.secrets_of(data)) == sorted([f"{CANARY}-id", f"{CANARY}-a", f"{CANARY}-r"])
     # not a JWT: when the CLI will refresh it (8 days after last_refresh)
     assert CODEX.expiry(data) == datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=UTC).timestamp()
     # a JWT access token: its exp
@@ -136,8 +146,10 @@ def test_credential_shape() -> None:
     assert why is None and data is not None and CODEX.secrets_of(data) == [f"sk-{CANARY}"]
     for bad, reason in [
         (b"{}", "neither 'tokens' nor 'OPENAI_API_KEY' is set"),
-        (json.dumps({"tokens": {"access_token": "x"}}).encode(),
-         "'tokens.refresh_token' is missing or not a string"),
+        (
+            json.dumps({"tokens": {"access_token": "x"}}).encode(),
+            "'tokens.refresh_token' is missing or not a string",
+        ),
         (b"null", "not a JSON object"),
     ]:
         assert CODEX.parse_credential(bad) == (None, reason)
@@ -146,6 +158,13 @@ def test_credential_shape() -> None:
 def test_exec_reads_the_prompt_from_stdin() -> None:
     argv, stdin = CODEX.invocation("review this", approval="read-only", extra=["-m", "o4"])
     assert argv == [
-        "codex", "exec", "--skip-git-repo-check", "--sandbox", "read-only", "-m", "o4", "-"
+        "codex",
+        "exec",
+        "--skip-git-repo-check",
+        "--sandbox",
+        "read-only",
+        "-m",
+        "o4",
+        "-",
     ]
     assert stdin == b"review this"

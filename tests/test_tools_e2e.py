@@ -44,7 +44,10 @@ def test_rotation_remembers_each_spent_account(sim: SimPool) -> None:
     assert "answer from acct4" in first.output
     info = {a.index: a for a in sim.manager.list_accounts()}
     assert [info[i].status for i in (1, 2, 3, 4)] == [
-        "exhausted", "rate_limited", "needs_login", "ready"
+        "exhausted",
+        "rate_limited",
+        "needs_login",
+        "ready",
     ]
     # the reset the tool printed, parsed (tools print minutes; Gemini a duration)
     until = info[1].until
@@ -106,8 +109,13 @@ def _run_by_hand(sim: SimPool, tmp_path: Path) -> subprocess.CompletedProcess[st
         env[sim.manager.profile.home_env or ""] = str(sim.home)
     argv, stdin = sim.manager.profile.invocation("by hand")
     return subprocess.run(
-        argv, input=(stdin or b"").decode(), env=env, capture_output=True, text=True,
-        timeout=20, check=False,
+        argv,
+        input=(stdin or b"").decode(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
     )
 
 
@@ -137,8 +145,10 @@ def test_a_refresh_by_hand_is_kept_in_the_right_slot(sim: SimPool, tmp_path: Pat
 
 
 def test_an_answer_quoting_limits_is_not_a_false_alarm(sim: SimPool) -> None:
-    sim.add(answer="Handle `You've hit your limit`, 429 Too Many Requests and "
-            "`You have exhausted your capacity on this model` gracefully.")
+    sim.add(
+        answer="Handle `You've hit your limit`, 429 Too Many Requests and "
+        "`You have exhausted your capacity on this model` gracefully."
+    )
     sim.add()
     result = wrapper(sim).call("review")
     assert result.success and result.attempts == 1 and "429" in result.output

@@ -126,7 +126,8 @@ def test_import_identity_and_errors(env_pool: tuple[AccountManager, Path]) -> No
         manager.import_account(f"KEY {CANARY}\n".encode())
     assert str(bad.value) == "not a valid keytool credential: line 1 is not KEY=value"
     assert sorted(p.name for p in manager.accounts_dir.iterdir()) == [
-        "account_1.env", "account_2.env"
+        "account_1.env",
+        "account_2.env",
     ]
     assert (manager.slot_path(1).stat().st_mode & 0o777) == 0o600
     assert [a.valid for a in manager.list_accounts()] == [True, True]

@@ -27,18 +27,36 @@ Q, R, A, E, OK = (
 
 # (stderr, exit code, kind, reset)
 TABLE: list[tuple[str, int, OutcomeKind, datetime | None]] = [
-    ("[API Error: You have exhausted your capacity on this model. Your quota will reset "
-     "after 8h44m7s.]", 1, Q, NOW + timedelta(hours=8, minutes=44, seconds=7)),
-    ("You have exhausted your capacity on this model. Your quota will reset after 44m7s.",
-     1, Q, NOW + timedelta(minutes=44, seconds=7)),
+    (
+        "[API Error: You have exhausted your capacity on this model. Your quota will reset "
+        "after 8h44m7s.]",
+        1,
+        Q,
+        NOW + timedelta(hours=8, minutes=44, seconds=7),
+    ),
+    (
+        "You have exhausted your capacity on this model. Your quota will reset after 44m7s.",
+        1,
+        Q,
+        NOW + timedelta(minutes=44, seconds=7),
+    ),
     ("You have exhausted your daily quota on this model.", 1, Q, PACIFIC_MIDNIGHT),
     ("Usage limit reached for all Pro models.", 1, Q, PACIFIC_MIDNIGHT),
-    ("Usage limit reached for all Pro models.\nAccess resets at 11:00 AM GMT+2.", 1, Q,
-     datetime(2026, 11, 29, 9, tzinfo=UTC)),
+    (
+        "Usage limit reached for all Pro models.\nAccess resets at 11:00 AM GMT+2.",
+        1,
+        Q,
+        datetime(2026, 11, 29, 9, tzinfo=UTC),
+    ),
     ("Access resets at 9:00 PM PST.", 1, Q, datetime(2026, 11, 29, 5, tzinfo=UTC)),
     ("[API Error: 429 Too Many Requests]\nPlease wait and try again later.", 1, R, None),
-    ("[API Error: got status: 429 Too Many Requests. {\"error\":{\"code\":429,\"status\":"
-     "\"RESOURCE_EXHAUSTED\"}}]", 1, R, None),
+    (
+        '[API Error: got status: 429 Too Many Requests. {"error":{"code":429,"status":'
+        '"RESOURCE_EXHAUSTED"}}]',
+        1,
+        R,
+        None,
+    ),
     ("[API Error: 401 Request had invalid authentication credentials.]", 1, A, None),
     ("Failed to login. Message: invalid_grant", 41, A, None),
     ("Error authenticating: something new", 41, A, None),  # the exit code says auth
@@ -74,9 +92,7 @@ def test_the_continue_prompt_stops_the_tool_as_a_login_problem() -> None:
     assert not rule.pattern.search("Do you want to continue with the plan?")
 
 
-def test_home_is_the_parent_of_dot_gemini(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_home_is_the_parent_of_dot_gemini(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert get_profile("gemini") is GEMINI
     monkeypatch.delenv("GEMINI_CLI_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -103,13 +119,13 @@ def test_credential_shape() -> None:
     }
     data, why = GEMINI.parse_credential(json.dumps(cred).encode())
     assert why is None and data is not None
-    assert sorted(GEMINI.secrets_of(data)) == sorted(
-        [f"{CANARY}-a", f"{CANARY}-r", f"{CANARY}-id"]
-    )
+    assert sorted(GEMINI.secrets_of(data)) == sorted([f"{CANARY}-a", f"{CANARY}-r", f"{CANARY}-id"])
     assert GEMINI.expiry(data) == 4_102_444_800.0
     for bad, reason in [
-        (json.dumps({**cred, "refresh_token": 3}).encode(),
-         "'refresh_token' is missing or not a string"),
+        (
+            json.dumps({**cred, "refresh_token": 3}).encode(),
+            "'refresh_token' is missing or not a string",
+        ),
         (json.dumps({**cred, "expiry_date": "later"}).encode(), "'expiry_date' is not a number"),
         (b"not json", "not valid JSON"),
     ]:

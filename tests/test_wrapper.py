@@ -143,9 +143,7 @@ def test_device_authorization_is_stopped_at_once_and_rotates(sim: SimPool) -> No
     assert info[1].status == "needs_login"
 
 
-@pytest.mark.parametrize(
-    ("mode", "status"), [("auth", "needs_login"), ("disabled", "disabled")]
-)
+@pytest.mark.parametrize(("mode", "status"), [("auth", "needs_login"), ("disabled", "disabled")])
 def test_auth_and_entitlement_failures_park_the_account(
     sim: SimPool, mode: str, status: str
 ) -> None:
@@ -296,9 +294,7 @@ def make_read_only(sim: SimPool) -> Iterator[Callable[[], Path]]:
         subprocess.run(["umount", home], check=True)
 
 
-def test_read_only_home_rotates_in_memory(
-    sim: SimPool, make_read_only: Callable[[], Path]
-) -> None:
+def test_read_only_home_rotates_in_memory(sim: SimPool, make_read_only: Callable[[], Path]) -> None:
     sim.add(quota=0)
     sim.add()
     sim.add()

@@ -46,9 +46,7 @@ def make_project(root: Path, tests: int) -> None:
     (root / "test_trivial.py").write_text(body, encoding="utf-8")
 
 
-def run(
-    root: Path, env: dict[str, str], plugin: bool, *extra: str
-) -> tuple[float, float, str]:
+def run(root: Path, env: dict[str, str], plugin: bool, *extra: str) -> tuple[float, float, str]:
     """(wall seconds, CPU seconds of the pytest process, its output)."""
     # default verbosity: the header line (the one part that reads the pool) is shown
     argv = [sys.executable, "-m", "pytest", *extra, "test_trivial.py"]

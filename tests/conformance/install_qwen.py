@@ -101,8 +101,16 @@ def _npm_install(version: str, target: Path) -> None:
     npm = shutil.which("npm")
     assert npm is not None
     cmd = [
-        npm, "install", "--prefix", str(target), "--no-audit", "--no-fund",
-        "--no-save", "--ignore-scripts", "--loglevel=error", f"{PACKAGE}@{version}",
+        npm,
+        "install",
+        "--prefix",
+        str(target),
+        "--no-audit",
+        "--no-fund",
+        "--no-save",
+        "--ignore-scripts",
+        "--loglevel=error",
+        f"{PACKAGE}@{version}",
     ]
     env = dict(os.environ, npm_config_update_notifier="false")
     try:

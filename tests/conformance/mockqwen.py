@@ -331,9 +331,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _json(
-        self, status: int, obj: object, headers: dict[str, str] | None = None
-    ) -> None:
+    def _json(self, status: int, obj: object, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj).encode(), headers=headers)
 
     def _hit(self, status: int, account: str | None, kind: str, prompt: str = "") -> None:
@@ -486,14 +484,20 @@ class _ApiHandler(BaseHTTPRequestHandler):
             return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
         events = [
-            chunk([{"index": 0, "delta": {"role": "assistant", "content": answer},
-                    "finish_reason": None}]),
+            chunk(
+                [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": answer},
+                        "finish_reason": None,
+                    }
+                ]
+            ),
             chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
             chunk([], usage=usage),
             b"data: [DONE]\n\n",
         ]
-        self._send(200, b"".join(events), "text/event-stream",
-                   {"Cache-Control": "no-cache"})
+        self._send(200, b"".join(events), "text/event-stream", {"Cache-Control": "no-cache"})
 
 
 def _last_user_text(request: dict[str, Any]) -> str:
@@ -507,9 +511,7 @@ def _last_user_text(request: dict[str, Any]) -> str:
         if isinstance(content, str):
             return content
         if isinstance(content, list):
-            return "".join(
-                str(part.get("text", "")) for part in content if isinstance(part, dict)
-            )
+            return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     return ""
 
 

@@ -76,10 +76,21 @@ def assert_no_secret(mock: MockQwen, *texts: object) -> None:
         assert leaked == 0, f"{leaked} token(s) appeared in credrot's output #{number}"
 
 
-def assert_clean(mock: MockQwen, result: WrapperResult, manager: AccountManager,
-                 canary_leaks: Callable[[Path], list[str]]) -> None:
-    assert_no_secret(mock, result.output, result.stderr, result.error, repr(result),
-                     manager.get_stats(), [a.as_dict() for a in manager.list_accounts()])
+def assert_clean(
+    mock: MockQwen,
+    result: WrapperResult,
+    manager: AccountManager,
+    canary_leaks: Callable[[Path], list[str]],
+) -> None:
+    assert_no_secret(
+        mock,
+        result.output,
+        result.stderr,
+        result.error,
+        repr(result),
+        manager.get_stats(),
+        [a.as_dict() for a in manager.list_accounts()],
+    )
     assert canary_leaks(manager.home) == []
 
 
@@ -223,8 +234,13 @@ def test_expired_token_refreshed_by_the_cli_lands_in_its_own_slot(
     assert slot["access_token"] == mock.account("a1").access_token != expired["access_token"]
     assert slot["refresh_token"] == expired["refresh_token"]  # kept: the server sent none
     assert slot["expiry_date"] > time.time() * 1000
-    assert list(slot) == ["access_token", "token_type", "refresh_token", "resource_url",
-                          "expiry_date"]
+    assert list(slot) == [
+        "access_token",
+        "token_type",
+        "refresh_token",
+        "resource_url",
+        "expiry_date",
+    ]
     raw = manager.slot_path(1).read_bytes()
     assert raw.startswith(b'{\n  "') and not raw.endswith(b"\n")  # the CLI's own format
     assert stat.S_IMODE(manager.slot_path(1).stat().st_mode) == 0o600
@@ -376,7 +392,8 @@ def test_connection_refused_is_an_error_and_does_not_rotate(
 
 
 @pytest.mark.parametrize(
-    ("profile", "fmt"), [(JSON_QWEN, "json"), (STREAM_JSON_QWEN, "stream-json")],
+    ("profile", "fmt"),
+    [(JSON_QWEN, "json"), (STREAM_JSON_QWEN, "stream-json")],
     ids=["json", "stream-json"],
 )
 def test_json_output_quota_exits_0_and_still_rotates(
@@ -387,9 +404,7 @@ def test_json_output_quota_exits_0_and_still_rotates(
     make_wrapper: MakeWrapper,
     transcripts: dict[str, Transcript],
 ) -> None:
-    manager = pool_of(
-        mock.add_account("a1", mode="quota"), mock.add_account("a2"), profile=profile
-    )
+    manager = pool_of(mock.add_account("a1", mode="quota"), mock.add_account("a2"), profile=profile)
     wrapper, attempts = make_wrapper(manager)
 
     result = wrapper.call(PROMPT)
@@ -423,8 +438,7 @@ def test_non_quota_rate_limit_is_backed_off_not_remembered(
     assert info.until is not None
     assert info.until - datetime.now(timezone.utc) < timedelta(minutes=10)
     assert set(run.connects) == {"portal.qwen.ai:443"}
-    transcripts["rate_limit"] = transcript_of("rate_limit", "text", run.attempts[0],
-                                              "rate_limited")
+    transcripts["rate_limit"] = transcript_of("rate_limit", "text", run.attempts[0], "rate_limited")
 
 
 # --- the simulator against what the real CLI printed ---------------------------------------
@@ -471,11 +485,15 @@ def _drift(real: Counter[str], sim: Counter[str]) -> str:
     extra = sim - real
     parts = []
     if missing:
-        parts.append("printed by the real CLI, not by the simulator:\n  "
-                     + "\n  ".join(f"{n}x {line!r}" for line, n in missing.items()))
+        parts.append(
+            "printed by the real CLI, not by the simulator:\n  "
+            + "\n  ".join(f"{n}x {line!r}" for line, n in missing.items())
+        )
     if extra:
-        parts.append("printed by the simulator, not by the real CLI:\n  "
-                     + "\n  ".join(f"{n}x {line!r}" for line, n in extra.items()))
+        parts.append(
+            "printed by the simulator, not by the real CLI:\n  "
+            + "\n  ".join(f"{n}x {line!r}" for line, n in extra.items())
+        )
     return "\n".join(parts)
 
 
@@ -546,6 +564,4 @@ def test_simulator_prints_what_the_real_cli_printed(
     assert sim_result["subtype"] == real_result["subtype"]
     drift = _drift(key_lines(real_result["result"]), key_lines(sim_result["result"]))
     assert not drift, f"simulator drifted from qwen 0.12.0 ({key}):\n{drift}"
-    assert classify(profile, 0, sim.stdout, "").kind is classify(
-        profile, 0, real.stdout, ""
-    ).kind
+    assert classify(profile, 0, sim.stdout, "").kind is classify(profile, 0, real.stdout, "").kind

@@ -411,7 +411,7 @@ class _Flock:
 class _Transaction:
     """Locked load ... save of ``backend.json``; nothing is saved if the body raises."""
 
-    def __init__(self, backend: SimBackend) -> None:
+    def __init__(self, backend: SimStore) -> None:
         self.backend = backend
         self.lock = backend._locked()
         self.state: dict[str, Any] = {}

@@ -10,8 +10,7 @@ import pytest
 from creds import CANARY
 
 from credrot.classify import classify
-from credrot.kinds import OutcomeKind
-from credrot.kinds import MAX_ARG_BYTES
+from credrot.kinds import MAX_ARG_BYTES, OutcomeKind
 from credrot.tools import CLAUDE, get_profile
 
 UTC = timezone.utc

@@ -43,9 +43,18 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def quick(session: nox.Session) -> None:
+    """The test suite without the slow tests (``-m "not slow"``)."""
+    session.run(
+        sys.executable, "-m", "pytest", "-m", "not slow and not conformance", *session.posargs
+    )
+
+
+@nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
-    """ruff check over the whole tree."""
+    """ruff check and ruff format --check over the whole tree."""
     session.run(sys.executable, "-m", "ruff", "check", ".")
+    session.run(sys.executable, "-m", "ruff", "format", "--check", ".")
 
 
 @nox.session(venv_backend="none")

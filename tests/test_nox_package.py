@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -86,14 +87,37 @@ def test_a_user_noxfile_registers_both_sessions_in_one_line(
 @pytest.mark.slow
 def test_wheel_installs_commands_plugin_and_types_in_a_clean_venv(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
+    # Built from a copy of the tracked files, so no build/ is left in the checkout.
+    source = tmp_path / "source"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True
+    ).stdout.split(b"\0")
+    for name in filter(None, tracked):
+        path = ROOT / name.decode()
+        if path.is_file():
+            dest = source / name.decode()
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(dist),
+            str(source),
+        ],
         check=True,
         capture_output=True,
     )
     (wheel,) = dist.glob("credrot-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert not any(n.startswith("hooks/") for n in names)
+    assert any(n.startswith("credrot/pool/") for n in names)
+    assert any(n.startswith("credrot_sim/") for n in names)
     for shipped in (
         "credrot/py.typed",
         "pytest_credrot/py.typed",

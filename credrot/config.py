@@ -66,6 +66,7 @@ TOOL_KEYS: dict[str, str] = {
     "resets": "a list of reset parser names",
     "reset_window": "a duration like 5h or 24h, or midnight [zone]",
     "rate_limit_window": "a duration like 60s",
+    "refresh_margin": "a duration like 5m: how long before expiry the tool refreshes",
     "required_keys": "a list of strings",
     "secret_keys": "a list of strings",
     "expiry_key": "a key (dotted for nesting) holding the expiry time",
@@ -360,6 +361,9 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
         replaces_symlink=_bool(spec, "replaces_symlink", err, True),
         rate_limit_default=_duration(
             spec.get("rate_limit_window", 60), "rate_limit_window", err
+        ).total_seconds(),
+        refresh_margin=_duration(
+            spec.get("refresh_margin", 300), "refresh_margin", err
         ).total_seconds(),
     )
 

@@ -196,6 +196,10 @@ class ToolProfile:
     call_private: tuple[str, ...] = ()
     #: Sensible default wait after a rate limit without a retry-after, in seconds.
     rate_limit_default: float = 60.0
+    #: How long before its expiry the tool refreshes an access token, in seconds: a
+    #: call starting inside this window will refresh (and, with a single-use refresh
+    #: token, must be the only one doing so for that account).
+    refresh_margin: float = 300.0
 
     @property
     def rate_limit_window(self) -> timedelta:

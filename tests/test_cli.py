@@ -118,8 +118,11 @@ def test_list_shows_every_status(make_pool: MakePool, canary: str) -> None:
         for line in result.stdout.splitlines()[2:]
     }
     assert "ready" in rows["1"]
-    local = until.astimezone().strftime("%H:%M")
-    assert f"exhausted until {local}" in rows["2"]
+    local = until.astimezone()
+    today = datetime.now(timezone.utc).astimezone().date()
+    # Today's reset shows the time alone; a reset after midnight shows its date too.
+    shown = local.strftime("%H:%M" if local.date() == today else "%Y-%m-%d %H:%M")
+    assert f"exhausted until {shown}" in rows["2"]
     assert "(in 3h 0" in rows["2"] or "(in 3h 05m)" in rows["2"]
     assert "needs login" in rows["3"]
     assert "invalid file (not valid JSON)" in rows["4"]

@@ -56,6 +56,8 @@ QWEN = ToolProfile(
     # Its chat recording would keep every wrapped prompt (a staged diff, say).
     call_private=("projects", "debug", "tmp"),
     tool_lock_name="oauth_creds.lock",
+    # It refreshes when the access token has under 30 s left (FACTS.md).
+    refresh_margin=30.0,
     base_args=("--auth-type", "qwen-oauth", "--output-format", "text"),
     approval_flag="--approval-mode",
     default_approval="plan",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from credrot import report
+from credrot.errors import CredrotError
 
 if TYPE_CHECKING:
     from credrot.manager import AccountManager
@@ -32,6 +33,16 @@ PROMPT = "Summarise this change in one line."
 
 def _fmt(when: datetime | None) -> str:
     return when.strftime("%Y-%m-%d %H:%M UTC") if when is not None else "its reset"
+
+
+def check_simulated(tool: str) -> None:
+    """Refuse, in one line, a tool the simulator does not play (a YAML-described one)."""
+    from credrot_sim import TOOLS
+
+    if tool not in TOOLS:
+        raise CredrotError(
+            f"{tool!r} cannot be simulated: the simulator plays {', '.join(TOOLS)} only"
+        )
 
 
 def run_demo(
@@ -54,6 +65,7 @@ def _story(write: Callable[[str], None], root: Path, tool: str, calls: int) -> i
     from credrot.manager import AccountManager
     from credrot.wrapper import Wrapper
 
+    check_simulated(tool)
     backend = simulate.SimBackend(root / "backend")
     bin_dir = root / "bin"
     simulate.install(bin_dir, backend.root, tools=(tool,))
@@ -78,7 +90,7 @@ def _story(write: Callable[[str], None], root: Path, tool: str, calls: int) -> i
     write("your real home and accounts are not touched, nothing goes over the network.")
     write("")
     for name, quota, refresh in ACCOUNTS:
-        cred = backend.add_account(name, quota=quota, refresh_every=refresh)
+        cred = backend.add_account(name, quota=quota, refresh_every=refresh, tool=tool)
         index = manager.import_account(json.dumps(cred, indent=2).encode("utf-8"))
         extra = f"; its token gets refreshed every {refresh} calls" if refresh else ""
         answers = f"{quota} answer" + ("s" if quota != 1 else "")

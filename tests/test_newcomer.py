@@ -1,0 +1,52 @@
+"""What a new user meets first, through the real ``credrot`` command (click's runner or a
+subprocess): the demo for every tool, ``credrot sim``, config mistakes, the switch lines
+of ``credrot run``, options after the subcommand and ``--json`` on every change.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from creds import CANARY
+
+from credrot import cli
+
+
+def invoke(args: Sequence[str], input: bytes | str | None = None) -> Result:
+    result = CliRunner().invoke(cli.cli, list(args), input=input, catch_exceptions=False)
+    assert CANARY not in result.output, result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+# ----------------------------------------------------------------------- demo
+@pytest.mark.parametrize("tool", ["claude", "codex", "gemini"])
+def test_demo_runs_for_every_simulated_tool(tool: str) -> None:
+    home = Path(os.environ["HOME"])
+    before = sorted(home.rglob("*"))
+    result = invoke(["--tool", tool, "demo"])
+    assert result.exit_code == 0, result.output
+    assert f"3 simulated {tool} accounts" in result.stdout
+    assert f"Simulated {tool} answer from alice" in result.stdout
+    assert "#1 hit its quota" in result.stdout
+    assert "answered by #2" in result.stdout
+    assert sorted(home.rglob("*")) == before
+
+
+def test_demo_of_a_yaml_tool_says_it_cannot_be_simulated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("tools:\n  mytool:\n    credential: auth.json\n", encoding="utf-8")
+    monkeypatch.setenv("CREDROT_CONFIG", str(config))
+    result = invoke(["--tool", "mytool", "demo"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "credrot: error: 'mytool' cannot be simulated: "
+        "the simulator plays qwen, claude, codex, gemini only"
+    ]
+    assert "internal error" not in result.output

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from credrot.manager import AccountManager
     from credrot.wrapper import Wrapper
 
+from pytest_credrot.preflight import UNCONFIGURED_HELP, UNCONFIGURED_MODES
 from pytest_credrot.runtime import (
     _RUNTIME,
     Runtime,
@@ -70,6 +71,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("max-retries", "N", MAX_RETRIES_HELP),
         ("timeout", "SECONDS", TIMEOUT_HELP),
         ("exhausted", "|".join(MODES), EXHAUSTED_HELP),
+        ("unconfigured", "|".join(UNCONFIGURED_MODES), UNCONFIGURED_HELP),
     ):
         key = "credrot_" + name.replace("-", "_")
         group.addoption(f"--credrot-{name}", dest=key, metavar=metavar, help=help_text)
@@ -127,7 +129,14 @@ def read_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(
             f"credrot_exhausted must be one of {', '.join(MODES)} (got {exhausted_text!r})"
         )
-    return Settings(tool, home, max_retries, timeout, exhausted)
+    unconfigured_text, _ = _raw(config, "credrot_unconfigured")
+    unconfigured = (unconfigured_text or "error").strip().lower()
+    if unconfigured not in UNCONFIGURED_MODES:
+        raise pytest.UsageError(
+            f"credrot_unconfigured must be one of {', '.join(UNCONFIGURED_MODES)} "
+            f"(got {unconfigured_text!r})"
+        )
+    return Settings(tool, home, max_retries, timeout, exhausted, unconfigured)
 
 
 def check_tool(tool: str) -> None:

@@ -249,20 +249,61 @@ def test_other_tool_errors_are_ordinary_failures(pytester: pytest.Pytester, sim:
     assert_no_canary(result)
 
 
-def test_empty_or_missing_pool(pytester: pytest.Pytester, tmp_path: Path) -> None:
+WRONG_POOL_TESTS = """
+from pathlib import Path
+
+def test_ask(qwen):
+    Path("body-ran").write_text("x")
+
+def test_factory_in_the_body(credrot_wrapper):
+    credrot_wrapper().call("hi")
+    Path("body-ran").write_text("x")
+"""
+
+
+@pytest.mark.parametrize("pool", ["missing", "empty", "invalid"])
+def test_a_wrong_pool_is_a_configuration_error_not_a_spent_pool(
+    pytester: pytest.Pytester, tmp_path: Path, pool: str
+) -> None:
     home = tmp_path / "nowhere"
-    pytester.makepyfile(
-        test_none="""
-        def test_ask(qwen):
-            qwen("hi")
-        """
-    )
-    result = pytester.runpytest(f"--credrot-home={home}", "-rx")
-    result.assert_outcomes(xfailed=1)
-    assert f"credrot: tool qwen, home {home}, 0/0 accounts usable" in result.outlines
-    assert f"XFAIL test_none.py::test_ask - credrot: no qwen accounts in {home}" in "\n".join(
-        result.outlines
-    )
+    if pool != "missing":
+        (home / "accounts").mkdir(parents=True)
+    if pool == "invalid":
+        (home / "accounts" / "oauth_creds_1.json").write_text('{"nothing": "useful"}')
+    pytester.makepyfile(test_none=WRONG_POOL_TESTS)
+    result = pytester.runpytest(f"--credrot-home={home}", "-rEfx")
+    result.assert_outcomes(errors=1, failed=1)
+    why = {
+        "missing": f"the qwen pool {home} does not exist",
+        "empty": f"no qwen accounts in {home}",
+        "invalid": f"none of the 1 qwen accounts in {home} is a valid credential",
+    }[pool]
+    lines = "\n".join(result.outlines)
+    assert "ERROR at setup of test_ask" in lines
+    assert "FAILED test_none.py::test_factory_in_the_body" in lines
+    assert lines.count(f"credrot: configuration error: {why}") == 2
+    assert "xfail" not in lines.lower().replace("tests xfailed for quota: 0", "")
+    assert result.ret != 0
+    assert not (pytester.path / "body-ran").exists()
+    assert not home.exists() or pool != "missing"  # nothing created where nothing was
+
+
+@pytest.mark.parametrize("how", ["ini", "flag"])
+def test_a_wrong_pool_is_skipped_only_when_asked(
+    pytester: pytest.Pytester, tmp_path: Path, how: str
+) -> None:
+    home = tmp_path / "nowhere"
+    pytester.makepyfile(test_none=WRONG_POOL_TESTS)
+    if how == "ini":
+        pytester.makeini(f"[pytest]\ncredrot_home = {home}\ncredrot_unconfigured = skip\n")
+        args: list[str] = []
+    else:
+        args = [f"--credrot-home={home}", "--credrot-unconfigured=skip"]
+    result = pytester.runpytest("-rs", *args)
+    result.assert_outcomes(skipped=2)
+    assert result.ret == 0
+    assert f"credrot: configuration error: the qwen pool {home} does not exist" in output(result)
+    assert pytester.runpytest("--credrot-unconfigured=maybe").ret == pytest.ExitCode.USAGE_ERROR
 
 
 # --------------------------------------------------------------------------- marker

@@ -45,6 +45,42 @@ def check_simulated(tool: str) -> None:
         )
 
 
+def build_sim(root: Path, *, tool: str = "qwen", accounts: int = 3, quota: int = 2) -> list[str]:
+    """Write a simulated ``tool`` and a pool of ``accounts`` simulated accounts (``quota``
+    answers each before their quota is spent) under ``root``, which must be new or empty.
+
+    Returns the shell lines that put them to use: the shim first on ``PATH``, the tool's
+    home variable at the pool. The shim knows its "server" directory by itself, so these
+    two are all a shell needs.
+    """
+    import shlex
+
+    import credrot_sim as simulate
+    from credrot.manager import AccountManager
+    from credrot.tools import get_profile
+
+    check_simulated(tool)
+    profile = get_profile(tool)
+    root = Path(os.path.abspath(root))
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise CredrotError(f"{root} is not an empty directory; name a new one")
+    root.mkdir(parents=True, exist_ok=True)
+    backend = simulate.SimBackend(root / "backend")
+    bin_dir = root / "bin"
+    simulate.install(bin_dir, backend.root, tools=(tool,))
+    base = root / "home"
+    pool_home = base / profile.home_dirname if profile.home_env_is_parent else base
+    pool_home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    manager = AccountManager(tool=profile, home=pool_home)
+    for n in range(1, accounts + 1):
+        cred = backend.add_account(f"account{n}", quota=quota, tool=tool)
+        manager.import_account(json.dumps(cred, indent=2).encode("utf-8"))
+    lines = [f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"']
+    if profile.home_env:
+        lines.append(f"export {profile.home_env}={shlex.quote(str(base))}")
+    return lines
+
+
 def run_demo(
     write: Callable[[str], None],
     *,

@@ -5,6 +5,7 @@ of ``credrot run``, options after the subcommand and ``--json`` on every change.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,3 +51,49 @@ def test_demo_of_a_yaml_tool_says_it_cannot_be_simulated(
         "the simulator plays qwen, claude, codex, gemini only"
     ]
     assert "internal error" not in result.output
+
+
+# ------------------------------------------------------------------------ sim
+@pytest.mark.parametrize(
+    ("tool", "variable", "pool"),
+    [
+        ("qwen", "QWEN_HOME", "home"),
+        ("claude", "CLAUDE_CONFIG_DIR", "home"),
+        ("gemini", "GEMINI_CLI_HOME", "home/.gemini"),
+    ],
+)
+def test_sim_writes_a_tool_and_a_pool_and_prints_the_exports(
+    tmp_path: Path, tool: str, variable: str, pool: str
+) -> None:
+    where = tmp_path / "try"
+    result = invoke(["--tool", tool, "sim", str(where), "--accounts", "2", "--quota", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f'export PATH={where / "bin"}:"$PATH"',
+        f"export {variable}={where / 'home'}",
+    ]
+    assert f"2 simulated {tool} accounts (1 answers each)" in result.stderr
+    assert os.access(where / "bin" / tool, os.X_OK)
+    listed = invoke(["--tool", tool, "--home", str(where / pool), "accounts", "list", "--json"])
+    assert [a["index"] for a in json.loads(listed.stdout)["accounts"]] == [1, 2]
+
+
+def test_sim_refuses_a_used_directory_and_a_yaml_tool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    result = invoke(["sim", str(used)])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"credrot: error: {used} is not an empty directory; name a new one"
+    ]
+    assert sorted(p.name for p in used.iterdir()) == ["notes.txt"]
+    config = tmp_path / "config.yaml"
+    config.write_text("tools:\n  mytool:\n    credential: auth.json\n", encoding="utf-8")
+    monkeypatch.setenv("CREDROT_CONFIG", str(config))
+    result = invoke(["--tool", "mytool", "sim", str(tmp_path / "new")])
+    assert result.exit_code == 1
+    assert "'mytool' cannot be simulated" in result.stderr
+    assert not (tmp_path / "new").exists()

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from creds import CANARY
+from simpool import SimPool
 
 from credrot import cli
 
@@ -22,6 +25,11 @@ def invoke(args: Sequence[str], input: bytes | str | None = None) -> Result:
     assert CANARY not in result.output, result.output
     assert "Traceback" not in result.output
     return result
+
+
+@pytest.fixture
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimPool:
+    return SimPool(tmp_path / "sim", monkeypatch)
 
 
 # ----------------------------------------------------------------------- demo
@@ -97,3 +105,40 @@ def test_sim_refuses_a_used_directory_and_a_yaml_tool(
     assert result.exit_code == 1
     assert "'mytool' cannot be simulated" in result.stderr
     assert not (tmp_path / "new").exists()
+
+
+# ------------------------------------------------------------------------ run
+def _credrot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "credrot"
+    proc = subprocess.run(
+        [str(exe), *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert CANARY not in proc.stdout + proc.stderr
+    return proc
+
+
+def test_run_says_each_switch_and_keeps_the_tools_noise_for_debug(sim: SimPool) -> None:
+    sim.add("a", quota=0)
+    sim.add("b", quota=0)
+    sim.add("c", quota=0)
+    env = {**os.environ, "QWEN_HOME": str(sim.home)}
+    spent = _credrot("run", "--max-retries", "2", "--", "-p", "hi", env=env)
+    assert spent.returncode == 1  # not an exhausted pool: --max-retries stopped it
+    assert spent.stderr.splitlines()[:2] == [
+        "credrot: account #1 spent (resets 00:00 UTC); trying #2",
+        "credrot: account #2 spent (resets 00:00 UTC); no more tries (--max-retries 2)",
+    ]
+    assert spent.stderr.count("Qwen OAuth quota exceeded") == 1  # said once, not four times
+    assert "Traceback" not in spent.stderr and "at file://" not in spent.stderr
+    debug = _credrot("--debug", "run", "--", "-p", "hi", env=env)
+    assert debug.returncode == 3
+    assert "credrot: account #3 spent (resets 00:00 UTC); no other usable account" in debug.stderr
+    assert "An unexpected critical error occurred:" in debug.stderr  # all of the tool's output
+    assert "at file://" in debug.stderr
+    assert debug.stderr.rstrip().splitlines()[-1].startswith("credrot: error: no usable account")

@@ -14,7 +14,8 @@ from credrot.cli.base import (
     _Group,
     _main,
 )
-from credrot.cli.commands import demo, doctor, run, stats
+from credrot.cli.commands import demo, doctor, stats
+from credrot.cli.runner import run
 from credrot.cli.sim import sim
 
 

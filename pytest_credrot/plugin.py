@@ -15,6 +15,7 @@ one of the fixtures.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -149,7 +150,27 @@ def check_tool(tool: str) -> None:
         raise pytest.UsageError(f"credrot_tool: {exc}") from None
 
 
+SPACE_FORM_WARNING = (
+    "credrot: --credrot-home {path} (space form): pytest also takes {path} as a test path, "
+    "which moves its rootdir, so your pytest.ini/pyproject.toml settings are ignored; "
+    "write --credrot-home={path}"
+)
+
+
+def warn_space_form(config: pytest.Config) -> None:
+    """``--credrot-home DIR`` puts DIR among the arguments pytest finds its rootdir from
+    (it does so before any plugin option is known); the ``=`` form does not."""
+    args = list(config.invocation_params.args)
+    for flag, value in itertools.pairwise(args):
+        if flag == "--credrot-home" and os.path.isdir(value):
+            config.issue_config_time_warning(
+                pytest.PytestConfigWarning(SPACE_FORM_WARNING.format(path=value)), stacklevel=2
+            )
+            return
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    warn_space_form(config)
     config.addinivalue_line(
         "markers",
         f"{MARKER}: the test calls the AI CLI through credrot "

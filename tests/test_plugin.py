@@ -577,3 +577,27 @@ def test_header_is_cached_while_the_pool_is_unchanged(
     entry["until"] = 0
     entry_path.write_text(json.dumps(entry))
     assert expect.format(1) in pytester.runpytest().outlines
+
+
+def test_space_form_of_credrot_home_warns_that_the_ini_file_is_ignored(
+    pytester: pytest.Pytester, sim: SimPool, tmp_path: Path
+) -> None:
+    sim.add()
+    project = pytester.mkdir("project")
+    (project / "pytest.ini").write_text("[pytest]\ncredrot_max_retries = 3\n")
+    (project / "test_it.py").write_text(
+        "def test_retries(qwen):\n    assert qwen.max_retries == 3\n"
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        spaced = pytester.runpytest_subprocess("--credrot-home", str(sim.home))
+        joined = pytester.runpytest_subprocess(f"--credrot-home={sim.home}")
+    warning = (
+        f"credrot: --credrot-home {sim.home} (space form): pytest also takes {sim.home} as a "
+        "test path, which moves its rootdir"
+    )
+    assert warning in output(spaced)
+    assert f"write --credrot-home={sim.home}" in output(spaced)
+    spaced.assert_outcomes(failed=1)  # the ini file was indeed not read
+    joined.assert_outcomes(passed=1)
+    assert "space form" not in output(joined)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from creds import CANARY, canary_leaks
+from simpool import SimPool
 
 from credrot_sim import SimBackend, install
 
@@ -132,3 +135,64 @@ def test_qwen_refresh_tokens_are_not_single_use(tmp_path: Path) -> None:
         assert run.returncode == 0, run.stderr
     assert int(str(backend.account("acct1")["refreshes"])) == 2
     assert _revoked(backend) == []
+
+
+# ------------------------------------------------------------- through credrot
+#: One caller process: CALLS calls through the Wrapper, one JSON line per result.
+DRIVER = """
+import json, sys
+from credrot.wrapper import Wrapper
+tool, home, calls, strategy = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+w = Wrapper(tool, home=home, timeout=60, max_retries=4, strategy=strategy, backoff="none")
+for n in range(calls):
+    r = w.call(f"question {n}")
+    print(json.dumps({"ok": r.success, "account": r.account, "error": r.error,
+                      "output": r.output, "stderr": r.stderr}), flush=True)
+"""
+
+
+def _pool(tmp_path: Path, tool: str, monkeypatch: pytest.MonkeyPatch, **sim: object) -> SimPool:
+    pool = SimPool(tmp_path, monkeypatch, tool=tool)
+    for _ in range(ACCOUNTS):
+        pool.add(**sim)  # type: ignore[arg-type]
+    return pool
+
+
+def _callers(
+    pool: SimPool, procs: int, calls: int, strategy: str = "fill-first"
+) -> tuple[list[dict[str, object]], str]:
+    """``procs`` real caller processes at once; (every result, everything they printed)."""
+    script = pool.root / "driver.py"
+    script.write_text(DRIVER)
+    running = [
+        subprocess.Popen(
+            [sys.executable, str(script), pool.tool, str(pool.home), str(calls), strategy],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(procs)
+    ]
+    results: list[dict[str, object]] = []
+    printed = ""
+    for proc in running:
+        out, err = proc.communicate(timeout=300)
+        printed += out + err
+        assert proc.returncode == 0, err
+        results += [json.loads(line) for line in out.splitlines()]
+    return results, printed
+
+
+@pytest.mark.parametrize("tool", ["qwen", "claude", "codex"])
+def test_parallel_callers_on_expired_tokens_refresh_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tool: str
+) -> None:
+    """8 processes x 3 calls on 3 accounts whose access tokens have expired: every call
+    is answered, each account is refreshed at most once, none is revoked."""
+    pool = _pool(tmp_path, tool, monkeypatch, expired=True)
+    results, printed = _callers(pool, PROCS, CALLS)
+    assert [r["ok"] for r in results] == [True] * (PROCS * CALLS), results
+    assert _refreshes(pool.backend) <= ACCOUNTS
+    assert _revoked(pool.backend) == []
+    assert CANARY not in printed
+    assert canary_leaks(pool.home) == []

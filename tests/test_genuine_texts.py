@@ -12,6 +12,7 @@ import json
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -265,7 +266,7 @@ def _genuine(tool: str, stream: str, code: int, text: str) -> bool:
 
 
 def _run_sim(
-    tmp_path: Path, tool: str, mode: str, extra: list[str] | None = None, **account: object
+    tmp_path: Path, tool: str, mode: str, extra: list[str] | None = None, **account: Any
 ) -> subprocess.CompletedProcess[str]:
     backend = sim.SimBackend(tmp_path / "backend")
     shims = sim.install(tmp_path / "bin", backend.root, tools=(tool,))

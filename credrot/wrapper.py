@@ -350,8 +350,14 @@ class _Attempt:
 
     def _classify(self, run: RunResult, timeout: float) -> Outcome:
         profile = self.wrapper.profile
-        if run.aborted is not None:
+        if run.aborted is not None and run.aborted.kind is OutcomeKind.AUTH_FAILED:
             outcome = Outcome(run.aborted.kind, "the tool asked for an interactive login")
+        elif run.aborted is not None:
+            # stopped on purpose (Gemini about to sleep out a quota): the rules read
+            # what it printed, so the reset it named is kept
+            outcome = classify(profile, run.exit_code, run.stdout, run.stderr)
+            if outcome.kind is not run.aborted.kind:
+                outcome = Outcome(run.aborted.kind, f"{profile.name} was stopped early")
         elif run.timed_out:
             outcome = Outcome.error(f"timed out after {timeout:g} s")
         else:

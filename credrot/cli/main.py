@@ -15,6 +15,7 @@ from credrot.cli.base import (
     _main,
 )
 from credrot.cli.commands import demo, doctor, run, stats
+from credrot.cli.view import top, watch
 
 
 # ------------------------------------------------------------------ credrot
@@ -47,7 +48,7 @@ def cli(tool: str, home: str | None, debug: bool) -> None:
     """
 
 
-for _command in (accounts, stats, doctor, run, demo):
+for _command in (accounts, stats, doctor, run, demo, top, watch):
     cli.add_command(_command)
 
 

@@ -92,6 +92,8 @@ CODEX = ToolProfile(
     # it read the prompt from stdin.
     base_args=("exec", "--skip-git-repo-check"),
     tail_args=("-",),
+    # `codex login` runs its own OAuth sign-in and writes auth.json into CODEX_HOME.
+    login_args=("login",),
     approval_flag="--sandbox",
     validate=_codex_validate,
     secret_keys=("access_token", "refresh_token", "id_token", "OPENAI_API_KEY"),

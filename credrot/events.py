@@ -121,6 +121,10 @@ class Events:
             pm = pluggy.PluginManager(PROJECT)
             pm.add_hookspecs(CredrotSpec)
             pm.register(AuditLog(self.home / "rotation.log"), name="credrot-audit")
+            from credrot.live.plugins import builtin
+
+            for plugin in builtin(self.tool, self.home, self.audit):
+                pm.register(plugin)
             for plugin in self._extra:
                 pm.register(plugin)
             try:

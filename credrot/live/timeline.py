@@ -120,3 +120,30 @@ def last_hits(records: Iterable[Record]) -> dict[int, Record]:
         if record.event in HIT_EVENTS and record.account is not None:
             hits[record.account] = record
     return hits
+
+
+class Follower:
+    """What was appended to ``rotation.log`` since the last look (a process that keeps
+    asking reads each byte once); a rotated or shortened file is read from its tail."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / LOG_FILE
+        self._ino = -1
+        self._offset = 0
+
+    def new(self) -> list[Record]:
+        try:
+            with open(self.path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                if st.st_ino != self._ino or st.st_size < self._offset:
+                    self._ino, self._offset = st.st_ino, max(0, st.st_size - TAIL_BYTES)
+                    if self._offset:
+                        fh.seek(self._offset)
+                        self._offset += len(fh.readline())
+                fh.seek(self._offset)
+                data = fh.read()
+        except OSError:
+            return []
+        end = data.rfind(b"\n") + 1  # a line still being written is read next time
+        self._offset += end
+        return list(parse(data[:end].splitlines()))

@@ -186,6 +186,10 @@ class Events:
             pm.add_hookspecs(CredrotSpec)
             mark["hookimpl"](AuditLog.credrot_audit)
             pm.register(self._audit_log, name="credrot-audit")
+            from credrot.live.plugins import builtin
+
+            for plugin in builtin(self.tool, self.home, self.audit):
+                pm.register(plugin)
             for plugin in self._extra:
                 pm.register(plugin)
             try:
@@ -205,9 +209,10 @@ class Events:
         is saved): an exception there would leave the pool half-changed.
         """
         if self._pm is None and not self._extra and not plugins_declared():
-            if hook == "credrot_audit":
-                self._audit_log.credrot_audit(**kwargs)
-            return
+            from credrot.live.plugins import direct
+
+            if not direct(self._audit_log, self.audit, hook, kwargs):
+                return
         try:
             getattr(self.pm.hook, hook)(**kwargs)
         except Exception as exc:

@@ -140,8 +140,8 @@ def parse_config(text: str, source: str = "<config>") -> dict[str, ToolProfile]:
     if not isinstance(data, dict):
         raise err("(top level)", "a mapping with a 'tools' key")
     for key in data:
-        if key not in ("tools", "version", "notify"):
-            raise err(str(key), "only 'tools', 'notify' (and 'version') at the top level")
+        if key not in ("tools", "limits", "notify", "version"):
+            raise err(str(key), "only 'tools', 'limits', 'notify' (and 'version') at the top level")
     if data.get("version", 1) != 1:
         raise err("version", "1")
     parse_notify(data.get("notify"), err.under("notify"))

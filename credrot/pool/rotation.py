@@ -10,15 +10,21 @@ once.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from credrot import state as st
+from credrot import windows
 from credrot.errors import AccountNotFound, ConfigError, InvalidCredential
 from credrot.kinds import AccountStatus, Outcome, OutcomeKind
 from credrot.pool import accounts, marking, pointer, refresh, select, upkeep
 from credrot.pool.context import Pool
 from credrot.pool.refresh import RefreshLease
+
+if TYPE_CHECKING:
+    from credrot.telemetry import Reading
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,8 @@ def settle(
     mark: bool = True,
     count_call: bool = True,
     until: datetime | None = None,
+    started: float | None = None,
+    readings: Sequence[Reading] = (),
 ) -> int | None:
     """Record what an attempt on ``index`` found, in one transaction with the write-back
     of a token the tool refreshed meanwhile; move the pool off a spent account.
@@ -149,6 +157,16 @@ def settle(
         before = acct.effective_status(now)
         spent = marking.apply(
             acct, outcome, pool.profile, now, count_call=count_call, until=until, mark=mark
+        )
+        windows.after_call(
+            acct,
+            index,
+            outcome,
+            now,
+            started=started,
+            limits=pool.limits,
+            readings=readings,
+            counted=count_call,
         )
         if outcome.kind is OutcomeKind.OK and before is not AccountStatus.READY:
             pool.events.audit("recovered", to=index, reason="call succeeded")

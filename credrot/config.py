@@ -139,7 +139,7 @@ def parse_config(text: str, source: str = "<config>") -> dict[str, ToolProfile]:
     if not isinstance(data, dict):
         raise err("(top level)", "a mapping with a 'tools' key")
     for key in data:
-        if key not in ("tools", "version"):
+        if key not in ("tools", "version", "store"):
             raise err(str(key), "only 'tools' (and 'version') at the top level")
     if data.get("version", 1) != 1:
         raise err("version", "1")

@@ -79,6 +79,7 @@ def lease(pool: Pool, exclude: frozenset[int] | set[int] = frozenset()) -> Lease
             exclude = {*exclude, choice}  # vanished or damaged since it was listed
         if choice != state.current:
             pointer.switch(pool, state, choice, reason)
+        pool.store.began(choice, now)
         return Lease(choice, slot.raw, slot.data, now)
 
 
@@ -119,6 +120,7 @@ def settle(
                     pointer.switch(pool, state, nxt, outcome.kind.value)
                 elif nxt is not None:
                     state.current = nxt
+        pool.store.ended(index)
         return state.current
 
 

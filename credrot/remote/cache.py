@@ -27,6 +27,7 @@ def fingerprint(raw: bytes) -> str:
 @dataclass
 class SyncMark:
     store: str
+    epoch: str = ""
     rev: int = 0
     gens: dict[int, int] = field(default_factory=dict)
     fps: dict[int, str] = field(default_factory=dict)
@@ -43,6 +44,7 @@ class SyncMark:
         return json.dumps(
             {
                 "store": self.store,
+                "epoch": self.epoch,
                 "rev": self.rev,
                 "gens": {str(k): v for k, v in sorted(self.gens.items())},
                 "fps": {str(k): v for k, v in sorted(self.fps.items())},
@@ -62,6 +64,7 @@ def load(home: Path, store: str) -> tuple[SyncMark, str]:
             raise ValueError("another store")
         mark = SyncMark(
             store,
+            str(raw["epoch"]),
             int(raw["rev"]),
             {int(k): int(v) for k, v in raw["gens"].items()},
             {int(k): str(v) for k, v in raw["fps"].items()},

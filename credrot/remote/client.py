@@ -38,11 +38,15 @@ def connect(settings: StoreSettings, timeout: float = TIMEOUT) -> redis.Redis:
         raise ConfigError(
             "the redis store needs the redis package: pip install 'credrot[redis]'"
         ) from None
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     try:
         return redis.Redis.from_url(
             settings.url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # a store that does not answer is down: fail open
             retry_on_timeout=False,
             health_check_interval=0,
         )

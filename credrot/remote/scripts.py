@@ -10,6 +10,8 @@ Keys, for ``P = <prefix>:<tool>`` (``credrot:qwen`` by default):
 
 ======================  =====  ==========================================================
 ``P:rev``               str    the pool's revision, +1 per change
+``P:epoch``             str    a random id set when the keys were first written: a new
+                               one means the store was emptied (restart, flush)
 ``P:changes``           zset   account number -> revision of its last change
 ``P:acct:<n>``          hash   marks per window (``<status>_until``/``_at``/``_reason``),
                                counters (``calls``, ``successes``, ...), ``day``,
@@ -46,6 +48,7 @@ class Keys:
         self.base = f"{prefix}:{tool}:"
         self.rev = self.base + "rev"
         self.changes = self.base + "changes"
+        self.epoch = self.base + "epoch"
         self.keycheck = f"{prefix}:keycheck"
 
     def acct(self, index: int) -> str:
@@ -72,16 +75,22 @@ local function bump(index)
 end
 """
 
-#: KEYS: rev, changes. ARGV: seen revision, key base.
-#: -> {rev, reset?, n1, hash1, gen1, n2, ...} for accounts changed after ``seen``.
+#: KEYS: rev, changes, epoch. ARGV: seen revision, key base, a new epoch, the epoch seen.
+#: -> {rev, epoch, reset?, n1, hash1, gen1, n2, ...} for accounts changed after ``seen``
+#: (all of them when the store is not the one seen: emptied by a restart, or new).
 PULL = """
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('SET', KEYS[3], epoch)
+end
 local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
 local seen = tonumber(ARGV[1])
-if rev == seen then return {rev, 0} end
 local since = seen
 local reset = 0
-if seen > rev then since = -1; reset = 1 end
-local out = {rev, reset}
+if epoch ~= ARGV[4] then since = -1; reset = 1 end
+if rev == seen and reset == 0 then return {rev, epoch, 0} end
+local out = {rev, epoch, reset}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. since, '+inf')) do
   out[#out + 1] = id
   out[#out + 1] = redis.call('HGETALL', ARGV[2] .. 'acct:' .. id)

@@ -15,6 +15,7 @@ that *refuses* us (wrong key, password or ACL) is an error.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -80,8 +81,10 @@ class SharedPool:
             self._key_checked = True
 
     def _went_down(self, exc: StoreDown) -> None:
-        self._mark.down_until = time.time() + RETRY_AFTER
-        self.pool.notice(f"{exc}; using the local pool until it answers")
+        if self._mark.down_until <= time.time():
+            self._mark.down_until = time.time() + RETRY_AFTER
+        if not any("is unreachable" in n for n in self.pool.notices):
+            self.pool.notice(f"{exc}; using the local pool until it answers")
 
     # ---------------------------------------------------------------- pull
     def pull(self, state: st.PoolState) -> None:
@@ -94,24 +97,22 @@ class SharedPool:
                 mark.down_until = 0.0
             except StoreDown as exc:
                 self._went_down(exc)
+        else:  # another process of this machine found it down a moment ago
+            self._went_down(StoreDown(f"store {self.settings.shown} is unreachable"))
         self._snapshot(state)
         self._mark_text = cache.save(self.pool.home, mark, self._mark_text)
 
     def _pull(self, state: st.PoolState) -> None:
         self._ready()
         mark, now = self._mark, time.time()
-        got = run_script(
-            self.client,
-            scripts.PULL,
-            [self.keys.rev, self.keys.changes],
-            [mark.rev, self.keys.base],
-        )
-        rev, reset = int(got[0]), int(got[1])
-        if reset:  # the store was emptied (a restart without persistence): offer it all
-            mark.fps.clear()
+        got = self._pull_script(self.client, mark)
+        rev, epoch, reset = int(got[0]), got[1].decode(), int(got[2])
+        if reset and mark.epoch:  # the store was emptied (a restart without persistence)
+            mark.fps.clear()  # so every slot is offered again
             mark.accounts_mtime = 0
             mark.dirty.update(state.accounts)
-        for pos in range(2, len(got) - 2, 3):
+        mark.epoch = epoch
+        for pos in range(3, len(got) - 2, 3):
             index, flat, gen = int(got[pos]), got[pos + 1], got[pos + 2]
             if flat:
                 merge.to_local(merge.pairs(flat), state.account(index), now)
@@ -136,22 +137,19 @@ class SharedPool:
         if time.time() < mark.down_until:
             return
         try:
-            got = call(
-                self.settings,
-                lambda: run_script(
-                    self.client,
-                    scripts.PULL,
-                    [self.keys.rev, self.keys.changes],
-                    [mark.rev, self.keys.base],
-                ),
-            )
+            got = call(self.settings, lambda: self._pull_script(self.client, mark))
         except StoreDown as exc:
             self.pool.notice(f"{exc}; showing the local pool")
             return
         now = time.time()
-        for pos in range(2, len(got) - 2, 3):
+        for pos in range(3, len(got) - 2, 3):
             if got[pos + 1]:
                 merge.to_local(merge.pairs(got[pos + 1]), state.account(int(got[pos])), now)
+
+    def _pull_script(self, client: Any, mark: cache.SyncMark) -> Any:
+        keys = [self.keys.rev, self.keys.changes, self.keys.epoch]
+        fresh = os.urandom(8).hex()
+        return run_script(client, scripts.PULL, keys, [mark.rev, self.keys.base, fresh, mark.epoch])
 
     # ---------------------------------------------------------------- push
     def _snapshot(self, state: st.PoolState) -> None:

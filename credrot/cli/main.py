@@ -14,7 +14,10 @@ from credrot.cli.base import (
     _Group,
     _main,
 )
-from credrot.cli.commands import demo, doctor, run, stats
+from credrot.cli.commands import demo, doctor, stats
+from credrot.cli.runner import run
+from credrot.cli.sim import sim
+from credrot.cli.view import top, watch
 
 
 # ------------------------------------------------------------------ credrot
@@ -54,7 +57,7 @@ def cli(tool: str, home: str | None, store: str | None, debug: bool) -> None:
     """
 
 
-for _command in (accounts, stats, doctor, run, demo):
+for _command in (accounts, stats, doctor, run, demo, sim, top, watch):
     cli.add_command(_command)
 
 

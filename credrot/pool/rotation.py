@@ -89,6 +89,7 @@ def lease(pool: Pool, exclude: frozenset[int] | set[int] = frozenset()) -> Lease
         if choice != state.current:
             pointer.switch(pool, state, choice, reason)
         last = state.account(choice).last_outcome
+        pool.store.began(choice, now)
         return Lease(
             choice, slot.raw, slot.data, now, refresh.due(pool.profile, slot.data, last, now)
         )
@@ -180,6 +181,7 @@ def settle(
                     pointer.switch(pool, state, nxt, outcome.kind.value)
                 elif nxt is not None:
                     state.current = nxt
+        pool.store.ended(index)
         return state.current
 
 

@@ -199,6 +199,8 @@ def mark(
         if index not in pool.slots.listing():
             raise AccountNotFound(f"no {pool.profile.name} account #{index}")
         marking.set_status(state.account(index), chosen, until if chosen.timed else None, reason)
+        if chosen is AccountStatus.READY:
+            windows.heal(state.account(index), None)  # recovered by hand: every window
         pool.events.audit(
             "marked" if chosen is not AccountStatus.READY else "recovered",
             to=index,

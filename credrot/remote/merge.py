@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 
 from credrot import state as st
+from credrot import windows
 from credrot.remote.scripts import COUNTERS, TIMED, UNTIMED
 
 Hash = dict[bytes, bytes]
@@ -53,6 +54,10 @@ def to_local(h: Hash, acct: st.AccountState, now: float) -> None:
         if until is not None and until <= now:
             status, until, reason = st.READY.value, None, ""
     acct.status, acct.until, acct.reason = status, until, reason
+    if status == st.READY.value:
+        # The store holds every machine's marks: none there means this machine's window
+        # marks were cleared elsewhere (a success, a reset, a hand mark).
+        windows.heal(acct, None)
 
 
 def change(

@@ -209,7 +209,13 @@ class AccountManager:
     ) -> int | None:
         """:meth:`record` and the write-back of a refreshed token, in one transaction."""
         return rotation.settle(
-            self.pool, lease.index, outcome, original=lease.raw, refreshed=refreshed, mark=mark
+            self.pool,
+            lease.index,
+            outcome,
+            original=lease.raw,
+            refreshed=refreshed,
+            mark=mark,
+            started=lease.started,
         )
 
     def mark(

@@ -135,9 +135,11 @@ def settle(
     mark: bool = True,
     count_call: bool = True,
     until: datetime | None = None,
+    started: float | None = None,
 ) -> int | None:
     """Record what an attempt on ``index`` found, in one transaction with the write-back
     of a token the tool refreshed meanwhile; move the pool off a spent account.
+    ``started``: when the attempt began (a success clears only older marks).
 
     Returns the account the pool is on afterwards.
     """
@@ -148,9 +150,17 @@ def settle(
         acct = state.account(index)
         before = acct.effective_status(now)
         spent = marking.apply(
-            acct, outcome, pool.profile, now, count_call=count_call, until=until, mark=mark
+            acct,
+            outcome,
+            pool.profile,
+            now,
+            count_call=count_call,
+            until=until,
+            mark=mark,
+            started=started,
         )
-        if outcome.kind is OutcomeKind.OK and before is not AccountStatus.READY:
+        recovered = acct.effective_status(now) is AccountStatus.READY
+        if outcome.kind is OutcomeKind.OK and before is not AccountStatus.READY and recovered:
             pool.events.audit("recovered", to=index, reason="call succeeded")
         if spent:
             until_at = acct.until
@@ -178,7 +188,9 @@ def mark(
     with pool.store.transaction(require_writable=True) as state:
         if index not in pool.slots.listing():
             raise AccountNotFound(f"no {pool.profile.name} account #{index}")
-        marking.set_status(state.account(index), chosen, until if chosen.timed else None, reason)
+        marking.set_status(
+            state.account(index), chosen, until if chosen.timed else None, reason, time.time()
+        )
         pool.events.audit(
             "marked" if chosen is not AccountStatus.READY else "recovered",
             to=index,

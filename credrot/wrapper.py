@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from credrot import telemetry
 from credrot.callhome import CallHome
 from credrot.classify import classify
 from credrot.errors import CredrotError, ReadOnlyHome, ToolNotFound
@@ -318,8 +319,9 @@ class _Attempt:
             refreshed = self._refreshed(home)
             outcome = self._classify(run, timeout)
             mark = self._should_mark(outcome)
+            readings = telemetry.read(run.stdout, home.tool_home, lease.started)
             try:
-                now_on = manager.settle(lease, outcome, refreshed, mark=mark)
+                now_on = manager.settle(lease, outcome, refreshed, mark=mark, readings=readings)
             except ReadOnlyHome:
                 manager.persisted = False
                 now_on = None
@@ -350,8 +352,14 @@ class _Attempt:
 
     def _classify(self, run: RunResult, timeout: float) -> Outcome:
         profile = self.wrapper.profile
-        if run.aborted is not None:
+        if run.aborted is not None and run.aborted.kind is OutcomeKind.AUTH_FAILED:
             outcome = Outcome(run.aborted.kind, "the tool asked for an interactive login")
+        elif run.aborted is not None:
+            # stopped on purpose (Gemini about to sleep out a quota): the rules read
+            # what it printed, so the reset it named is kept
+            outcome = classify(profile, run.exit_code, run.stdout, run.stderr)
+            if outcome.kind is not run.aborted.kind:
+                outcome = Outcome(run.aborted.kind, f"{profile.name} was stopped early")
         elif run.timed_out:
             outcome = Outcome.error(f"timed out after {timeout:g} s")
         else:
@@ -361,6 +369,7 @@ class _Attempt:
             _redact(outcome.message, self.secrets),
             outcome.retry_after,
             outcome.resets_at,
+            outcome.window,
         )
 
     def _should_mark(self, outcome: Outcome) -> bool:

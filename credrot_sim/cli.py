@@ -36,8 +36,7 @@ from credrot_sim.texts import (
     CODEX_REFRESH_REUSED_TEXT,
     GEMINI_AUTH_TEXT,
     GEMINI_CONNECTION_TEXT,
-    GEMINI_CONTINUE_PROMPT,
-    GEMINI_LOGIN_FAILED_TEXT,
+    GEMINI_MANUAL_AUTH_TEXT,
     GEMINI_RATE_LIMIT_TEXT,
     _claude_limit,
     _codex_limit,
@@ -171,8 +170,8 @@ def _other_error(spec: _Spec, d: _Decision) -> tuple[str, int]:
         "gemini": {
             "rate_limit": GEMINI_RATE_LIMIT_TEXT,
             "auth": GEMINI_AUTH_TEXT,
-            "refresh_fail": GEMINI_LOGIN_FAILED_TEXT,
-            "no_credential": GEMINI_LOGIN_FAILED_TEXT,
+            "refresh_fail": GEMINI_MANUAL_AUTH_TEXT,
+            "no_credential": GEMINI_MANUAL_AUTH_TEXT,
             "connection_error": GEMINI_CONNECTION_TEXT,
         },
     }[tool]
@@ -187,11 +186,6 @@ def _finish(spec: _Spec, d: _Decision) -> None:
         sys.stderr.flush()
         while True:
             time.sleep(3600)
-    if d.outcome == "refresh_fail" and spec.name == "gemini":
-        # expired OAuth: the CLI asks on stdin, and waits for a person
-        _err(GEMINI_CONTINUE_PROMPT)
-        settings = SimBackend(Path(os.environ[BACKEND_ENV]))._settings()
-        time.sleep(float(settings.get("device_auth_timeout", 300.0)))
     if d.latency > 0:
         time.sleep(d.latency)
     for _ in range(6000):  # a test's gate: at most a minute

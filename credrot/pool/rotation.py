@@ -10,15 +10,21 @@ once.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from credrot import state as st
+from credrot import windows
 from credrot.errors import AccountNotFound, ConfigError, InvalidCredential
 from credrot.kinds import AccountStatus, Outcome, OutcomeKind
 from credrot.pool import accounts, marking, pointer, refresh, select, upkeep
 from credrot.pool.context import Pool
 from credrot.pool.refresh import RefreshLease
+
+if TYPE_CHECKING:
+    from credrot.telemetry import Reading
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ def lease(pool: Pool, exclude: frozenset[int] | set[int] = frozenset()) -> Lease
         if choice != state.current:
             pointer.switch(pool, state, choice, reason)
         last = state.account(choice).last_outcome
+        pool.store.began(choice, now)
         return Lease(
             choice, slot.raw, slot.data, now, refresh.due(pool.profile, slot.data, last, now)
         )
@@ -136,6 +143,7 @@ def settle(
     count_call: bool = True,
     until: datetime | None = None,
     started: float | None = None,
+    readings: Sequence[Reading] = (),
 ) -> int | None:
     """Record what an attempt on ``index`` found, in one transaction with the write-back
     of a token the tool refreshed meanwhile; move the pool off a spent account.
@@ -159,6 +167,16 @@ def settle(
             mark=mark,
             started=started,
         )
+        windows.after_call(
+            acct,
+            index,
+            outcome,
+            now,
+            started=started,
+            limits=pool.limits,
+            readings=readings,
+            counted=count_call,
+        )
         recovered = acct.effective_status(now) is AccountStatus.READY
         if outcome.kind is OutcomeKind.OK and before is not AccountStatus.READY and recovered:
             pool.events.audit("recovered", to=index, reason="call succeeded")
@@ -172,6 +190,7 @@ def settle(
                     pointer.switch(pool, state, nxt, outcome.kind.value)
                 elif nxt is not None:
                     state.current = nxt
+        pool.store.ended(index)
         return state.current
 
 

@@ -49,6 +49,22 @@ def _codex_expiry(data: Mapping[str, object]) -> float | None:
     return None
 
 
+#: What 0.171.0 writes into ``CODEX_HOME`` during a call, kept out of the shared home.
+CODEX_PRIVATE = (
+    "sessions",
+    "archived_sessions",
+    "log",
+    "history.jsonl",
+    "auth.lock",
+    "auth.json.lock",
+    "state_5.sqlite",
+    "state_5.sqlite-shm",
+    "state_5.sqlite-wal",
+    "logs_1.sqlite",
+    "logs_1.sqlite-shm",
+    "logs_1.sqlite-wal",
+)
+
 _CODEX_RULES = (
     Rule.of(
         OutcomeKind.AUTH_FAILED,
@@ -56,6 +72,7 @@ _CODEX_RULES = (
         r"access token could not be refreshed",
         r"Please log out and sign in again",
         r"\b401 Unauthorized\b",
+        r"Provided authentication token is expired",
     ),
     Rule.of(
         OutcomeKind.QUOTA_EXHAUSTED,
@@ -64,6 +81,8 @@ _CODEX_RULES = (
     ),
     Rule.of(
         OutcomeKind.RATE_LIMITED,
+        # `ERROR: exceeded retry limit, last status: 429 Too Many Requests, request id: …`
+        r"exceeded retry limit, last status: 429\b",
         r"\b429 Too Many Requests\b",
         r"\brate[ -]limit",
         r"too many requests",
@@ -76,6 +95,9 @@ CODEX = ToolProfile(
     home_dirname=".codex",
     credential_name="auth.json",
     home_env="CODEX_HOME",
+    # Private to each call: the session rollouts (they hold the prompt), its SQLite
+    # state and logs, and the locks it leaves beside auth.json.
+    call_private=CODEX_PRIVATE,
     # `codex exec` refuses to run outside a git repository without this flag; `-` makes
     # it read the prompt from stdin.
     base_args=("exec", "--skip-git-repo-check"),
@@ -90,6 +112,7 @@ CODEX = ToolProfile(
     reset_parsers=(resets.codex_try_again,),
     default_reset=resets.after(timedelta(hours=5)),
     install_hint="npm install -g @openai/codex",
-    # Codex truncates auth.json in place: a symlink there is followed, not replaced.
+    # A refresh resolves a symlink at auth.json and writes temp + rename beside its
+    # target: the link survives, the target gets a new inode.
     replaces_symlink=False,
 )

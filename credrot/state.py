@@ -55,6 +55,11 @@ class AccountState:
     day: str = ""  # UTC date of calls_today
     last_used: float | None = None
     last_outcome: str = ""
+    #: When the current mark was observed (epoch s): a call that started before it and
+    #: then succeeded says nothing about the account now, so it does not clear it.
+    marked_at: float | None = None
+    #: Bumped at every write of a new credential into the account's slot (fencing).
+    generation: int = 0
     #: Quota windows by name, plain dicts (see :mod:`credrot.windows`).
     windows: dict[str, Any] = field(default_factory=dict)
 

@@ -338,7 +338,7 @@ class SimBackend(SimStore):
             or expiry - _REFRESH_BUFFER_MS < _now_ms()
             or (every > 0 and acc["calls"] % every == 0)
         )
-        d.latency = float(acc["latency"])
+        d.latency, d.gate = float(acc["latency"]), acc.get("gate")
         if due:
             if mode == "connection_error":  # the token endpoint is unreachable too
                 d.outcome = "connection_error"
@@ -453,3 +453,4 @@ class _Decision:
         self.served = 0
         self.resets_at = 0.0  # quota: when the tool says the account resets (epoch s)
         self.limit_text: str | None = None
+        self.gate: str | None = None  # a file to wait for before answering

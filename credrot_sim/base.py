@@ -57,7 +57,18 @@ _EXIT_INPUT = 42
 _EXIT_AUTH = 41
 
 
-_ACCOUNT_FIELDS = ("quota", "mode", "refresh_every", "answer", "latency", "resets_in", "limit_text")
+#: ``gate``: a path; a call decided while it is set waits for that file before it answers
+#: (tests sequence parallel callers with it).
+_ACCOUNT_FIELDS = (
+    "quota",
+    "mode",
+    "refresh_every",
+    "answer",
+    "latency",
+    "resets_in",
+    "limit_text",
+    "gate",
+)
 
 
 def _now_ms() -> int:

@@ -11,12 +11,16 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from creds import CANARY, canary_leaks
 from simpool import SimPool
 
+from credrot.kinds import AccountStatus
+from credrot.manager import AccountInfo, AccountManager
 from credrot_sim import SimBackend, install
 
 PROCS, CALLS, ACCOUNTS = 8, 3, 3
@@ -196,3 +200,103 @@ def test_parallel_callers_on_expired_tokens_refresh_once(
     assert _revoked(pool.backend) == []
     assert CANARY not in printed
     assert canary_leaks(pool.home) == []
+
+
+# -------------------------------------------------------------- ordered marks
+def _status(pool: SimPool, index: int) -> AccountInfo:
+    fresh = AccountManager(tool=pool.tool, home=pool.home)
+    return next(a for a in fresh.list_accounts() if a.index == index)
+
+
+def _start_caller(pool: SimPool, strategy: str = "fill-first") -> subprocess.Popen[str]:
+    script = pool.root / "driver.py"
+    script.write_text(DRIVER)
+    return subprocess.Popen(
+        [sys.executable, str(script), pool.tool, str(pool.home), "1", strategy],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_calls(backend: SimBackend, n: int) -> None:
+    for _ in range(3000):
+        if len(backend.calls()) >= n:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the simulator never saw {n} calls")
+
+
+def test_a_success_that_started_before_a_quota_mark_does_not_clear_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Caller A starts on account 1 and is held (a gate file) after its tool was served;
+    caller B then finds account 1 spent and moves on; A's success arrives last. The
+    account stays spent, and the next round-robin call spends no tool run on it."""
+    pool = SimPool(tmp_path, monkeypatch)
+    gate = tmp_path / "gate"
+    pool.add(quota=1)
+    pool.add()
+    pool.backend.set("acct1", gate=str(gate))
+    first = _start_caller(pool)
+    _wait_for_calls(pool.backend, 1)  # A's call was served and waits at the gate
+    pool.backend.set("acct1", gate=None)
+    second = _start_caller(pool)
+    out, err = second.communicate(timeout=60)
+    assert json.loads(out)["account"] == 2, err
+    assert _status(pool, 1).status is AccountStatus.EXHAUSTED
+    gate.touch()
+    out, err = first.communicate(timeout=60)
+    assert json.loads(out) | {"output": ""} == {
+        "ok": True,
+        "account": 1,
+        "error": None,
+        "output": "",
+        "stderr": "",
+    }, err
+    assert _status(pool, 1).status is AccountStatus.EXHAUSTED
+    third = _start_caller(pool, "round-robin")
+    out, _ = third.communicate(timeout=60)
+    assert json.loads(out)["account"] == 2
+    assert [c["account"] for c in pool.backend.calls()] == ["acct1", "acct1", "acct2", "acct2"]
+
+
+def test_a_success_that_started_after_the_mark_clears_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other order: a mark whose deadline passed, then a call that started after it
+    succeeds on the account: the mark is cleared."""
+    pool = SimPool(tmp_path, monkeypatch)
+    pool.add()
+    pool.add()
+    soon = datetime.now(timezone.utc) + timedelta(seconds=0.3)
+    pool.manager.mark(1, "exhausted", until=soon)
+    time.sleep(0.4)
+    out, _ = _start_caller(pool).communicate(timeout=60)
+    assert json.loads(out)["account"] == 1
+    state = json.loads((pool.home / "state.yaml").read_text())
+    assert state["accounts"]["1"]["status"] == "ready"
+
+
+def test_a_second_quota_mark_keeps_the_later_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Caller A is told account 1 resets in an hour and is held before it reports;
+    caller B is told five hours and reports first. A's report keeps B's later reset."""
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    gate = tmp_path / "gate"
+    pool.add(quota=0, resets_in=3600)
+    pool.add()
+    pool.backend.set("acct1", gate=str(gate))
+    first = _start_caller(pool)
+    _wait_for_calls(pool.backend, 1)
+    pool.backend.set("acct1", gate=None, resets_in=5 * 3600)
+    out, _ = _start_caller(pool).communicate(timeout=60)
+    assert json.loads(out)["account"] == 2
+    late = _status(pool, 1).until
+    assert late is not None
+    assert late > datetime.now(timezone.utc) + timedelta(hours=4)
+    gate.touch()
+    out, _ = first.communicate(timeout=60)
+    assert json.loads(out)["account"] == 2  # A moved on too
+    assert _status(pool, 1).until == late

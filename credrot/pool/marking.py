@@ -2,6 +2,11 @@
 
 Pure over one :class:`~credrot.state.AccountState`: no lock, no file, no clock but
 ``now`` — :mod:`.rotation` applies it inside a transaction.
+
+Outcomes of parallel calls arrive out of order, so marks are ordered by when they were
+observed: a success clears only a mark observed before that call *started* (a call
+that started earlier knows nothing of what another caller saw meanwhile), and a second
+mark never shortens the deadline of one still in force.
 """
 
 from __future__ import annotations
@@ -17,11 +22,40 @@ REASON_CAP = 200
 
 
 def set_status(
-    acct: st.AccountState, status: AccountStatus, until: datetime | None, reason: str
+    acct: st.AccountState,
+    status: AccountStatus,
+    until: datetime | None,
+    reason: str,
+    at: float | None = None,
 ) -> None:
+    """Set the status as given (by hand, or a reset); ``at``: when it was observed."""
     acct.status = status.value
     acct.until = until.timestamp() if until is not None else None
     acct.reason = reason[:REASON_CAP]
+    acct.marked_at = None if status is AccountStatus.READY else at
+
+
+def _mark(
+    acct: st.AccountState, status: AccountStatus, until: datetime | None, reason: str, now: float
+) -> None:
+    """A mark observed at ``now``; one still in force keeps its later deadline, and a
+    parked account (needs login, disabled) stays parked by a timed mark."""
+    held = AccountStatus(acct.status)
+    in_force = acct.effective_status(now) is not AccountStatus.READY
+    if in_force and not held.timed and status.timed:
+        acct.marked_at = now
+        return
+    later = acct.until is not None and (until is None or until.timestamp() < acct.until)
+    if in_force and held.timed and status.timed and later and acct.until is not None:
+        until = _utc(acct.until)
+    set_status(acct, status, until, reason, now)
+
+
+def clears(acct: st.AccountState, started: float | None) -> bool:
+    """Whether a success of a call that started at ``started`` clears the mark."""
+    if acct.status == AccountStatus.READY:
+        return False
+    return started is None or acct.marked_at is None or acct.marked_at < started
 
 
 def apply(
@@ -33,9 +67,11 @@ def apply(
     count_call: bool = True,
     until: datetime | None = None,
     mark: bool = True,
+    started: float | None = None,
 ) -> bool:
     """Count the run and apply ``outcome``. True when the account is now marked unusable
-    (the pool should move off it); a success clears a mark, an error changes no status.
+    (the pool should move off it); a success clears a mark observed before the call
+    ``started``, an error changes no status.
 
     With ``mark=False`` only the counters change (a rate limit about to be retried).
     """
@@ -45,7 +81,7 @@ def apply(
     kind = outcome.kind
     if kind is OutcomeKind.OK:
         acct.successes += 1
-        if acct.status != AccountStatus.READY:
+        if clears(acct, started):
             set_status(acct, AccountStatus.READY, None, "")
         return False
     if kind is OutcomeKind.ERROR:
@@ -68,7 +104,7 @@ def apply(
             when = datetime.fromtimestamp(now + wait, timezone.utc)
     elif kind is OutcomeKind.AUTH_FAILED:
         acct.auth_failures += 1
-    set_status(acct, STATUS_FOR[kind], when, outcome.message)
+    _mark(acct, STATUS_FOR[kind], when, outcome.message, now)
     return True
 
 

@@ -147,6 +147,7 @@ def settle(
 ) -> int | None:
     """Record what an attempt on ``index`` found, in one transaction with the write-back
     of a token the tool refreshed meanwhile; move the pool off a spent account.
+    ``started``: when the attempt began (a success clears only older marks).
 
     Returns the account the pool is on afterwards.
     """
@@ -157,7 +158,14 @@ def settle(
         acct = state.account(index)
         before = acct.effective_status(now)
         spent = marking.apply(
-            acct, outcome, pool.profile, now, count_call=count_call, until=until, mark=mark
+            acct,
+            outcome,
+            pool.profile,
+            now,
+            count_call=count_call,
+            until=until,
+            mark=mark,
+            started=started,
         )
         windows.after_call(
             acct,
@@ -169,7 +177,8 @@ def settle(
             readings=readings,
             counted=count_call,
         )
-        if outcome.kind is OutcomeKind.OK and before is not AccountStatus.READY:
+        recovered = acct.effective_status(now) is AccountStatus.READY
+        if outcome.kind is OutcomeKind.OK and before is not AccountStatus.READY and recovered:
             pool.events.audit("recovered", to=index, reason="call succeeded")
         if spent:
             until_at = acct.until
@@ -198,7 +207,9 @@ def mark(
     with pool.store.transaction(require_writable=True) as state:
         if index not in pool.slots.listing():
             raise AccountNotFound(f"no {pool.profile.name} account #{index}")
-        marking.set_status(state.account(index), chosen, until if chosen.timed else None, reason)
+        marking.set_status(
+            state.account(index), chosen, until if chosen.timed else None, reason, time.time()
+        )
         if chosen is AccountStatus.READY:
             windows.heal(state.account(index), None)  # recovered by hand: every window
         pool.events.audit(

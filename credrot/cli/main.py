@@ -14,7 +14,9 @@ from credrot.cli.base import (
     _Group,
     _main,
 )
-from credrot.cli.commands import demo, doctor, run, stats
+from credrot.cli.commands import demo, doctor, stats
+from credrot.cli.runner import run
+from credrot.cli.sim import sim
 
 
 # ------------------------------------------------------------------ credrot
@@ -47,7 +49,7 @@ def cli(tool: str, home: str | None, debug: bool) -> None:
     """
 
 
-for _command in (accounts, stats, doctor, run, demo):
+for _command in (accounts, stats, doctor, run, demo, sim):
     cli.add_command(_command)
 
 

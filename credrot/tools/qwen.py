@@ -58,6 +58,8 @@ QWEN = ToolProfile(
     tool_lock_name="oauth_creds.lock",
     # It refreshes when the access token has under 30 s left (FACTS.md).
     refresh_margin=30.0,
+    # It starts its OAuth device flow when it has no credential and is told to use qwen-oauth.
+    login_args=("--auth-type", "qwen-oauth"),
     base_args=("--auth-type", "qwen-oauth", "--output-format", "text"),
     approval_flag="--approval-mode",
     default_approval="plan",

@@ -4,22 +4,29 @@ The file is written as JSON, one account per line. JSON is YAML, so the seed's
 ``state.yaml`` name and any YAML reader keep working, while credrot itself parses it
 with the C JSON parser: a pool of 1,000 accounts loads in about a millisecond. A file a
 person edited by hand in block YAML is still read (PyYAML is the fallback).
+
+Whatever is on disk is checked before it is used, because every command and every call
+reads it under the pool lock: a file over :data:`MAX_STATE_BYTES`, or YAML with anchors
+or aliases (a few hundred bytes can expand to gigabytes), is refused as corrupt and set
+aside; a field of the wrong type or out of range (a string ``until``, NaN, a 5000-digit
+number) is dropped with a warning and the rest of the state kept.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from credrot.fsutil import atomic_write, read_bytes
+from credrot.fsutil import NotARegularFile, atomic_write, read_regular
 from credrot.kinds import STORED_STATUSES, AccountStatus
 
 log = logging.getLogger(__name__)
@@ -89,7 +96,7 @@ _DEFAULTS = vars(AccountState())
 _ACCOUNTS_OPEN = ', "accounts": {'
 _STATUS_ALT = "|".join(STATUSES)
 #: The start of one account line as ``to_text`` writes it (status first, one line each).
-_LINE_KEY = re.compile(rf'\n  "(\d+)": {{"status": "(?:{_STATUS_ALT})"')
+_LINE_KEY = re.compile(rf'\n  "(\d{{1,15}})": {{"status": "(?:{_STATUS_ALT})"')
 _HEAD_INTS = ("generation", "switches_total", "pool_exhausted")
 _HEAD_OPT_INTS = ("current", "last_switch_from", "last_switch_to")
 
@@ -100,15 +107,57 @@ def _compact(acct: AccountState) -> str:
     return json.dumps(data)
 
 
-def _account_from(index: int, line: str) -> AccountState:
+def _account_from(index: int, line: str, warn: Callable[[str], None]) -> AccountState:
     try:
         value = json.loads(line[line.index(": ") + 2 :])
-    except ValueError:
+    except (ValueError, RecursionError):
         value = None
     if not isinstance(value, dict):
-        log.warning("state of account #%d was unreadable; it starts afresh", index)
+        warn(f"state of account #{index} was unreadable; it starts afresh")
         return AccountState()
-    return AccountState(**{k: v for k, v in value.items() if k in _ACCOUNT_FIELDS})
+    kept: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in _ACCOUNT_FIELDS:
+            continue
+        ok, clean = _checked(_ACCOUNT_TYPES[key], item)
+        if ok and (key != "status" or clean in STATUSES):
+            kept[key] = clean
+        else:
+            warn(f"state of account #{index}: dropped {key}={item!r:.40} (not a valid value)")
+    return AccountState(**kept)
+
+
+#: Largest state file read (a pool of 1,000 accounts writes about 200 KiB).
+MAX_STATE_BYTES = 8 << 20
+#: Counters and account numbers stay below this; times between 1970 and the year 5000.
+_MAX_INT = 1 << 53
+_MAX_TIME = 95_617_584_000.0
+
+
+def _checked(kind: str, value: object) -> tuple[bool, object]:
+    """(True, value) when ``value`` fits a field annotated ``kind``, else (False, None).
+
+    The kinds are the annotations of the dataclasses here (``int``, ``float | None``,
+    ``str``, ...): a field added later is checked by its annotation with no new code.
+    """
+    optional = kind.endswith("| None")
+    base = kind.removesuffix("| None").strip()
+    if value is None:
+        return optional, None
+    if base == "str":
+        return isinstance(value, str) and len(value) <= 10_000, value
+    if base == "bool":
+        return isinstance(value, bool), value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False, None
+    if base == "int":
+        return isinstance(value, int) and 0 <= value < _MAX_INT, value
+    if base == "float":
+        return math.isfinite(value) and 0 <= value <= _MAX_TIME, float(value)
+    return True, value  # a kind this check does not know: kept as JSON gave it
+
+
+_ACCOUNT_TYPES = {f.name: str(f.type) for f in fields(AccountState)}
 
 
 def _line(index: int, data: str) -> str:
@@ -123,6 +172,8 @@ class AccountTable(MutableMapping[int, AccountState]):
     def __init__(self, lines: dict[int, str] | None = None) -> None:
         self._objs: dict[int, AccountState] = {}
         self._lines: dict[int, str] = lines or {}  # untouched accounts: their state.yaml line
+        #: Told of a field dropped as invalid when an account is first read.
+        self.warn: Callable[[str], None] = log.warning
         self._read: dict[int, str] = {}  # touched accounts: the line each was built from
         self._replaced = False  # an account was set or removed wholesale
 
@@ -130,7 +181,7 @@ class AccountTable(MutableMapping[int, AccountState]):
         acct = self._objs.get(index)
         if acct is None:
             line = self._lines.pop(index)  # KeyError: none such
-            acct = _account_from(index, line)
+            acct = _account_from(index, line, self.warn)
             self._objs[index] = acct
             self._read[index] = line
         return acct
@@ -214,16 +265,15 @@ class PoolState:
         version = raw.get("version")
         if version != SCHEMA_VERSION:
             raise CorruptState(f"unknown schema version {version!r}")
-        try:
-            for key in _HEAD_OPT_INTS:
-                value = raw.get(key)
-                setattr(self, key, None if value is None else int(value))
-            for key in _HEAD_INTS:
-                setattr(self, key, int(raw.get(key) or 0))
-            ls = raw.get("last_switch")
-            self.last_switch = None if ls is None else float(ls)
-        except (TypeError, ValueError) as exc:
-            raise CorruptState(f"bad value: {exc}") from None
+        for key in (*_HEAD_OPT_INTS, *_HEAD_INTS, "last_switch"):
+            value = raw.get(key)
+            if key in _HEAD_INTS and value is None:
+                value = 0
+            ok, clean = _checked("int | None" if key != "last_switch" else "float | None", value)
+            if not ok or (key == "current" and clean == 0):
+                # The head says where the pool is: a damaged one is not guessed at.
+                raise CorruptState(f"bad value: {key}={value!r:.40}")
+            setattr(self, key, clean)
         self._loaded_head = self._pointer_head()
 
     def _pointer_head(self) -> tuple[object, ...]:
@@ -244,6 +294,8 @@ class PoolState:
             return fast
         try:
             raw = json.loads(text)
+        except RecursionError:
+            raise CorruptState("nested too deeply") from None
         except ValueError:
             raw = _load_yaml(text)
         if raw is None:
@@ -279,7 +331,7 @@ class PoolState:
             return None
         try:
             raw = json.loads(head[: -len(_ACCOUNTS_OPEN)] + "}")
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         if not isinstance(raw, dict):
             return None
@@ -300,7 +352,16 @@ def _load_yaml(text: str) -> Any:
 
     loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
+        # Events first (cheap, nothing expanded): a state file has no use for anchors,
+        # and aliases are how a 369-byte file becomes a billion nodes.
+        for event in yaml.parse(text, Loader=loader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise CorruptState("YAML anchors and aliases are not allowed")
         return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except CorruptState:
+        raise
+    except RecursionError:
+        raise CorruptState("nested too deeply") from None
     except Exception as exc:
         # (not only yaml.YAMLError: the C loader keeps the error classes of the first
         # import of yaml, which a re-import no longer matches)
@@ -311,9 +372,11 @@ def _load_yaml(text: str) -> Any:
 def load_state(path: Path) -> tuple[PoolState | None, str | None]:
     """(state, None); (None, None) when there is no file; (None, why) when it is corrupt."""
     try:
-        text = read_bytes(path).decode("utf-8")
+        text = read_regular(path, MAX_STATE_BYTES).decode("utf-8")
     except FileNotFoundError:
         return None, None
+    except NotARegularFile as exc:
+        return None, f"it is {exc.reason}"
     except UnicodeDecodeError:
         return None, "not UTF-8 text"
     try:

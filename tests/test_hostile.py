@@ -25,11 +25,14 @@ from creds import CANARY
 from simpool import SimPool
 
 from credrot.manager import AccountManager
+from credrot.wrapper import QwenWrapper
 
 ROWS = (
     "slot is a FIFO, socket or directory",
     "slot is a symlink outside the home",
     "pointer leads outside accounts/",
+    "state.yaml alias bomb",
+    "state.yaml wrong types",
     "non-canonical slot names",
     "huge credential, huge answer",
 )
@@ -270,3 +273,108 @@ def test_a_credential_over_the_cap_is_invalid_unread(
         assert "over the 1048576-byte cap" in str(rows[index]["invalid_reason"])
     refused = cli(home, "accounts", "switch", "3")
     assert refused.returncode != 0
+
+
+# ------------------------------------------------------------------------ state.yaml
+#: Nine levels of nine aliases: under 400 bytes of YAML, 387 million strings expanded.
+_BOMB = (
+    "version: 1\na: &a [x,x,x,x,x,x,x,x,x]\n"
+    + "".join(
+        f"{chr(c + 1)}: &{chr(c + 1)} [{','.join(['*' + chr(c)] * 9)}]\n" for c in range(97, 105)
+    )
+    + "accounts: {1: {status: ready, reason: *i}}\n"
+)
+
+
+def _limited() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def test_a_yaml_alias_bomb_is_set_aside_not_expanded(
+    make_pool: Callable[..., AccountManager], outside: Outside
+) -> None:
+    """Row: state.yaml alias bomb — refused unexpanded, set aside, state rebuilt."""
+    home = make_pool(3).home
+    assert len(_BOMB) < 400
+    (home / "state.yaml").write_text(_BOMB)
+    done = subprocess.run(
+        [sys.executable, "-m", "credrot", "--home", str(home), "accounts", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limited,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "anchors and aliases are not allowed" in done.stderr
+    assert "Traceback" not in done.stderr
+    (aside,) = home.glob("state.yaml.corrupt-*")
+    assert aside.read_text() == _BOMB
+    assert sorted(listed(home)) == [1, 2, 3]
+
+
+def _state_with(accounts: dict[int, str], head: str = '"current": 1') -> str:
+    """A state file in the layout credrot writes (one account per line)."""
+    lines = ",\n".join(f'  "{i}": {body}' for i, body in accounts.items())
+    return (
+        '{"version": 1, ' + head + ', "generation": 3, "switches_total": 0, "last_switch": null,'
+        ' "last_switch_from": null, "last_switch_to": null, "pool_exhausted": 0,'
+        ' "accounts": {\n' + lines + "\n}}\n"
+    )
+
+
+def test_wrong_types_in_state_are_dropped_field_by_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: Outside
+) -> None:
+    """Row: state.yaml wrong types — a bad field is dropped with a warning; commands and
+    calls work on the rest."""
+    sim = SimPool(tmp_path / "sim", monkeypatch)
+    for _ in range(4):
+        sim.add()
+    bad = {
+        1: '{"status": "exhausted", "until": "soon", "calls": 7}',
+        2: '{"status": "rate_limited", "until": NaN, "calls": "many", "successes": 2}',
+        3: '{"status": "exhausted", "until": 1e400, "reason": ["x"], "quota_hits": -4}',
+        4: '{"status": "ready", "last_used": true, "calls": ' + "9" * 5000 + "}",
+    }
+    (sim.home / "state.yaml").write_text(_state_with(bad))
+    shown = cli(sim.home, "accounts", "list")
+    assert "state of account #1: dropped until='soon' (not a valid value)" in shown.stderr
+    assert "state of account #2: dropped calls='many'" in shown.stderr
+    rows = listed(sim.home)
+    statuses = [rows[i]["status"] for i in (1, 2, 3, 4)]
+    assert statuses == ["exhausted", "rate_limited", "exhausted", "ready"]
+    assert rows[1]["calls"] == 7 and rows[2]["calls"] == 0 and rows[2]["successes"] == 2
+    assert rows[1]["until"] is None and rows[3]["until"] is None
+    for args in (("stats",), ("doctor",), ("accounts", "next")):
+        done = cli(sim.home, *args)
+        assert done.returncode in (0, 1), done.stderr
+    result = QwenWrapper(home=sim.home).call("hello", timeout=20)
+    assert result.success, result.error
+    assert not list(sim.home.glob("state.yaml.corrupt-*"))  # only the bad fields went
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _state_with({1: '{"status": "ready"}'}, head='"current": ' + "7" * 5000),
+        '{"version": 1, "accounts": ' + "[" * 100_000,
+        "version: 1\naccounts: " + "[" * 100_000,
+        '{"version": 1, "current": NaN, "accounts": {}}',
+    ],
+    ids=["5000-digit current", "json [[[", "yaml [[[", "NaN current"],
+)
+def test_a_state_beyond_repair_is_set_aside_and_rebuilt(
+    make_pool: Callable[..., AccountManager], outside: Outside, text: str
+) -> None:
+    """Row: state.yaml wrong types — a damaged head or a nesting bomb: set aside, rebuilt."""
+    home = make_pool(3).home
+    (home / "state.yaml").write_text(text)
+    done = cli(home, "accounts", "next")
+    assert done.returncode == 0, done.stderr
+    assert "corrupt" in done.stderr
+    (aside,) = home.glob("state.yaml.corrupt-*")
+    assert aside.read_text() == text
+    assert sorted(listed(home)) == [1, 2, 3]

@@ -95,6 +95,7 @@ class FileStore:
         state, why = st.load_state(path)
         if state is not None:
             self._loaded_text = state.to_text()
+            state.accounts.warn = self._notice
             return state
         if why is not None:
             aside = None

@@ -1,8 +1,10 @@
 """Tools described in a YAML file: any quota-limited CLI, without code.
 
-The file is ``$CREDROT_CONFIG``, else ``~/.config/credrot/config.yaml``. It is read only
-when a tool name is not built in, validated as a whole on load, and every mistake is
-reported as one line naming the file, the key and what was expected::
+The file is ``$CREDROT_CONFIG``, else ``$XDG_CONFIG_HOME/credrot/config.yaml``, else
+``~/.config/credrot/config.yaml``. The core reads it only when a tool name is not built
+in; every command of the CLI checks it first (:func:`check_config`), so a mistake is never
+silent. It is validated as a whole on load, and every mistake is reported as one line
+naming the file, the key and what was expected::
 
     tools:
       mytool:
@@ -30,8 +32,6 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
-
-import yaml
 
 from credrot import resets
 from credrot.errors import ConfigError
@@ -87,11 +87,24 @@ _cache: dict[Path, tuple[tuple[int, int, int], dict[str, ToolProfile]]] = {}
 
 
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$CREDROT_CONFIG``, else ``$XDG_CONFIG_HOME/credrot/config.yaml`` (an absolute
+    ``XDG_CONFIG_HOME`` only, as the XDG spec says), else ``~/.config/credrot/config.yaml``."""
     env = os.environ if environ is None else environ
     if env.get(CONFIG_ENV):
         return Path(env[CONFIG_ENV]).expanduser()
+    xdg = env.get("XDG_CONFIG_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "credrot" / "config.yaml"
     home = env.get("HOME") or str(Path.home())
     return Path(home) / ".config" / "credrot" / "config.yaml"
+
+
+def check_config() -> None:
+    """Raise :class:`ConfigError` (one line: file, key, what was expected) when the config
+    file is broken, or named by ``$CREDROT_CONFIG`` and missing; a mistake in it is never
+    silent, even for a command about a built-in tool. Costs one ``stat`` when there is no
+    file, and one per change otherwise (the parse is cached)."""
+    load_tools()
 
 
 def load_tools(path: str | os.PathLike[str] | None = None) -> dict[str, ToolProfile]:
@@ -126,6 +139,8 @@ def load_tools(path: str | os.PathLike[str] | None = None) -> dict[str, ToolProf
 
 def parse_config(text: str, source: str = "<config>") -> dict[str, ToolProfile]:
     """Validate a whole config text; raises :class:`ConfigError` at the first mistake."""
+    import yaml  # only when there is a file to read
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -300,10 +300,32 @@ def _check_run_dirs(manager: AccountManager) -> list[Finding]:
     ]
 
 
+def check_config() -> list[Finding]:
+    """A broken config file, or one ``$CREDROT_CONFIG`` names that is not there."""
+    from credrot import config
+    from credrot.errors import ConfigError
+
+    try:
+        tools = config.load_tools()
+    except ConfigError as exc:
+        missing = "no such config file" in str(exc)
+        fix = (
+            f"create it, or unset {config.CONFIG_ENV}"
+            if missing
+            else "correct that key (the README's 'Describing another CLI' lists every key)"
+        )
+        return [Finding("config", "error", str(exc), fix)]
+    if not tools:
+        return []
+    names = ", ".join(sorted(tools))
+    return [Finding("config", "ok", f"{config.config_path()} describes {names}")]
+
+
 def diagnose(manager: AccountManager, *, tool: bool = True) -> list[Finding]:
     """Every finding about the pool of ``manager`` (and its tool, unless ``tool=False``)."""
     now = datetime.now(timezone.utc)
-    found: list[Finding] = check_tool(manager) if tool else []
+    found: list[Finding] = check_config()
+    found += check_tool(manager) if tool else []
     home_found, exists = _check_home(manager)
     found += home_found
     if not exists:

@@ -142,3 +142,82 @@ def test_run_says_each_switch_and_keeps_the_tools_noise_for_debug(sim: SimPool) 
     assert "An unexpected critical error occurred:" in debug.stderr  # all of the tool's output
     assert "at file://" in debug.stderr
     assert debug.stderr.rstrip().splitlines()[-1].startswith("credrot: error: no usable account")
+
+
+# --------------------------------------------------------------------- config
+BROKEN = "tools:\n  mytool:\n    credential: auth.json\n    args: {print: true}\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["accounts", "list"],
+        ["accounts", "next"],
+        ["stats"],
+        ["run", "--", "-p", "hi"],
+        ["demo"],
+        ["--tool", "claude", "accounts", "list"],
+    ],
+)
+def test_a_broken_config_stops_every_command_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(BROKEN, encoding="utf-8")
+    monkeypatch.setenv("CREDROT_CONFIG", str(config))
+    result = invoke(["--home", str(tmp_path / "pool"), *args])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"credrot: error: {config}: tools.mytool.args: expected a list of strings\n"
+    )
+    assert result.stdout == ""
+    assert not (tmp_path / "pool").exists()
+
+
+def test_account_qwen_and_doctor_report_a_broken_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(BROKEN, encoding="utf-8")
+    monkeypatch.setenv("CREDROT_CONFIG", str(config))
+    legacy = CliRunner().invoke(cli.account_qwen, ["--list"], catch_exceptions=False)
+    assert legacy.exit_code == 1
+    assert legacy.stderr.startswith(f"credrot: error: {config}: tools.mytool.args: expected")
+    doctor = invoke(["doctor", "--skip-tool"])
+    assert doctor.exit_code == 1
+    assert f"  error  {config}: tools.mytool.args: expected a list of strings" in doctor.stdout
+    assert "fix: correct that key" in doctor.stdout
+    assert "no problems found" not in doctor.stdout
+    as_json = json.loads(invoke(["doctor", "--skip-tool", "--json"]).stdout)
+    assert as_json["ok"] is False
+    assert as_json["findings"][0]["check"] == "config"
+
+
+def test_a_named_config_file_that_is_missing_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "nonexistent.yaml"
+    monkeypatch.setenv("CREDROT_CONFIG", str(missing))
+    result = invoke(["stats"])
+    assert result.exit_code == 1
+    assert result.stderr == f"credrot: error: {missing}: no such config file\n"
+    doctor = invoke(["doctor", "--skip-tool"])
+    assert f"error  {missing}: no such config file" in doctor.stdout
+    assert "fix: create it, or unset CREDROT_CONFIG" in doctor.stdout
+
+
+def test_xdg_config_home_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    xdg = tmp_path / "xdg"
+    (xdg / "credrot").mkdir(parents=True)
+    (xdg / "credrot" / "config.yaml").write_text(
+        "tools:\n  mytool:\n    credential: auth.json\n", encoding="utf-8"
+    )
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    result = invoke(["--tool", "mytool", "--home", str(tmp_path / "pool"), "accounts", "list"])
+    assert result.exit_code == 0, result.output
+    assert f"no mytool accounts in {tmp_path / 'pool'}" in result.stdout
+    doctor = invoke(["--tool", "mytool", "--home", str(tmp_path / "pool"), "doctor"])
+    assert f"ok     {xdg / 'credrot' / 'config.yaml'} describes mytool" in doctor.stdout
+    monkeypatch.setenv("XDG_CONFIG_HOME", "relative/ignored")  # the spec: absolute only
+    result = invoke(["--tool", "mytool", "accounts", "list"])
+    assert result.exit_code == 2 and "unknown tool 'mytool'" in result.stderr

@@ -10,6 +10,7 @@ from credrot.cli.base import (
     EXIT_OK,
     _Command,
     _configure_logging,
+    _FindingsCommand,
     _manager,
 )
 
@@ -63,7 +64,9 @@ def stats(ctx: click.Context, as_json: bool, prom: bool, output: str | None) -> 
 
 
 @click.command(
-    cls=_Command, context_settings=CONTEXT, short_help="Check the tool and the pool; --fix repairs."
+    cls=_FindingsCommand,
+    context_settings=CONTEXT,
+    short_help="Check the tool and the pool; --fix repairs.",
 )
 @click.option("--fix", is_flag=True, help="Apply the safe fixes (adopt, restore link, chmod).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -17,6 +17,7 @@ from credrot.cli.base import (
 from credrot.cli.commands import demo, doctor, stats
 from credrot.cli.runner import run
 from credrot.cli.sim import sim
+from credrot.cli.view import top, watch
 
 
 # ------------------------------------------------------------------ credrot
@@ -49,7 +50,7 @@ def cli(tool: str, home: str | None, debug: bool) -> None:
     """
 
 
-for _command in (accounts, stats, doctor, run, demo, sim):
+for _command in (accounts, stats, doctor, run, demo, sim, top, watch):
     cli.add_command(_command)
 
 

@@ -401,6 +401,8 @@ def _env_validator(required: tuple[str, ...]) -> Callable[[object], str | None]:
 def load_notify(path: str | os.PathLike[str] | None = None) -> NotifySettings | None:
     """The config file's ``notify`` section (None when there is no file or no section);
     the section's keys are parsed by :mod:`credrot.live.settings`."""
+    import yaml
+
     where = Path(path).expanduser() if path is not None else config_path()
     try:
         text = where.read_text(encoding="utf-8")

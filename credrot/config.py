@@ -100,12 +100,19 @@ def config_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(home) / ".config" / "credrot" / "config.yaml"
 
 
-def check_config() -> None:
+def check_config() -> str | None:
     """Raise :class:`ConfigError` (one line: file, key, what was expected) when the config
     file is broken, or named by ``$CREDROT_CONFIG`` and missing; a mistake in it is never
-    silent, even for a command about a built-in tool. Costs one ``stat`` when there is no
-    file, and one per change otherwise (the parse is cached)."""
-    load_tools()
+    silent, even for a command about a built-in tool. A mistake in the ``notify`` section
+    only is returned instead, as a warning: calls work without notifications. Costs one
+    ``stat`` when there is no file, and one per change otherwise (the parse is cached)."""
+    try:
+        load_tools()
+    except ConfigError as exc:
+        if str(exc).startswith(f"{config_path()}: notify"):
+            return str(exc)
+        raise
+    return None
 
 
 def load_tools(path: str | os.PathLike[str] | None = None) -> dict[str, ToolProfile]:

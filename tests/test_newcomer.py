@@ -221,3 +221,16 @@ def test_xdg_config_home_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("XDG_CONFIG_HOME", "relative/ignored")  # the spec: absolute only
     result = invoke(["--tool", "mytool", "accounts", "list"])
     assert result.exit_code == 2 and "unknown tool 'mytool'" in result.stderr
+
+
+def test_a_broken_notify_section_is_a_warning_and_calls_still_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("notify: {webhook: nowhere}\n", encoding="utf-8")
+    monkeypatch.setenv("CREDROT_CONFIG", str(config))
+    result = invoke(["--home", str(tmp_path / "pool"), "accounts", "list"])
+    assert result.exit_code == 0
+    assert result.stderr == (
+        f"credrot: warning: {config}: notify.webhook: expected an http:// or https:// URL\n"
+    )

@@ -72,7 +72,9 @@ def _guard(ctx: click.Context, call: Callable[[], Any]) -> Any:
         if getattr(ctx.command, "checks_config", True):
             from credrot.config import check_config
 
-            check_config()
+            warning = check_config()
+            if warning is not None:
+                click.echo(f"credrot: warning: {warning}", err=True)
         rv = call()
         code = rv if isinstance(rv, int) else EXIT_OK
     except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):

@@ -80,15 +80,15 @@ def doctor(ctx: click.Context, fix: bool, as_json: bool, skip_tool: bool) -> int
     """
     import json
 
-    from credrot.doctor import apply_fixes, diagnose
+    from credrot.doctor import apply_fixes, diagnose_safely
 
     manager = _manager(ctx)
-    findings = diagnose(manager, tool=not skip_tool)
+    findings = diagnose_safely(manager, tool=not skip_tool)
     done: list[str] = []
     if fix:
         done = apply_fixes(manager, findings)
         tool_findings = [f for f in findings if f.check == "tool"]
-        findings = tool_findings + diagnose(manager, tool=False)
+        findings = tool_findings + diagnose_safely(manager, tool=False)
     errors = [f for f in findings if f.level == "error"]
     if as_json:
         click.echo(

@@ -87,6 +87,10 @@ _DURATION = re.compile(r"\d+(?:\.\d+)?(?:ms|d|h|m|s)(?:\d+(?:\.\d+)?(?:ms|d|h|m|
 _cache: dict[Path, tuple[tuple[int, int, int], dict[str, ToolProfile]]] = {}
 
 
+#: The sections a config file may have.
+TOP_LEVEL_KEYS = ("tools", "limits", "notify", "store", "version")
+
+
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
     """``$CREDROT_CONFIG``, else ``$XDG_CONFIG_HOME/credrot/config.yaml`` (an absolute
     ``XDG_CONFIG_HOME`` only, as the XDG spec says), else ``~/.config/credrot/config.yaml``."""
@@ -162,8 +166,9 @@ def parse_config(text: str, source: str = "<config>") -> dict[str, ToolProfile]:
     if not isinstance(data, dict):
         raise err("(top level)", "a mapping with a 'tools' key")
     for key in data:
-        if key not in ("tools", "version", "notify"):
-            raise err(str(key), "only 'tools', 'notify' (and 'version') at the top level")
+        if key not in TOP_LEVEL_KEYS:
+            expected = ", ".join(f"'{k}'" for k in TOP_LEVEL_KEYS if k != "version")
+            raise err(str(key), f"only {expected} (and 'version') at the top level")
     if data.get("version", 1) != 1:
         raise err("version", "1")
     parse_notify(data.get("notify"), err.under("notify"))

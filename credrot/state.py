@@ -55,6 +55,8 @@ class AccountState:
     day: str = ""  # UTC date of calls_today
     last_used: float | None = None
     last_outcome: str = ""
+    #: Quota windows by name, plain dicts (see :mod:`credrot.windows`).
+    windows: dict[str, Any] = field(default_factory=dict)
 
     def effective_status(self, now: float) -> AccountStatus:
         status = AccountStatus(self.status)

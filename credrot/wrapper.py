@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from credrot import telemetry
 from credrot.callhome import CallHome
 from credrot.classify import classify
 from credrot.errors import CredrotError, ReadOnlyHome, ToolNotFound
@@ -318,8 +319,9 @@ class _Attempt:
             refreshed = self._refreshed(home)
             outcome = self._classify(run, timeout)
             mark = self._should_mark(outcome)
+            readings = telemetry.read(run.stdout, home.tool_home, lease.started)
             try:
-                now_on = manager.settle(lease, outcome, refreshed, mark=mark)
+                now_on = manager.settle(lease, outcome, refreshed, mark=mark, readings=readings)
             except ReadOnlyHome:
                 manager.persisted = False
                 now_on = None
@@ -367,6 +369,7 @@ class _Attempt:
             _redact(outcome.message, self.secrets),
             outcome.retry_after,
             outcome.resets_at,
+            outcome.window,
         )
 
     def _should_mark(self, outcome: Outcome) -> bool:

@@ -317,7 +317,7 @@ def test_stats_text_json_and_prometheus(
     assert all(name.startswith("credrot_") for name in names)
     for family in text_string_to_metric_families(prom.stdout):
         for s in family.samples:
-            assert set(s.labels) <= {"tool", "account", "status"}
+            assert set(s.labels) <= {"tool", "account", "status", "window"}
 
     out = tmp_path / "textfile" / "credrot.prom"
     out.parent.mkdir()

@@ -10,15 +10,21 @@ once.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from credrot import state as st
+from credrot import windows
 from credrot.errors import AccountNotFound, ConfigError, InvalidCredential
 from credrot.kinds import AccountStatus, Outcome, OutcomeKind
 from credrot.pool import accounts, marking, pointer, refresh, select, upkeep
 from credrot.pool.context import Pool
 from credrot.pool.refresh import RefreshLease
+
+if TYPE_CHECKING:
+    from credrot.telemetry import Reading
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ def lease(pool: Pool, exclude: frozenset[int] | set[int] = frozenset()) -> Lease
         if choice != state.current:
             pointer.switch(pool, state, choice, reason)
         last = state.account(choice).last_outcome
+        pool.store.began(choice, now)
         return Lease(
             choice, slot.raw, slot.data, now, refresh.due(pool.profile, slot.data, last, now)
         )
@@ -135,6 +142,8 @@ def settle(
     mark: bool = True,
     count_call: bool = True,
     until: datetime | None = None,
+    started: float | None = None,
+    readings: Sequence[Reading] = (),
 ) -> int | None:
     """Record what an attempt on ``index`` found, in one transaction with the write-back
     of a token the tool refreshed meanwhile; move the pool off a spent account.
@@ -150,6 +159,16 @@ def settle(
         spent = marking.apply(
             acct, outcome, pool.profile, now, count_call=count_call, until=until, mark=mark
         )
+        windows.after_call(
+            acct,
+            index,
+            outcome,
+            now,
+            started=started,
+            limits=pool.limits,
+            readings=readings,
+            counted=count_call,
+        )
         if outcome.kind is OutcomeKind.OK and before is not AccountStatus.READY:
             pool.events.audit("recovered", to=index, reason="call succeeded")
         if spent:
@@ -162,6 +181,7 @@ def settle(
                     pointer.switch(pool, state, nxt, outcome.kind.value)
                 elif nxt is not None:
                     state.current = nxt
+        pool.store.ended(index)
         return state.current
 
 
@@ -195,6 +215,7 @@ def reset(pool: Pool, index: int | None = None) -> list[int]:
         targets = [index] if index is not None else list(slots)
         for i in targets:
             marking.set_status(state.account(i), AccountStatus.READY, None, "")
+            windows.heal(state.account(i), None)  # every window's mark goes too
             pool.events.audit("reset", to=i, reason="manual reset")
         return targets
 

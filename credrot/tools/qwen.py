@@ -24,6 +24,11 @@ _QWEN_RULES = (
         r"\[API Error: 401\b",
         r"please use '?/auth'? to re-?authenticate",
     ),
+    # the Coding Plan's three quotas (FACTS.md)
+    Rule.of(OutcomeKind.QUOTA_EXHAUSTED, r"\bhour allocated quota exceeded", window="5h"),
+    Rule.of(OutcomeKind.QUOTA_EXHAUSTED, r"\bweek allocated quota exceeded", window="week"),
+    Rule.of(OutcomeKind.QUOTA_EXHAUSTED, r"\bmonth allocated quota exceeded", window="month"),
+    Rule.of(OutcomeKind.QUOTA_EXHAUSTED, r"free daily quota has been reached", window="day"),
     Rule.of(
         OutcomeKind.QUOTA_EXHAUSTED,
         r"Qwen (?:API|OAuth) quota exceeded",

@@ -1,8 +1,10 @@
 """Tools described in a YAML file: any quota-limited CLI, without code.
 
-The file is ``$CREDROT_CONFIG``, else ``~/.config/credrot/config.yaml``. It is read only
-when a tool name is not built in, validated as a whole on load, and every mistake is
-reported as one line naming the file, the key and what was expected::
+The file is ``$CREDROT_CONFIG``, else ``$XDG_CONFIG_HOME/credrot/config.yaml``, else
+``~/.config/credrot/config.yaml``. The core reads it only when a tool name is not built
+in; every command of the CLI checks it first (:func:`check_config`), so a mistake is never
+silent. It is validated as a whole on load, and every mistake is reported as one line
+naming the file, the key and what was expected::
 
     tools:
       mytool:
@@ -30,8 +32,6 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
-
-import yaml
 
 from credrot import resets
 from credrot.errors import ConfigError
@@ -92,11 +92,31 @@ TOP_LEVEL_KEYS = ("tools", "limits", "notify", "store", "version")
 
 
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$CREDROT_CONFIG``, else ``$XDG_CONFIG_HOME/credrot/config.yaml`` (an absolute
+    ``XDG_CONFIG_HOME`` only, as the XDG spec says), else ``~/.config/credrot/config.yaml``."""
     env = os.environ if environ is None else environ
     if env.get(CONFIG_ENV):
         return Path(env[CONFIG_ENV]).expanduser()
+    xdg = env.get("XDG_CONFIG_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "credrot" / "config.yaml"
     home = env.get("HOME") or str(Path.home())
     return Path(home) / ".config" / "credrot" / "config.yaml"
+
+
+def check_config() -> str | None:
+    """Raise :class:`ConfigError` (one line: file, key, what was expected) when the config
+    file is broken, or named by ``$CREDROT_CONFIG`` and missing; a mistake in it is never
+    silent, even for a command about a built-in tool. A mistake in the ``notify`` section
+    only is returned instead, as a warning: calls work without notifications. Costs one
+    ``stat`` when there is no file, and one per change otherwise (the parse is cached)."""
+    try:
+        load_tools()
+    except ConfigError as exc:
+        if str(exc).startswith(f"{config_path()}: notify"):
+            return str(exc)
+        raise
+    return None
 
 
 def load_tools(path: str | os.PathLike[str] | None = None) -> dict[str, ToolProfile]:
@@ -131,6 +151,8 @@ def load_tools(path: str | os.PathLike[str] | None = None) -> dict[str, ToolProf
 
 def parse_config(text: str, source: str = "<config>") -> dict[str, ToolProfile]:
     """Validate a whole config text; raises :class:`ConfigError` at the first mistake."""
+    import yaml  # only when there is a file to read
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -391,6 +413,8 @@ def _env_validator(required: tuple[str, ...]) -> Callable[[object], str | None]:
 def load_notify(path: str | os.PathLike[str] | None = None) -> NotifySettings | None:
     """The config file's ``notify`` section (None when there is no file or no section);
     the section's keys are parsed by :mod:`credrot.live.settings`."""
+    import yaml
+
     where = Path(path).expanduser() if path is not None else config_path()
     try:
         text = where.read_text(encoding="utf-8")

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from credrot.fsutil import STALE_TEMP, pid_alive
 from credrot.manager import RUN_DIR, TOOL_LOCK_FRESH
 from credrot.report import relative
 from credrot.state import load_state
@@ -92,6 +93,16 @@ def _check_home(manager: AccountManager) -> tuple[list[Finding], bool]:
         ], False
     if not home.is_dir():
         return [Finding("home", "error", f"{home} is not a directory", "move it away")], False
+    if not os.access(home, os.R_OK | os.X_OK):
+        return [
+            Finding(
+                "home",
+                "error",
+                f"{home} cannot be read by you (permissions {_mode(home) or 0:04o}, "
+                f"owner uid {home.stat().st_uid}); nothing in it can be checked",
+                f"run as its owner, or: sudo chown -R {os.getuid()} {home} && chmod 700 {home}",
+            )
+        ], False
     found: list[Finding] = []
     mode = _mode(home)
     if mode is not None and mode & 0o077:
@@ -132,31 +143,55 @@ def _check_home(manager: AccountManager) -> tuple[list[Finding], bool]:
 
 
 def _check_state(manager: AccountManager) -> list[Finding]:
+    name = manager.state_path.name
     _state, why = load_state(manager.state_path)
     if why is not None:
         return [
             Finding(
                 "state",
                 "warn",
-                f"{manager.state_path.name} is corrupt ({why}); credrot keeps it aside and "
+                f"{name} is corrupt ({why}); credrot keeps it aside and "
                 "rebuilds the state from the accounts on disk",
                 "nothing to do (counters start again)",
             )
         ]
-    return []
+    kept = sorted(p.name for p in manager.home.glob(f"{name}.corrupt-*"))
+    if not kept:
+        return []
+    return [
+        Finding(
+            "state",
+            "warn",
+            f"{name} was corrupt and rebuilt from the accounts on disk ({len(kept)} time"
+            f"{'s' if len(kept) != 1 else ''}, last kept as {kept[-1]}): counters, spent "
+            "accounts and reset times were forgotten",
+            "find what wrote it (a full disk, a hand edit, another program), then delete the "
+            f"kept copies: rm {manager.home}/{name}.corrupt-*",
+        )
+    ]
 
 
 def _check_accounts(manager: AccountManager, now: datetime) -> list[Finding]:
     infos = manager.list_accounts()
     if not infos:
         return [Finding("accounts", "warn", "no accounts in the pool", "credrot accounts add")]
-    found = [
-        Finding(
-            "accounts",
-            "ok",
-            f"{len(infos)} accounts, {sum(1 for i in infos if i.usable)} usable now",
-        )
-    ]
+    usable = sum(1 for i in infos if i.usable)
+    summary = f"{len(infos)} accounts, {usable} usable now"
+    if usable:
+        found = [Finding("accounts", "ok", summary)]
+    else:
+        status = manager.pool_status()
+        reset = status.first_reset
+        found = [
+            Finding(
+                "accounts",
+                "warn",
+                f"{summary}: {status.headline(manager.profile.name)}"
+                + (f" (first reset {reset.strftime('%Y-%m-%d %H:%M UTC')})" if reset else ""),
+                (f"wait until {reset.strftime('%H:%M UTC')}, or " if reset else "")
+                + "add an account: credrot accounts add",
+            )
+        ]
     for info in infos:
         name = f"account #{info.index}"
         if not info.valid:
@@ -300,10 +335,55 @@ def _check_run_dirs(manager: AccountManager) -> list[Finding]:
     ]
 
 
+def check_config() -> list[Finding]:
+    """A broken config file, or one ``$CREDROT_CONFIG`` names that is not there."""
+    from credrot import config
+    from credrot.errors import ConfigError
+
+    try:
+        tools = config.load_tools()
+    except ConfigError as exc:
+        missing = "no such config file" in str(exc)
+        fix = (
+            f"create it, or unset {config.CONFIG_ENV}"
+            if missing
+            else "correct that key (the README's 'Describing another CLI' lists every key)"
+        )
+        level = "warn" if str(exc).startswith(f"{config.config_path()}: notify") else "error"
+        return [Finding("config", level, str(exc), fix)]
+    if not tools:
+        return []
+    names = ", ".join(sorted(tools))
+    return [Finding("config", "ok", f"{config.config_path()} describes {names}")]
+
+
+def _check_temp(manager: AccountManager) -> list[Finding]:
+    stale = []
+    for folder in (manager.home, manager.accounts_dir):
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(folder):
+                m = STALE_TEMP.match(entry.name)
+                if m is not None and not pid_alive(int(m.group(2))):
+                    stale.append(entry.name)
+    if not stale:
+        return []
+    return [
+        Finding(
+            "temp",
+            "warn",
+            f"{len(stale)} unfinished temporary files left by processes that died "
+            f"({', '.join(sorted(stale)[:3])}{', ...' if len(stale) > 3 else ''})",
+            "remove them (a credential's is kept in backups/ first)",
+            fixable=True,
+        )
+    ]
+
+
 def diagnose(manager: AccountManager, *, tool: bool = True) -> list[Finding]:
     """Every finding about the pool of ``manager`` (and its tool, unless ``tool=False``)."""
     now = datetime.now(timezone.utc)
-    found: list[Finding] = check_tool(manager) if tool else []
+    found: list[Finding] = check_config()
+    found += check_tool(manager) if tool else []
     home_found, exists = _check_home(manager)
     found += home_found
     if not exists:
@@ -312,8 +392,27 @@ def diagnose(manager: AccountManager, *, tool: bool = True) -> list[Finding]:
     found += _check_accounts(manager, now)
     found += _check_pointer(manager)
     found += _check_locks(manager)
+    found += _check_temp(manager)
     found += _check_run_dirs(manager)
     return found
+
+
+def diagnose_safely(manager: AccountManager, *, tool: bool = True) -> list[Finding]:
+    """:func:`diagnose`, with a file that cannot be read reported as a finding."""
+    try:
+        return diagnose(manager, tool=tool)
+    except OSError as exc:
+        where = exc.filename or manager.home
+        return [
+            *check_config(),
+            Finding(
+                "home",
+                "error",
+                f"{where} cannot be read ({exc.strerror or exc}); the rest was not checked",
+                f"run as the owner of {manager.home}, or give your user read and write "
+                f"access: sudo chown -R {os.getuid()} {manager.home}",
+            ),
+        ]
 
 
 def apply_fixes(manager: AccountManager, findings: list[Finding]) -> list[str]:
@@ -326,7 +425,7 @@ def apply_fixes(manager: AccountManager, findings: list[Finding]) -> list[str]:
     if "home" in todo and mode is not None and mode & 0o077:
         os.chmod(manager.home, 0o700)
         done.append(f"{manager.home}: permissions {mode:04o} -> 0700")
-    if todo & {"home", "accounts", "pointer"}:
+    if todo & {"home", "accounts", "pointer", "temp"}:
         done += manager.repair()
     if "lock" in todo and manager.profile.tool_lock_name:
         path = manager.home / manager.profile.tool_lock_name

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from creds import CANARY
 from simpool import SimPool
 
 from credrot import cli
+from credrot.manager import AccountManager
 
 
 def invoke(args: Sequence[str], input: bytes | str | None = None) -> Result:
@@ -142,3 +145,203 @@ def test_run_says_each_switch_and_keeps_the_tools_noise_for_debug(sim: SimPool) 
     assert "An unexpected critical error occurred:" in debug.stderr  # all of the tool's output
     assert "at file://" in debug.stderr
     assert debug.stderr.rstrip().splitlines()[-1].startswith("credrot: error: no usable account")
+
+
+# --------------------------------------------------------------------- config
+BROKEN = "tools:\n  mytool:\n    credential: auth.json\n    args: {print: true}\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["accounts", "list"],
+        ["accounts", "next"],
+        ["stats"],
+        ["run", "--", "-p", "hi"],
+        ["demo"],
+        ["--tool", "claude", "accounts", "list"],
+    ],
+)
+def test_a_broken_config_stops_every_command_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(BROKEN, encoding="utf-8")
+    monkeypatch.setenv("CREDROT_CONFIG", str(config))
+    result = invoke(["--home", str(tmp_path / "pool"), *args])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"credrot: error: {config}: tools.mytool.args: expected a list of strings\n"
+    )
+    assert result.stdout == ""
+    assert not (tmp_path / "pool").exists()
+
+
+def test_account_qwen_and_doctor_report_a_broken_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(BROKEN, encoding="utf-8")
+    monkeypatch.setenv("CREDROT_CONFIG", str(config))
+    legacy = CliRunner().invoke(cli.account_qwen, ["--list"], catch_exceptions=False)
+    assert legacy.exit_code == 1
+    assert legacy.stderr.startswith(f"credrot: error: {config}: tools.mytool.args: expected")
+    doctor = invoke(["doctor", "--skip-tool"])
+    assert doctor.exit_code == 1
+    assert f"  error  {config}: tools.mytool.args: expected a list of strings" in doctor.stdout
+    assert "fix: correct that key" in doctor.stdout
+    assert "no problems found" not in doctor.stdout
+    as_json = json.loads(invoke(["doctor", "--skip-tool", "--json"]).stdout)
+    assert as_json["ok"] is False
+    assert as_json["findings"][0]["check"] == "config"
+
+
+def test_a_named_config_file_that_is_missing_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "nonexistent.yaml"
+    monkeypatch.setenv("CREDROT_CONFIG", str(missing))
+    result = invoke(["stats"])
+    assert result.exit_code == 1
+    assert result.stderr == f"credrot: error: {missing}: no such config file\n"
+    doctor = invoke(["doctor", "--skip-tool"])
+    assert f"error  {missing}: no such config file" in doctor.stdout
+    assert "fix: create it, or unset CREDROT_CONFIG" in doctor.stdout
+
+
+def test_xdg_config_home_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    xdg = tmp_path / "xdg"
+    (xdg / "credrot").mkdir(parents=True)
+    (xdg / "credrot" / "config.yaml").write_text(
+        "tools:\n  mytool:\n    credential: auth.json\n", encoding="utf-8"
+    )
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    result = invoke(["--tool", "mytool", "--home", str(tmp_path / "pool"), "accounts", "list"])
+    assert result.exit_code == 0, result.output
+    assert f"no mytool accounts in {tmp_path / 'pool'}" in result.stdout
+    doctor = invoke(["--tool", "mytool", "--home", str(tmp_path / "pool"), "doctor"])
+    assert f"ok     {xdg / 'credrot' / 'config.yaml'} describes mytool" in doctor.stdout
+    monkeypatch.setenv("XDG_CONFIG_HOME", "relative/ignored")  # the spec: absolute only
+    result = invoke(["--tool", "mytool", "accounts", "list"])
+    assert result.exit_code == 2 and "unknown tool 'mytool'" in result.stderr
+
+
+def test_a_broken_notify_section_is_a_warning_and_calls_still_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("notify: {webhook: nowhere}\n", encoding="utf-8")
+    monkeypatch.setenv("CREDROT_CONFIG", str(config))
+    result = invoke(["--home", str(tmp_path / "pool"), "accounts", "list"])
+    assert result.exit_code == 0
+    assert result.stderr == (
+        f"credrot: warning: {config}: notify.webhook: expected an http:// or https:// URL\n"
+    )
+
+
+# --------------------------------------------------------------------- doctor
+def _as_other_user() -> list[str]:
+    """A prefix that makes permissions bite: root ignores them, except in a user
+    namespace of its own (there it is only the files' owner, without its privileges)."""
+    if os.geteuid() != 0:
+        return []
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("running as root and unshare(1) is not installed")
+    probe = subprocess.run([unshare, "--user", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"user namespaces are not available: {probe.stderr.decode().strip()}")
+    return [unshare, "--user"]
+
+
+@pytest.mark.parametrize("what", ["home", "state"])
+def test_doctor_on_an_unreadable_home_gives_findings_not_a_bare_error(
+    make_pool: Callable[..., AccountManager], what: str
+) -> None:
+    manager = make_pool(2)
+    manager.list_accounts()
+    manager.switch_to(2)  # state.yaml exists
+    target = manager.home if what == "home" else manager.state_path
+    exe = Path(sys.executable).parent / "credrot"
+    target.chmod(0)
+    try:
+        proc = subprocess.run(
+            [*_as_other_user(), str(exe), "--home", str(manager.home), "doctor", "--skip-tool"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        target.chmod(0o700 if what == "home" else 0o600)
+    assert proc.returncode == 1
+    assert "credrot: error" not in proc.stderr and "Traceback" not in proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"credrot doctor: qwen in {manager.home}"
+    cannot = f"{target} cannot be read"
+    assert any(line.startswith(f"  error  {cannot}") for line in lines), proc.stdout
+    assert any(line.strip().startswith("fix: run as") for line in lines), proc.stdout
+    assert lines[-1] == "1 problem"
+    assert CANARY not in proc.stdout + proc.stderr
+
+
+def test_doctor_says_a_corrupt_state_was_rebuilt(make_pool: Callable[..., AccountManager]) -> None:
+    manager = make_pool(2)
+    manager.state_path.write_text("{{{{ not yaml")
+    assert invoke(["--home", str(manager.home), "accounts", "list"]).exit_code == 0  # rebuilt
+    result = invoke(["--home", str(manager.home), "doctor", "--skip-tool"])
+    assert "no problems found" not in result.stdout
+    assert "warn   state.yaml was corrupt and rebuilt from the accounts on disk" in result.stdout
+    assert "fix: find what wrote it" in result.stdout
+    assert "rm " in result.stdout and "state.yaml.corrupt-*" in result.stdout
+
+
+def test_doctor_warns_when_no_account_is_usable_now(
+    make_pool: Callable[..., AccountManager],
+) -> None:
+    manager = make_pool(2)
+    until = datetime.now(timezone.utc) + timedelta(hours=2)
+    for index in (1, 2):
+        manager.mark(index, "exhausted", until=until)
+    result = invoke(["--home", str(manager.home), "doctor", "--skip-tool"])
+    assert (
+        "warn   2 accounts, 0 usable now: all 2 qwen accounts exhausted (first reset "
+        f"{until.strftime('%Y-%m-%d %H:%M UTC')})"
+    ) in result.stdout
+    assert f"fix: wait until {until.strftime('%H:%M UTC')}, or add an account" in result.stdout
+    assert "ok     2 accounts" not in result.stdout
+    assert "no problems found" not in result.stdout
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_doctor_reports_and_fix_clears_stale_temp_files_and_dead_call_homes(
+    make_pool: Callable[..., AccountManager],
+) -> None:
+    manager = make_pool(2)
+    pid = _dead_pid()
+    stale_state = manager.home / f".state.yaml.{pid}.0123abcd.tmp"
+    stale_state.write_text("{}")
+    stale_cred = manager.accounts_dir / f".oauth_creds_1.json.{pid}.89abcdef.tmp"
+    stale_cred.write_bytes(manager.slot_path(1).read_bytes())
+    call_home = manager.home / ".credrot-run" / f"{pid}-1-x"
+    call_home.mkdir(parents=True)
+    home = ["--home", str(manager.home)]
+    result = invoke([*home, "doctor", "--skip-tool"])
+    assert result.exit_code == 0  # warnings only
+    assert "warn   2 unfinished temporary files left by processes that died" in result.stdout
+    assert "1 private call homes in .credrot-run/ were left by processes that died" in result.stdout
+    assert "no problems found" not in result.stdout
+    fixed = invoke([*home, "doctor", "--skip-tool", "--fix"])
+    assert "  fixed  removed .state.yaml." in fixed.stdout
+    assert "  fixed  unfinished write .oauth_creds_1.json." in fixed.stdout
+    assert "removed 1 private call homes left by dead processes" in fixed.stdout
+    assert fixed.stdout.rstrip().endswith("no problems found")
+    assert not stale_state.exists() and not stale_cred.exists() and not call_home.exists()
+    kept = list((manager.home / "backups").iterdir())
+    assert [p.read_bytes() for p in kept] == [manager.slot_path(1).read_bytes()]

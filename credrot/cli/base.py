@@ -69,6 +69,12 @@ def _guard(ctx: click.Context, call: Callable[[], Any]) -> Any:
     debug = bool(ctx.find_root().params.get("debug"))
     code = EXIT_OK
     try:
+        if getattr(ctx.command, "checks_config", True):
+            from credrot.config import check_config
+
+            warning = check_config()
+            if warning is not None:
+                click.echo(f"credrot: warning: {warning}", err=True)
         rv = call()
         code = rv if isinstance(rv, int) else EXIT_OK
     except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
@@ -113,8 +119,15 @@ def _guard(ctx: click.Context, call: Callable[[], Any]) -> Any:
 
 
 class _Command(click.Command):
+    #: Every command stops at a broken config file first; ``doctor`` reports it instead.
+    checks_config = True
+
     def invoke(self, ctx: click.Context) -> Any:
         return _guard(ctx, lambda: super(_Command, self).invoke(ctx))
+
+
+class _FindingsCommand(_Command):
+    checks_config = False
 
 
 class _Group(click.Group):

@@ -10,6 +10,7 @@ from credrot.cli.base import (
     EXIT_OK,
     _Command,
     _configure_logging,
+    _FindingsCommand,
     _manager,
 )
 
@@ -63,7 +64,9 @@ def stats(ctx: click.Context, as_json: bool, prom: bool, output: str | None) -> 
 
 
 @click.command(
-    cls=_Command, context_settings=CONTEXT, short_help="Check the tool and the pool; --fix repairs."
+    cls=_FindingsCommand,
+    context_settings=CONTEXT,
+    short_help="Check the tool and the pool; --fix repairs.",
 )
 @click.option("--fix", is_flag=True, help="Apply the safe fixes (adopt, restore link, chmod).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -77,15 +80,15 @@ def doctor(ctx: click.Context, fix: bool, as_json: bool, skip_tool: bool) -> int
     """
     import json
 
-    from credrot.doctor import apply_fixes, diagnose
+    from credrot.doctor import apply_fixes, diagnose_safely
 
     manager = _manager(ctx)
-    findings = diagnose(manager, tool=not skip_tool)
+    findings = diagnose_safely(manager, tool=not skip_tool)
     done: list[str] = []
     if fix:
         done = apply_fixes(manager, findings)
         tool_findings = [f for f in findings if f.check == "tool"]
-        findings = tool_findings + diagnose(manager, tool=False)
+        findings = tool_findings + diagnose_safely(manager, tool=False)
     errors = [f for f in findings if f.level == "error"]
     if as_json:
         click.echo(

@@ -15,7 +15,7 @@ from credrot.cli.base import (
     _main,
 )
 from credrot.cli.commands import demo, doctor, run, stats
-from credrot.cli.view import top, watch
+from credrot.cli.view import report, top, watch
 
 
 # ------------------------------------------------------------------ credrot
@@ -48,7 +48,7 @@ def cli(tool: str, home: str | None, debug: bool) -> None:
     """
 
 
-for _command in (accounts, stats, doctor, run, demo, top, watch):
+for _command in (accounts, stats, doctor, run, demo, top, watch, report):
     cli.add_command(_command)
 
 

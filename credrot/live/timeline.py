@@ -122,6 +122,31 @@ def last_hits(records: Iterable[Record]) -> dict[int, Record]:
     return hits
 
 
+@dataclass
+class Day:
+    """One account's day: calls, hits (quota, rate limit, login), switches to it."""
+
+    calls: int = 0
+    hits: int = 0
+    switches: int = 0
+
+
+def per_day(records: Iterable[Record]) -> dict[int, dict[str, Day]]:
+    """``{account: {"2026-12-03": Day, ...}}`` (UTC days), for the report."""
+    out: dict[int, dict[str, Day]] = {}
+    for record in records:
+        if record.account is None:
+            continue
+        day = out.setdefault(record.account, {}).setdefault(f"{record.when:%Y-%m-%d}", Day())
+        if record.event == "call":
+            day.calls += 1
+        elif record.event in HIT_EVENTS:
+            day.hits += 1
+        elif record.event == "switch":
+            day.switches += 1
+    return out
+
+
 class Follower:
     """What was appended to ``rotation.log`` since the last look (a process that keeps
     asking reads each byte once); a rotated or shortened file is read from its tail."""

@@ -28,8 +28,9 @@ def _top(ctx: click.Context, interval: float, once: bool) -> int:
     if top.rich_missing():
         _say_error(words.INSTALL_RICH)
         return EXIT_ERROR
+    watcher = snapshot.Watcher(manager)
     with contextlib.suppress(KeyboardInterrupt):
-        top.live(lambda: snapshot.take(manager), interval)
+        top.live(watcher.take, interval)
     return EXIT_OK
 
 

@@ -202,3 +202,37 @@ def test_live_view_without_rich_says_how_to_install_it(
     lines = out.read_text().splitlines()
     assert len(lines) == 1
     assert "pip install 'credrot[live]'" in lines[0] and lines[0].startswith("credrot: error:")
+
+
+def test_the_view_never_waits_for_the_pool_lock(
+    make_pool: Callable[..., object], tmp_path: Path
+) -> None:
+    """Another process holds the pool lock (a long transaction): the view still shows."""
+    from credrot.manager import AccountManager
+
+    manager = make_pool(2)
+    assert isinstance(manager, AccountManager)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys\n"
+            f"fh = open({str(manager.lock_path)!r}, 'a')\n"
+            "fcntl.flock(fh, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        # The lock wait would be 30 s; the run's own timeout is 20 s.
+        shown = _top(manager.home)
+        assert shown.returncode == 0 and "2 accounts, 2 usable" in shown.stdout
+        assert holder.poll() is None  # still holding it
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(10)

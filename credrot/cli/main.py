@@ -17,7 +17,7 @@ from credrot.cli.base import (
 from credrot.cli.commands import demo, doctor, stats
 from credrot.cli.runner import run
 from credrot.cli.sim import sim
-from credrot.cli.view import top, watch
+from credrot.cli.view import report, top, watch
 
 
 # ------------------------------------------------------------------ credrot
@@ -57,7 +57,7 @@ def cli(tool: str, home: str | None, store: str | None, debug: bool) -> None:
     """
 
 
-for _command in (accounts, stats, doctor, run, demo, sim, top, watch):
+for _command in (accounts, stats, doctor, run, demo, sim, top, watch, report):
     cli.add_command(_command)
 
 

@@ -28,8 +28,9 @@ def _top(ctx: click.Context, interval: float, once: bool) -> int:
     if top.rich_missing():
         _say_error(words.INSTALL_RICH)
         return EXIT_ERROR
+    watcher = snapshot.Watcher(manager)
     with contextlib.suppress(KeyboardInterrupt):
-        top.live(lambda: snapshot.take(manager), interval)
+        top.live(watcher.take, interval)
     return EXIT_OK
 
 
@@ -61,3 +62,56 @@ def _top_command(name: str, short: str) -> click.Command:
 
 top = _top_command("top", "The pool at a glance, live (q quits).")
 watch = _top_command("watch", "Same as top.")
+
+
+@click.command(
+    "report",
+    cls=_Command,
+    context_settings=CONTEXT,
+    short_help="The last days: calls, quota hits, switches (--html FILE for a page).",
+)
+@click.option(
+    "--html",
+    "html_file",
+    metavar="FILE",
+    default=None,
+    help="Write one self-contained HTML page (timeline per account, current windows).",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1, max=366),
+    default=7,
+    show_default=True,
+    help="How many days back, as far as rotation.log reaches.",
+)
+@click.pass_context
+def report(ctx: click.Context, html_file: str | None, days: int) -> int:
+    """What the pool did over the last days, from rotation.log, and its windows now.
+
+    Without --html: per account, one line per day (calls, quota hits, switches to it).
+    With --html FILE: a page that needs no network to view (FILE - for stdout).
+    """
+    from datetime import timedelta
+
+    from credrot.live import htmlreport, snapshot, timeline, words
+
+    manager = _manager(ctx)
+    snap = snapshot.take(manager)
+    records = timeline.read(manager.home, since=snap.taken - timedelta(days=days))
+    if html_file is None:
+        per_day = timeline.per_day(records)
+        lines = words.report_lines(snap.tool, snap.home, days, snap.taken, per_day)
+        for line in lines:
+            click.echo(line)
+        return EXIT_OK
+    page = htmlreport.render(snap, records, days)
+    if html_file == "-":
+        click.echo(page, nl=False)
+        return EXIT_OK
+    from pathlib import Path
+
+    from credrot.fsutil import atomic_write
+
+    atomic_write(Path(html_file), page.encode("utf-8"), mode=0o644)
+    click.echo(words.wrote(html_file))
+    return EXIT_OK

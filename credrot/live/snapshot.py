@@ -102,32 +102,60 @@ def windows_of(info: AccountInfo, hit: timeline.Record | None) -> tuple[Window, 
     return (Window(name, 0.0 if info.usable else None),)
 
 
-def take(manager: AccountManager, now: datetime | None = None) -> Snapshot:
-    now = now or datetime.now(timezone.utc)
-    infos = manager.list_accounts()
-    records = timeline.read(manager.home, tail=timeline.TAIL_BYTES)
-    hits = timeline.last_hits(records)
-    flying = in_flight(manager.pool.layout)
-    switches = {r.account: r for r in records if r.event == "switch" and r.account is not None}
-    rows = tuple(
-        AccountRow(
-            index=info.index,
-            active=info.active,
-            status=str(info.status) if info.valid else "invalid",
-            usable=info.usable,
-            windows=windows_of(info, hits.get(info.index)),
-            calls_today=info.calls_today,
-            in_flight=flying.get(info.index, 0),
-            switched_in=switches.get(info.index),
-            info=info,
+#: The records a view needs: switches, and the hits that start a window's wait.
+VIEW_EVENTS = ("switch", *timeline.HIT_EVENTS)
+
+
+class Watcher:
+    """Snapshots of one pool that remember what the log said, so each refresh reads only
+    what was appended since the last (the first reads the end of the log)."""
+
+    def __init__(self, manager: AccountManager) -> None:
+        self.manager = manager
+        self.follower = timeline.Follower(manager.home)
+        self.hits: dict[int, timeline.Record] = {}
+        self.switches: dict[int, timeline.Record] = {}
+        self.last: timeline.Record | None = None
+
+    def _catch_up(self) -> None:
+        for record in self.follower.new(VIEW_EVENTS):
+            if record.account is None:
+                continue
+            if record.event == "switch":
+                self.switches[record.account] = self.last = record
+            else:
+                self.hits[record.account] = record
+
+    def take(self, now: datetime | None = None) -> Snapshot:
+        now = now or datetime.now(timezone.utc)
+        manager = self.manager
+        infos = manager.list_accounts()
+        self._catch_up()
+        flying = in_flight(manager.pool.layout)
+        rows = tuple(
+            AccountRow(
+                index=info.index,
+                active=info.active,
+                status=str(info.status) if info.valid else "invalid",
+                usable=info.usable,
+                windows=windows_of(info, self.hits.get(info.index)),
+                calls_today=info.calls_today,
+                in_flight=flying.get(info.index, 0),
+                switched_in=self.switches.get(info.index),
+                info=info,
+            )
+            for info in infos
         )
-        for info in infos
-    )
-    return Snapshot(
-        tool=manager.profile.name,
-        home=str(manager.home),
-        taken=now,
-        accounts=rows,
-        last_switch=timeline.last_switch(records),
-        notices=tuple(manager.notices),
-    )
+        return Snapshot(
+            tool=manager.profile.name,
+            home=str(manager.home),
+            taken=now,
+            accounts=rows,
+            last_switch=self.last,
+            notices=tuple(manager.notices),
+        )
+
+
+def take(manager: AccountManager, now: datetime | None = None) -> Snapshot:
+    """One snapshot (the end of the log read once)."""
+    return Watcher(manager).take(now)

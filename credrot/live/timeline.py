@@ -56,8 +56,17 @@ def _account(raw: dict[str, Any]) -> int | None:
     return None
 
 
-def parse(lines: Iterable[bytes]) -> Iterator[Record]:
+def _needle(event: str) -> bytes:
+    return json.dumps({"event": event})[1:-1].encode()  # how the audit log writes it
+
+
+def parse(lines: Iterable[bytes], events: Iterable[str] | None = None) -> Iterator[Record]:
+    """The records among ``lines``; with ``events``, only those (a line of another event
+    is skipped before it is parsed: most of a log is calls)."""
+    needles = None if events is None else tuple(_needle(e) for e in events)
     for line in lines:
+        if needles is not None and not any(n in line for n in needles):
+            continue
         try:
             raw = json.loads(line)
         except (ValueError, UnicodeDecodeError):
@@ -91,15 +100,21 @@ def _read(path: Path, tail: int | None) -> list[bytes]:
         return []
 
 
-def read(home: Path, *, since: datetime | None = None, tail: int | None = None) -> list[Record]:
+def read(
+    home: Path,
+    *,
+    since: datetime | None = None,
+    tail: int | None = None,
+    events: Iterable[str] | None = None,
+) -> list[Record]:
     """The records of ``home`` in order, oldest first; ``tail`` bounds the bytes read
-    from the current file (the predecessor is then not read)."""
+    from the current file (the predecessor is then not read); ``events`` picks some."""
     log = home / LOG_FILE
     lines: list[bytes] = []
     if tail is None:
         lines += _read(log.with_name(LOG_FILE + ".1"), None)
     lines += _read(log, tail)
-    records = list(parse(lines))
+    records = list(parse(lines, events))
     if since is not None:
         records = [r for r in records if r.when >= since]
     return records
@@ -122,6 +137,31 @@ def last_hits(records: Iterable[Record]) -> dict[int, Record]:
     return hits
 
 
+@dataclass
+class Day:
+    """One account's day: calls, hits (quota, rate limit, login), switches to it."""
+
+    calls: int = 0
+    hits: int = 0
+    switches: int = 0
+
+
+def per_day(records: Iterable[Record]) -> dict[int, dict[str, Day]]:
+    """``{account: {"2026-12-03": Day, ...}}`` (UTC days), for the report."""
+    out: dict[int, dict[str, Day]] = {}
+    for record in records:
+        if record.account is None:
+            continue
+        day = out.setdefault(record.account, {}).setdefault(f"{record.when:%Y-%m-%d}", Day())
+        if record.event == "call":
+            day.calls += 1
+        elif record.event in HIT_EVENTS:
+            day.hits += 1
+        elif record.event == "switch":
+            day.switches += 1
+    return out
+
+
 class Follower:
     """What was appended to ``rotation.log`` since the last look (a process that keeps
     asking reads each byte once); a rotated or shortened file is read from its tail."""
@@ -131,7 +171,7 @@ class Follower:
         self._ino = -1
         self._offset = 0
 
-    def new(self) -> list[Record]:
+    def new(self, events: Iterable[str] | None = None) -> list[Record]:
         try:
             with open(self.path, "rb") as fh:
                 st = os.fstat(fh.fileno())
@@ -146,4 +186,4 @@ class Follower:
             return []
         end = data.rfind(b"\n") + 1  # a line still being written is read next time
         self._offset += end
-        return list(parse(data[:end].splitlines()))
+        return list(parse(data[:end].splitlines(), events))

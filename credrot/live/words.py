@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from credrot.report import human_delta, local_time, relative
 
@@ -71,7 +73,7 @@ def report_intro(tool: str, home: str, days: int, now: datetime) -> str:
 
 
 def day_line(day: str, calls: int, hits: int, switches: int) -> str:
-    return f"{day}  calls {calls}, quota hits {hits}, switches to {switches}"
+    return f"{day}  calls ended here {calls}, quota hits {hits}, switches to {switches}"
 
 
 # ------------------------------------------------------------------ notifications
@@ -85,3 +87,21 @@ def notice_text(event: str, tool: str, account: int | None, until: datetime | No
     if event == "window_above":
         return f"credrot: {tool} account #{account} window is nearly or fully spent{reset}"
     return f"credrot: {tool} account #{account} is unusable{reset}"
+
+
+def report_lines(
+    tool: str, home: str, days: int, now: datetime, per_day: Mapping[int, Mapping[str, Any]]
+) -> list[str]:
+    """``credrot report`` without ``--html``: per account, one line per day."""
+    lines = [report_intro(tool, home, days, now)]
+    if not per_day:
+        return [*lines, REPORT_EMPTY.format(days=days)]
+    for index in sorted(per_day):
+        lines.append(f"#{index}")
+        for day, d in sorted(per_day[index].items()):
+            lines.append("  " + day_line(day, d.calls, d.hits, d.switches))
+    return lines
+
+
+def wrote(path: str) -> str:
+    return f"wrote {path} (one self-contained page; open it in any browser)"

@@ -56,6 +56,7 @@ class AccountManager:
         lock_timeout: float = 30.0,
         in_memory_fallback: bool = False,
         plugins: tuple[object, ...] = (),
+        store: str | None = None,
     ) -> None:
         profile = get_profile(tool)
         if strategy not in STRATEGIES:
@@ -71,6 +72,7 @@ class AccountManager:
             lock_timeout=lock_timeout,
             in_memory_fallback=in_memory_fallback,
             plugins=plugins,
+            store=store,
         )
         self.profile = profile
         self.home = self.pool.home

@@ -203,6 +203,9 @@ class ToolProfile:
     #: Arguments after ``executable`` that start the tool's own login (None: unknown,
     #: the user passes ``--login-command``).
     login_args: tuple[str, ...] | None = None
+    #: Variables that name the tool's temp directory: pointed at ``tmp/`` in the call
+    #: home, so what the tool leaves there (a prompt, a request dump) goes with it.
+    tmpdir_env: tuple[str, ...] = ()
 
     @property
     def rate_limit_window(self) -> timedelta:
@@ -241,6 +244,11 @@ class ToolProfile:
             env[self.home_env] = str(root if self.home_env_is_parent else tool_home)
         if self.set_home:
             env["HOME"] = str(root)
+        if self.tmpdir_env:
+            tmp = root / "tmp"
+            tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for name in self.tmpdir_env:
+                env[name] = str(tmp)
         return tool_home
 
     @property

@@ -22,6 +22,8 @@ from credrot.classify import classify
 from credrot.errors import CredrotError, ReadOnlyHome, ToolNotFound
 from credrot.kinds import Outcome, OutcomeKind
 from credrot.manager import AccountManager, Lease, PoolStatus
+from credrot.pool import rotation
+from credrot.pool.refresh import RefreshLease
 from credrot.process import RunResult, run_tool
 from credrot.profile import PromptTooLarge, ToolProfile
 
@@ -204,12 +206,17 @@ class Wrapper:
             if lease is None:
                 self._pool_exhausted(result, excluded)
                 break
+            held = rotation.hold_refresh(self.manager.pool, lease, deadline)
+            if held is None:  # another caller's refresh outlasted the budget, or it failed
+                excluded.add(lease.index)
+                continue
+            lease, refresh_lease = held
             index = lease.index
             if index not in tried:
                 tried.append(index)
             result.attempts += 1
             result.account = index
-            attempt = _Attempt(self, lease, rate_limits, deadline)
+            attempt = _Attempt(self, lease, rate_limits, deadline, refresh_lease)
             run, outcome, now_on = attempt.run(argv, stdin, base_env, min(per_try, remaining))
             if self.on_attempt is not None:
                 self.on_attempt(index, run, outcome)
@@ -270,10 +277,18 @@ class _Attempt:
     """One run of the tool on a leased account, from its call home to its settlement."""
 
     def __init__(
-        self, wrapper: Wrapper, lease: Lease, rate_limits: dict[int, int], deadline: float
+        self,
+        wrapper: Wrapper,
+        lease: Lease,
+        rate_limits: dict[int, int],
+        deadline: float,
+        refresh_lease: RefreshLease | None = None,
     ) -> None:
         self.wrapper = wrapper
         self.lease = lease
+        #: Held while this attempt may refresh the account's token; released once the
+        #: refreshed token is back in its slot.
+        self.refresh_lease = refresh_lease
         self.rate_limits = rate_limits
         self.deadline = deadline
         self.secrets: list[str] = wrapper.profile.secrets_of(lease.data)
@@ -323,6 +338,8 @@ class _Attempt:
                     except ReadOnlyHome:
                         manager.persisted = False
             home.close()
+            if self.refresh_lease is not None:
+                self.refresh_lease.release()
 
     def _refreshed(self, home: CallHome) -> bytes | None:
         refreshed: bytes | None = home.read_back()
@@ -335,8 +352,14 @@ class _Attempt:
 
     def _classify(self, run: RunResult, timeout: float) -> Outcome:
         profile = self.wrapper.profile
-        if run.aborted is not None:
+        if run.aborted is not None and run.aborted.kind is OutcomeKind.AUTH_FAILED:
             outcome = Outcome(run.aborted.kind, "the tool asked for an interactive login")
+        elif run.aborted is not None:
+            # stopped on purpose (Gemini about to sleep out a quota): the rules read
+            # what it printed, so the reset it named is kept
+            outcome = classify(profile, run.exit_code, run.stdout, run.stderr)
+            if outcome.kind is not run.aborted.kind:
+                outcome = Outcome(run.aborted.kind, f"{profile.name} was stopped early")
         elif run.timed_out:
             outcome = Outcome.error(f"timed out after {timeout:g} s")
         else:

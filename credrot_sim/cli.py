@@ -33,10 +33,10 @@ from credrot_sim.texts import (
     CODEX_NO_CREDENTIAL_TEXT,
     CODEX_RATE_LIMIT_TEXT,
     CODEX_REFRESH_FAIL_TEXT,
+    CODEX_REFRESH_REUSED_TEXT,
     GEMINI_AUTH_TEXT,
     GEMINI_CONNECTION_TEXT,
-    GEMINI_CONTINUE_PROMPT,
-    GEMINI_LOGIN_FAILED_TEXT,
+    GEMINI_MANUAL_AUTH_TEXT,
     GEMINI_RATE_LIMIT_TEXT,
     _claude_limit,
     _codex_limit,
@@ -155,6 +155,7 @@ def _other_error(spec: _Spec, d: _Decision) -> tuple[str, int]:
             "rate_limit": CLAUDE_RATE_LIMIT_TEXT,
             "auth": CLAUDE_AUTH_TEXT,
             "refresh_fail": CLAUDE_REFRESH_FAIL_TEXT,
+            "refresh_reused": CLAUDE_REFRESH_FAIL_TEXT,  # the token endpoint refuses it
             "no_credential": CLAUDE_NO_CREDENTIAL_TEXT,
             "connection_error": CLAUDE_CONNECTION_TEXT,
         },
@@ -162,14 +163,15 @@ def _other_error(spec: _Spec, d: _Decision) -> tuple[str, int]:
             "rate_limit": CODEX_RATE_LIMIT_TEXT,
             "auth": CODEX_AUTH_TEXT,
             "refresh_fail": CODEX_REFRESH_FAIL_TEXT,
+            "refresh_reused": CODEX_REFRESH_REUSED_TEXT,
             "no_credential": CODEX_NO_CREDENTIAL_TEXT,
             "connection_error": CODEX_CONNECTION_TEXT,
         },
         "gemini": {
             "rate_limit": GEMINI_RATE_LIMIT_TEXT,
             "auth": GEMINI_AUTH_TEXT,
-            "refresh_fail": GEMINI_LOGIN_FAILED_TEXT,
-            "no_credential": GEMINI_LOGIN_FAILED_TEXT,
+            "refresh_fail": GEMINI_MANUAL_AUTH_TEXT,
+            "no_credential": GEMINI_MANUAL_AUTH_TEXT,
             "connection_error": GEMINI_CONNECTION_TEXT,
         },
     }[tool]
@@ -184,11 +186,6 @@ def _finish(spec: _Spec, d: _Decision) -> None:
         sys.stderr.flush()
         while True:
             time.sleep(3600)
-    if d.outcome == "refresh_fail" and spec.name == "gemini":
-        # expired OAuth: the CLI asks on stdin, and waits for a person
-        _err(GEMINI_CONTINUE_PROMPT)
-        settings = SimBackend(Path(os.environ[BACKEND_ENV]))._settings()
-        time.sleep(float(settings.get("device_auth_timeout", 300.0)))
     if d.latency > 0:
         time.sleep(d.latency)
 

@@ -91,12 +91,13 @@ def _codex_main(args: list[str]) -> int:
     _, d = prepared
     ok = d.outcome in ("ok", "garbage")
     text, code = (_answer(d, prompt, "codex"), 0) if ok else _other_error(spec, d)
+    text = text.replace("{request_id}", str(uuid.uuid4()))
     if not opts.get("json"):
         if ok:  # progress goes to stderr, the last message to stdout
             _err("codex\n")
             _write_out(text + "\n", d.outcome == "garbage")
-        else:
-            _err(f"ERROR: {text}\n")
+        else:  # 0.171.0 prints the error twice
+            _err(f"ERROR: {text}\nERROR: {text}\n")
         return code
     events: list[dict[str, Any]] = [
         {"type": "thread.started", "thread_id": str(uuid.uuid4())},
@@ -115,5 +116,7 @@ def _codex_main(args: list[str]) -> int:
             {"type": "error", "message": text},
             {"type": "turn.failed", "error": {"message": text}},
         ]
-    _write_out("".join(json.dumps(e) + "\n" for e in events), d.outcome == "garbage")
+    # serde_json writes UTF-8 as is (the limit text's typographic apostrophe)
+    lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events)
+    _write_out(lines, d.outcome == "garbage")
     return code

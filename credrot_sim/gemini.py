@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import sys
+import time
 
 from credrot_sim.base import (
     _EXIT_INPUT,
@@ -25,8 +28,14 @@ from credrot_sim.creds import (
 )
 from credrot_sim.texts import (
     GEMINI_NO_INPUT_TEXT,
+    GEMINI_RETRY_TEXT,
+    GEMINI_TERMINAL_QUOTA_TEXT,
+    GEMINI_UNTRUSTED_TEXT,
     GEMINI_VERSION,
 )
+
+#: Exit code of 0.61 in a directory nobody trusted (no --skip-trust).
+_EXIT_UNTRUSTED = 55
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs start-up time
 if TYPE_CHECKING:
@@ -47,7 +56,13 @@ def _gemini_main(args: list[str]) -> int:
                 "--model": "model",
                 "--approval-mode": "approval_mode",
             },
-            {"-y": "yolo", "--yolo": "yolo", "-v": "version", "--version": "version"},
+            {
+                "-y": "yolo",
+                "--yolo": "yolo",
+                "-v": "version",
+                "--version": "version",
+                "--skip-trust": "skip_trust",
+            },
             {
                 "output_format": ("text", "json", "stream-json"),
                 "approval_mode": ("default", "auto_edit", "yolo", "plan"),
@@ -62,6 +77,11 @@ def _gemini_main(args: list[str]) -> int:
         return 0
     fmt = opts.get("output_format", "text")
     extra = {"output_format": fmt, "model": opts.get("model")}
+    trusted = os.environ.get("GEMINI_CLI_TRUST_WORKSPACE", "").lower() == "true"
+    if not (opts.get("skip_trust") or trusted):
+        _log_usage(spec, args, extra)
+        _err(GEMINI_UNTRUSTED_TEXT + "\n")
+        return _EXIT_UNTRUSTED
     stdin_text, _ = _read_stdin()
     prompt = opts.get("prompt") or " ".join(opts["positional"])
     if stdin_text:  # the -p text is appended to stdin
@@ -76,6 +96,8 @@ def _gemini_main(args: list[str]) -> int:
     _, d = prepared
     ok = d.outcome in ("ok", "garbage")
     text, code = (_answer(d, prompt, "gemini"), 0) if ok else _other_error(spec, d)
+    if d.outcome == "quota" and not d.limit_text:
+        text = _quota(text, d.resets_at)
     if fmt == "text":
         if ok:
             _write_out(text + "\n", d.outcome == "garbage")
@@ -89,3 +111,14 @@ def _gemini_main(args: list[str]) -> int:
     )
     _write_out(json.dumps(body, indent=2) + "\n", d.outcome == "garbage")
     return code
+
+
+def _quota(message: str, resets_at: float) -> str:
+    """A capacity quota: 0.61 logs the attempt and sleeps until the reset (plus jitter),
+    then gives up with ``TerminalQuotaError``."""
+    delay = resets_at - time.time()
+    if delay > 0:
+        ms = round(delay * 1000 * (1 + 0.2 * random.random()))
+        _err(GEMINI_RETRY_TEXT.format(attempt=1, message=message, ms=ms) + "\n")
+        time.sleep(ms / 1000)
+    return GEMINI_TERMINAL_QUOTA_TEXT.format(message=message)

@@ -117,24 +117,29 @@ QWEN_ERROR_OUTPUT: dict[str, str] = {
 _QWEN_JSON_ERROR_RESULT: dict[str, str] = dict(_QWEN_ERROR_MESSAGE)
 
 
-CLAUDE_VERSION = "2.0.0-sim (Claude Code)"
+CLAUDE_VERSION = "2.1.332-sim (Claude Code)"
 
 
-CLAUDE_LIMIT_TEXT = "You've hit your limit · resets {when} ({zone})"
-
-
-CLAUDE_EPOCH_LIMIT_TEXT = "Claude AI usage limit reached|{epoch}"
+#: 2.1.332: `5-hour` (hyphen) or `weekly`; the time in the process's zone, minutes
+#: rounded down; another day adds `Dec 5, ` before the time.
+CLAUDE_LIMIT_TEXT = "You've hit your {window} limit · resets {when} ({zone})"
 
 
 CLAUDE_RATE_LIMIT_TEXT = (
-    'API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":'
-    '"This request would exceed your account\'s rate limit. Please try again later."}}'
+    "API Error: Server is temporarily limiting requests (not your usage limit) · "
+    "This request would exceed your account's rate limit. Please try again later."
 )
 
 
 CLAUDE_AUTH_TEXT = (
-    'API Error: 401 {"type":"error","error":{"type":"authentication_error","message":'
-    '"OAuth token has expired. Please obtain a new token or refresh your existing token."}}'
+    "Failed to authenticate. API Error: 401 OAuth token has expired. Please obtain a new "
+    "token or refresh your existing token."
+)
+
+
+CLAUDE_REVOKED_TEXT = (
+    "Failed to authenticate: OAuth token revoked. Please log in again or contact your "
+    "administrator."
 )
 
 
@@ -143,7 +148,7 @@ CLAUDE_REFRESH_FAIL_TEXT = (
 )
 
 
-CLAUDE_NO_CREDENTIAL_TEXT = "Invalid API key · Please run /login"
+CLAUDE_NO_CREDENTIAL_TEXT = "Not logged in · Please run /login"
 
 
 CLAUDE_CONNECTION_TEXT = "API Error: Connection error."
@@ -154,20 +159,40 @@ CLAUDE_NO_INPUT_TEXT = (
 )
 
 
-CODEX_VERSION = "codex-cli 0.50.0-sim"
+CODEX_VERSION = "codex-cli 0.171.0-sim"
 
 
+#: A typographic apostrophe; the time is local (chrono's Local), another day
+#: `Dec 5th, 2026 1:42 AM`.
 CODEX_LIMIT_TEXT = (
-    "You've hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), visit "
-    "https://chatgpt.com/codex/settings/usage to purchase more credits or try again at "
+    "You\u2019ve hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), "
+    "visit https://chatgpt.com/settings/usage to purchase more credits or try again at "
     "{when}."
 )
 
 
-CODEX_RATE_LIMIT_TEXT = "exceeded retry limit, last status: 429 Too Many Requests"
+CODEX_RESPONSES_URL = "https://chatgpt.com/backend-api/codex/responses"
+
+
+CODEX_RATE_LIMIT_TEXT = (
+    "exceeded retry limit, last status: 429 Too Many Requests, request id: {request_id}"
+)
 
 
 CODEX_AUTH_TEXT = (
+    "unexpected status 401 Unauthorized: Provided authentication token is expired. "
+    f"Please try signing in again., url: {CODEX_RESPONSES_URL}"
+)
+
+
+CODEX_REUSED_TEXT = (
+    "Your access token could not be refreshed because your refresh token was already "
+    "used. Please log out and sign in again."
+)
+
+
+#: The genuine CLI's answer to a spent single-use refresh token (the account is revoked).
+CODEX_REFRESH_REUSED_TEXT = (
     "Your access token could not be refreshed because your refresh token was already "
     "used. Please log out and sign in again."
 )
@@ -179,12 +204,15 @@ CODEX_REFRESH_FAIL_TEXT = (
 )
 
 
-CODEX_NO_CREDENTIAL_TEXT = "Not logged in. Run `codex login` first."
+#: Without auth.json 0.171.0 falls back to the API-key provider, which answers 401.
+CODEX_NO_CREDENTIAL_TEXT = (
+    "unexpected status 401 Unauthorized: Missing bearer or basic authentication in header, "
+    "url: https://api.openai.com/v1/responses"
+)
 
 
 CODEX_CONNECTION_TEXT = (
-    "stream disconnected before completion: error sending request for url "
-    "(https://chatgpt.com/backend-api/codex/responses)"
+    f"stream disconnected before completion: error sending request for url ({CODEX_RESPONSES_URL})"
 )
 
 
@@ -194,25 +222,48 @@ CODEX_NOT_GIT_TEXT = "Not inside a trusted directory and --skip-git-repo-check w
 CODEX_NO_INPUT_TEXT = "No prompt provided via stdin."
 
 
-GEMINI_VERSION = "0.20.0-sim"
+GEMINI_VERSION = "0.61.0-sim"
 
 
-GEMINI_LIMIT_TEXT = (
-    "[API Error: You have exhausted your capacity on this model. Your quota will reset "
-    "after {when}.]"
+GEMINI_CAPACITY_TEXT = (
+    "You have exhausted your capacity on this model. Your quota will reset after {when}."
 )
 
 
-GEMINI_RATE_LIMIT_TEXT = "[API Error: 429 Too Many Requests]\nPlease wait and try again later."
+#: 0.61 logs this, sleeps the delay (+ up to 20 % jitter), then tries again.
+GEMINI_RETRY_TEXT = "Attempt {attempt} failed: {message}. Retrying after {ms}ms..."
 
 
-GEMINI_AUTH_TEXT = "[API Error: 401 Request had invalid authentication credentials.]"
+GEMINI_TERMINAL_QUOTA_TEXT = "TerminalQuotaError: {message}"
 
 
-GEMINI_CONTINUE_PROMPT = "Do you want to continue? [Y/n]: "
+GEMINI_DAILY_QUOTA_TEXT = "You have exhausted your daily quota on this model."
 
 
-GEMINI_LOGIN_FAILED_TEXT = "Failed to login. Message: invalid_grant"
+GEMINI_RATE_LIMIT_TEXT = "Resource has been exhausted (e.g. check quota)."
+
+
+GEMINI_AUTH_TEXT = (
+    "Error when talking to Gemini API "
+    '{"error": {"code": 401, "message": "Request had invalid authentication credentials. '
+    'Expected OAuth 2 access token, login cookie or other valid authentication credential.", '
+    '"status": "UNAUTHENTICATED"}}'
+)
+
+
+GEMINI_MANUAL_AUTH_TEXT = (
+    "Manual authorization is required but the current session is non-interactive. Please "
+    "run the Gemini CLI in an interactive terminal to log in, provide a GEMINI_API_KEY, or "
+    "ensure Application Default Credentials are configured."
+)
+
+
+GEMINI_UNTRUSTED_TEXT = (
+    "Gemini CLI is not running in a trusted directory. To proceed, either use "
+    "`--skip-trust`, set the `GEMINI_CLI_TRUST_WORKSPACE=true` environment variable, or "
+    "trust this directory in interactive mode. For more details, see "
+    "https://geminicli.com/docs/cli/trusted-folders/#headless-and-automated-environments"
+)
 
 
 GEMINI_CONNECTION_TEXT = "[API Error: fetch failed]"
@@ -225,12 +276,13 @@ GEMINI_NO_INPUT_TEXT = (
 
 
 def _claude_limit(resets_at: float) -> str:
-    at = time.gmtime(-(-int(resets_at) // 60) * 60)  # the CLI shows whole minutes
+    at = time.gmtime(int(resets_at) // 60 * 60)  # the CLI shows whole minutes, rounded down
     now = time.gmtime()
     when = _clock(at, compact=True)
     if (at.tm_year, at.tm_yday) != (now.tm_year, now.tm_yday):
-        when = f"{_MONTH_NAMES[at.tm_mon - 1]} {at.tm_mday} at {when}"
-    return CLAUDE_LIMIT_TEXT.format(when=when, zone="UTC")
+        when = f"{_MONTH_NAMES[at.tm_mon - 1]} {at.tm_mday}, {when}"
+    window = "5-hour" if resets_at - time.time() <= 5 * 3600 + 60 else "weekly"
+    return CLAUDE_LIMIT_TEXT.format(window=window, when=when, zone="UTC")
 
 
 def _codex_limit(resets_at: float) -> str:
@@ -246,9 +298,14 @@ def _codex_limit(resets_at: float) -> str:
     return CODEX_LIMIT_TEXT.format(when=when)
 
 
-def _gemini_limit(resets_at: float) -> str:
-    left = max(0, int(resets_at - time.time()))
+def _gemini_duration(seconds: float) -> str:
+    left = max(0, int(seconds))
     hours, rest = divmod(left, 3600)
-    minutes, seconds = divmod(rest, 60)
+    minutes, secs = divmod(rest, 60)
     when = (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "")
-    return GEMINI_LIMIT_TEXT.format(when=f"{when}{seconds}s")
+    return f"{when}{secs}s"
+
+
+def _gemini_limit(resets_at: float) -> str:
+    """The capacity message (the API's own words, the CLI passes them on)."""
+    return GEMINI_CAPACITY_TEXT.format(when=_gemini_duration(resets_at - time.time()))

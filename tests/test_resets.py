@@ -59,7 +59,8 @@ def test_claude_epoch_after_the_bar() -> None:
     assert resets.claude_epoch("Claude AI usage limit reached|1750708800000", NOW) == utc(
         2025, 6, 23, 20, 0
     )
-    assert CLAUDE.parse_reset(text, NOW) == utc(2025, 6, 23, 20, 0)
+    # Claude Code 2.x no longer prints it: the built-in profile waits its 5-hour window
+    assert CLAUDE.parse_reset(text, NOW) == NOW + timedelta(hours=5)
 
 
 def test_a_reset_that_just_passed_is_now_not_tomorrow() -> None:

@@ -27,7 +27,8 @@ Q, R, A, E, OK = (
 # (text, exit code, kind, reset) — `claude -p` prints its result, errors included, on
 # stdout; each text is also checked on stderr.
 TABLE: list[tuple[str, int, OutcomeKind, datetime | None]] = [
-    ("Claude AI usage limit reached|1750708800", 1, Q, datetime(2025, 6, 23, 20, tzinfo=UTC)),
+    # 1.x wording, gone from 2.x: still a quota, but the epoch is not trusted as a reset
+    ("Claude AI usage limit reached|1750708800", 1, Q, FIVE_HOURS),
     (
         "You've hit your limit · resets 1pm (Europe/Lisbon)",
         1,
@@ -101,11 +102,11 @@ def _result(text: str, is_error: bool) -> str:
 
 
 def test_json_output_error_results() -> None:
-    quota = _result("Claude AI usage limit reached|1750708800", True)
+    quota = _result("You've hit your 5-hour limit · resets 7:12pm (UTC)", True)
     for code in (0, 1):
         outcome = classify(CLAUDE, code, quota, "", now=NOW)
         assert outcome.kind is Q
-        assert outcome.resets_at == datetime(2025, 6, 23, 20, tzinfo=UTC)
+        assert outcome.resets_at == datetime(2026, 11, 28, 19, 12, tzinfo=UTC)
     # is_error false but the result is the CLI's own limit text
     hit = _result("You've hit your limit · resets 1pm (Europe/Lisbon)", False)
     assert classify(CLAUDE, 0, hit, "", now=NOW).kind is Q
@@ -130,7 +131,12 @@ def test_home_and_credential(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     env: dict[str, str] = {}
     home = CLAUDE.point_at(env, tmp_path / "run")
     assert home == tmp_path / "run" / ".claude"
-    assert env == {"CLAUDE_CONFIG_DIR": str(home), "HOME": str(tmp_path / "run")}
+    assert env == {
+        "CLAUDE_CONFIG_DIR": str(home),
+        "HOME": str(tmp_path / "run"),
+        "CLAUDE_CODE_TMPDIR": str(tmp_path / "run" / "tmp"),
+    }
+    assert (tmp_path / "run" / "tmp").is_dir()
     assert CLAUDE.replaces_symlink
 
 

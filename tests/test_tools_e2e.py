@@ -225,14 +225,16 @@ def test_gemini_asking_on_stdin_is_stopped_at_once(sim: SimPool) -> None:
 
 
 @pytest.mark.parametrize("sim", ["claude"], indirect=True)
-def test_claude_epoch_limit_text(sim: SimPool) -> None:
-    reset = time.time() + 7200
-    sim.add(quota=0, resets_in=7200, limit_text="Claude AI usage limit reached|{epoch}")
+def test_claude_weekly_limit_with_a_date(sim: SimPool) -> None:
+    """2.1.332's weekly text names another day: the account waits until then."""
+    day = datetime.now(timezone.utc) + timedelta(days=2)
+    when = f"{day:%b} {day.day}, 7:49pm (UTC)"
+    sim.add(quota=0, limit_text=f"You've hit your weekly limit · resets {when}")
     sim.add()
     result = wrapper(sim).call("hi")
     assert result.success and result.account == 2
     until = {a.index: a.until for a in sim.manager.list_accounts()}[1]
-    assert until is not None and abs(until.timestamp() - reset) <= 2
+    assert until == datetime(day.year, day.month, day.day, 19, 49, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize("sim", ["claude", "codex"], indirect=True)

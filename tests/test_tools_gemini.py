@@ -86,7 +86,7 @@ def test_an_answer_quoting_a_limit_is_a_success(text: str) -> None:
 
 
 def test_the_continue_prompt_stops_the_tool_as_a_login_problem() -> None:
-    (rule,) = GEMINI.abort_rules
+    rule = GEMINI.abort_rules[-1]
     assert rule.kind is A
     assert rule.pattern.search("Token expired.\nDo you want to continue? [Y/n]: ")
     assert not rule.pattern.search("Do you want to continue with the plan?")
@@ -103,7 +103,12 @@ def test_home_is_the_parent_of_dot_gemini(monkeypatch: pytest.MonkeyPatch, tmp_p
     env = {"HOME": "/home/me"}
     home = GEMINI.point_at(env, tmp_path / "run")
     assert home == tmp_path / "run" / ".gemini"
-    assert env == {"HOME": "/home/me", "GEMINI_CLI_HOME": str(tmp_path / "run")}
+    assert env == {
+        "HOME": "/home/me",
+        "GEMINI_CLI_HOME": str(tmp_path / "run"),
+        # its error reports (the whole request) stay in the call home
+        "TMPDIR": str(tmp_path / "run" / "tmp"),
+    }
     assert GEMINI.slot_name(1) == "oauth_creds_1.json"
     assert not GEMINI.replaces_symlink  # written in place: a symlink is followed
 
@@ -134,5 +139,5 @@ def test_credential_shape() -> None:
 
 def test_prompt_goes_through_stdin_only() -> None:
     argv, stdin = GEMINI.invocation("hello", approval="default")
-    assert argv == ["gemini", "-o", "text", "--approval-mode", "default"]
+    assert argv == ["gemini", "-o", "text", "--skip-trust", "--approval-mode", "default"]
     assert stdin == b"hello"

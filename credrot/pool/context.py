@@ -38,6 +38,7 @@ class Pool:
         lock_timeout: float,
         in_memory_fallback: bool,
         plugins: tuple[object, ...],
+        store: str | None = None,
     ) -> None:
         self.profile = profile
         self.home = home
@@ -52,6 +53,7 @@ class Pool:
             notice=self.notice,
             rebuild=self.rebuild,
         )
+        self._attach_shared(store)
         self._plugins = plugins
         self._events: Events | None = None
         self._reported_invalid: set[tuple[int, str | None]] = set()
@@ -71,6 +73,17 @@ class Pool:
 
             self._limits = (now, load_limits(self.profile.name))
         return self._limits[1]
+
+    def _attach_shared(self, store: str | None) -> None:
+        """Mirror the pool into a shared store when one is set (``store=``,
+        ``$CREDROT_STORE`` or the config's ``store:``); the file store alone otherwise."""
+        from credrot.remote.settings import resolve
+
+        settings = resolve(store)
+        if settings is not None:
+            from credrot.remote.shared import SharedPool
+
+            self.store.shared = SharedPool(self, settings)
 
     @property
     def events(self) -> Events:

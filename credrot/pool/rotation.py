@@ -19,8 +19,9 @@ from credrot import state as st
 from credrot import windows
 from credrot.errors import AccountNotFound, ConfigError, InvalidCredential
 from credrot.kinds import AccountStatus, Outcome, OutcomeKind
-from credrot.pool import accounts, marking, pointer, select
+from credrot.pool import accounts, marking, pointer, refresh, select, upkeep
 from credrot.pool.context import Pool
+from credrot.pool.refresh import RefreshLease
 
 if TYPE_CHECKING:
     from credrot.telemetry import Reading
@@ -35,6 +36,8 @@ class Lease:
     data: dict[str, object]
     #: When the attempt was given the account (epoch seconds).
     started: float
+    #: The tool will refresh this token during the call (see :mod:`.refresh`).
+    refresh_due: bool = False
 
 
 def switch_to(pool: Pool, index: int) -> int:
@@ -85,7 +88,48 @@ def lease(pool: Pool, exclude: frozenset[int] | set[int] = frozenset()) -> Lease
             exclude = {*exclude, choice}  # vanished or damaged since it was listed
         if choice != state.current:
             pointer.switch(pool, state, choice, reason)
-        return Lease(choice, slot.raw, slot.data, now)
+        last = state.account(choice).last_outcome
+        pool.store.began(choice, now)
+        return Lease(
+            choice, slot.raw, slot.data, now, refresh.due(pool.profile, slot.data, last, now)
+        )
+
+
+def hold_refresh(
+    pool: Pool, got: Lease, deadline: float
+) -> tuple[Lease, RefreshLease | None] | None:
+    """Take the account's refresh lease when the call will refresh its token.
+
+    Returns the lease to run on (re-read after the wait: the holder before may have
+    refreshed the token, then no lease is kept) and the refresh lease if still held;
+    None when the wait outlasted ``deadline`` or the account became unusable meanwhile.
+    """
+    if not got.refresh_due:
+        return got, None
+    held = RefreshLease(pool.layout, got.index)
+    if not held.acquire(deadline):
+        return None
+    try:
+        upkeep.reap_call_homes(pool)  # a dead holder's refreshed token reaches its slot
+        fresh = _reread(pool, got.index)
+    except BaseException:
+        held.release()
+        raise
+    if fresh is None or not fresh.refresh_due:
+        held.release()
+        return None if fresh is None else (fresh, None)
+    return fresh, held
+
+
+def _reread(pool: Pool, index: int) -> Lease | None:
+    with pool.store.transaction() as state:
+        now = time.time()
+        slot = pool.slots.read(index)
+        if slot.raw is None or slot.data is None or not pool.usable(state, index, now):
+            return None
+        last = state.account(index).last_outcome
+        due = refresh.due(pool.profile, slot.data, last, now)
+        return Lease(index, slot.raw, slot.data, now, due)
 
 
 def settle(
@@ -137,6 +181,7 @@ def settle(
                     pointer.switch(pool, state, nxt, outcome.kind.value)
                 elif nxt is not None:
                     state.current = nxt
+        pool.store.ended(index)
         return state.current
 
 

@@ -15,10 +15,11 @@ _CLAUDE_RULES = (
         OutcomeKind.AUTH_FAILED,
         r"Failed to authenticate",
         r"OAuth session expired",
+        r"OAuth token (?:has expired|revoked)",
         r"authentication_error",
-        r"OAuth token has expired",
         r"\bAPI Error: 401\b",
         r"Invalid API key",
+        r"Not logged in",
         r"Please run /login",
     ),
     Rule.of(
@@ -46,14 +47,17 @@ _CLAUDE_RULES = (
     ),
     Rule.of(
         OutcomeKind.QUOTA_EXHAUSTED,
-        r"Claude AI usage limit reached",
-        rf"\bYou{APOS}?ve hit your (?:\w+ )?limit\b",
+        # `You've hit your limit` (older builds) and any other named limit
+        rf"\bYou{APOS}?ve hit your (?:[\w-]+ )?limit\b",
         r"\b(?:weekly|session|daily|usage|opus|sonnet) limit reached\b",
-        # the reset clause alone, e.g. `resets Apr 23 at 4pm (Europe/Berlin)`
-        r"\bresets (?:[A-Z][a-z]{2} \d{1,2} at )?\d{1,2}(?::\d{2})?[ap]m \([\w+-]+(?:/[\w+-]+)*\)",
+        r"\busage_limit_reached\b",
+        # the reset clause alone: `resets 7:12pm (UTC)`, `resets Dec 5, 7:49pm (Europe/Berlin)`
+        r"\bresets (?:[A-Z][a-z]{2} \d{1,2},? (?:at )?)?\d{1,2}(?::\d{2})?[ap]m "
+        r"\([\w+-]+(?:/[\w+-]+)*\)",
     ),
     Rule.of(
         OutcomeKind.RATE_LIMITED,
+        r"temporarily limiting requests",
         r"rate_limit_error",
         r"\bAPI Error: 429\b",
         r"\brate[ -]limit",
@@ -62,15 +66,21 @@ _CLAUDE_RULES = (
 )
 
 CLAUDE = ToolProfile(
-    call_private=("projects", "todos", "shell-snapshots"),
     name="claude",
     executable="claude",
     home_dirname=".claude",
     credential_name=".credentials.json",
     home_env="CLAUDE_CONFIG_DIR",
-    # CLAUDE_CONFIG_DIR is UNVERIFIED in FACTS.md: HOME is pointed at the call home too,
-    # so a build that ignores it still reads the call's own copy, never the pool's pointer.
+    # 2.1.332 reads only CLAUDE_CONFIG_DIR; HOME is pointed at the call home too, so
+    # nothing it writes beside its config (`~/.claude.json` in older builds) reaches
+    # the user's home.
     set_home=True,
+    # Its conversation transcripts hold the prompt (a staged diff, say).
+    call_private=("projects", "todos", "shell-snapshots"),
+    # Held while it refreshes; the pool must not swap the credential under it.
+    tool_lock_name=".oauth_refresh.lock",
+    # Otherwise its temp files go to /tmp/claude-<uid>/, shared by every call.
+    tmpdir_env=("CLAUDE_CODE_TMPDIR",),
     base_args=("-p", "--output-format", "text"),
     approval_flag="--permission-mode",
     validate=json_validator(
@@ -82,17 +92,20 @@ CLAUDE = ToolProfile(
     expiry=expiry_at("claudeAiOauth.expiresAt"),
     rules=_CLAUDE_RULES,
     json_error_prefixes=(
-        "Claude AI usage limit reached",
         "You've hit your",
         "You\u2019ve hit your",
         "Weekly limit reached",
         "API Error:",
         "Failed to authenticate",
     ),
-    reset_parsers=(resets.claude_epoch, resets.claude_resets),
+    # Every error goes to stdout (exit 1); the time is the process's zone, minutes
+    # rounded down. `Claude AI usage limit reached|<epoch>` is gone from 2.x.
+    reset_parsers=(resets.claude_resets,),
     # Claude's plans meter five-hour sessions (and weeks); without a printed reset,
     # try again after one session rather than after a day.
     default_reset=resets.after(timedelta(hours=5)),
     install_hint="npm install -g @anthropic-ai/claude-code",
+    # A refresh writes temp + rename (new inode): a symlink there becomes a file. It
+    # refreshes ~5 minutes before expiry (the default margin).
     replaces_symlink=True,
 )

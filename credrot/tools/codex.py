@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from credrot import resets
 from credrot.kinds import OutcomeKind, Rule
@@ -29,12 +28,12 @@ def _codex_validate(data: object) -> str | None:
     return "neither 'tokens' nor 'OPENAI_API_KEY' is set"
 
 
-#: Codex refreshes its tokens when ``last_refresh`` is older than this.
-CODEX_REFRESH_INTERVAL = timedelta(days=8)
-
-
 def _codex_expiry(data: Mapping[str, object]) -> float | None:
-    """The access token's ``exp`` (a JWT), else when Codex will refresh it by itself."""
+    """The access token's ``exp`` (a JWT); None when it is not one.
+
+    The CLI refreshes on that ``exp`` alone (``last_refresh``'s age does not trigger a
+    refresh), so without a JWT the expiry is unknown: a caller must assume a refresh.
+    """
     tokens = data.get("tokens")
     if isinstance(tokens, Mapping):
         access = tokens.get("access_token")
@@ -47,19 +46,24 @@ def _codex_expiry(data: Mapping[str, object]) -> float | None:
                     return float(exp)
             except (ValueError, TypeError):
                 pass
-    last = data.get("last_refresh")
-    if not isinstance(last, str):
-        return None
-    # RFC 3339 as Rust's chrono writes it: ``Z`` and up to nine fractional digits.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", last.strip()).replace("Z", "+00:00")
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return (when + CODEX_REFRESH_INTERVAL).timestamp()
+    return None
 
+
+#: What 0.171.0 writes into ``CODEX_HOME`` during a call, kept out of the shared home.
+CODEX_PRIVATE = (
+    "sessions",
+    "archived_sessions",
+    "log",
+    "history.jsonl",
+    "auth.lock",
+    "auth.json.lock",
+    "state_5.sqlite",
+    "state_5.sqlite-shm",
+    "state_5.sqlite-wal",
+    "logs_1.sqlite",
+    "logs_1.sqlite-shm",
+    "logs_1.sqlite-wal",
+)
 
 _CODEX_RULES = (
     Rule.of(
@@ -68,6 +72,7 @@ _CODEX_RULES = (
         r"access token could not be refreshed",
         r"Please log out and sign in again",
         r"\b401 Unauthorized\b",
+        r"Provided authentication token is expired",
     ),
     Rule.of(
         OutcomeKind.QUOTA_EXHAUSTED,
@@ -76,6 +81,8 @@ _CODEX_RULES = (
     ),
     Rule.of(
         OutcomeKind.RATE_LIMITED,
+        # `ERROR: exceeded retry limit, last status: 429 Too Many Requests, request id: …`
+        r"exceeded retry limit, last status: 429\b",
         r"\b429 Too Many Requests\b",
         r"\brate[ -]limit",
         r"too many requests",
@@ -88,6 +95,9 @@ CODEX = ToolProfile(
     home_dirname=".codex",
     credential_name="auth.json",
     home_env="CODEX_HOME",
+    # Private to each call: the session rollouts (they hold the prompt), its SQLite
+    # state and logs, and the locks it leaves beside auth.json.
+    call_private=CODEX_PRIVATE,
     # `codex exec` refuses to run outside a git repository without this flag; `-` makes
     # it read the prompt from stdin.
     base_args=("exec", "--skip-git-repo-check"),
@@ -102,6 +112,7 @@ CODEX = ToolProfile(
     reset_parsers=(resets.codex_try_again,),
     default_reset=resets.after(timedelta(hours=5)),
     install_hint="npm install -g @openai/codex",
-    # Codex truncates auth.json in place: a symlink there is followed, not replaced.
+    # A refresh resolves a symlink at auth.json and writes temp + rename beside its
+    # target: the link survives, the target gets a new inode.
     replaces_symlink=False,
 )

@@ -12,6 +12,10 @@ _GEMINI_RULES = (
     Rule.of(
         OutcomeKind.AUTH_FAILED,
         r"\[API Error: 401\b",
+        # 0.61 prints the API's JSON: `{"error": {"code": 401, ... "UNAUTHENTICATED"}}`
+        r"\"code\":\s*401\b",
+        r"\bUNAUTHENTICATED\b",
+        r"Manual authorization is required",
         r"invalid_grant",
         r"Failed to login",
     ),
@@ -27,12 +31,21 @@ _GEMINI_RULES = (
     Rule.of(
         OutcomeKind.RATE_LIMITED,
         r"\[API Error: [^\]]*\b429\b",
+        # a bare 429, after the CLI's own ~90 s of retries
+        r"Resource has been exhausted",
         r"Please wait and try again later",
         r"Possible quota limitations in place",
         r"RESOURCE_EXHAUSTED",
         r"\brate[ -]limit",
         r"too many requests",
     ),
+)
+
+#: A quota with a long reset: the CLI logs this and then sleeps for the whole delay
+#: (8 h, say) before its next attempt. Stop it there: the account is spent until then.
+GEMINI_RETRY_SLEEP = Rule.of(
+    OutcomeKind.QUOTA_EXHAUSTED,
+    r"Attempt \d+ failed: You have exhausted your capacity[^\n]*Retrying after \d+ms",
 )
 
 GEMINI = ToolProfile(
@@ -43,16 +56,25 @@ GEMINI = ToolProfile(
     home_env="GEMINI_CLI_HOME",
     home_env_is_parent=True,
     # Piped stdin alone makes the CLI non-interactive; `-p` would be appended to it.
-    base_args=("-o", "text"),
+    # Without --skip-trust 0.61 exits 55 in every directory not trusted interactively.
+    base_args=("-o", "text", "--skip-trust"),
     approval_flag="--approval-mode",
     validate=json_validator(
         strings=("access_token", "refresh_token"), optional_numbers=("expiry_date",)
     ),
     expiry=expiry_at("expiry_date"),
     rules=_GEMINI_RULES,
-    # With expired OAuth it may ask on stdin: stop it at once, it needs a login.
-    abort_rules=(Rule.of(OutcomeKind.AUTH_FAILED, r"Do you want to continue\? \[Y/n\]"),),
-    exit_codes={41: OutcomeKind.AUTH_FAILED},
+    abort_rules=(
+        GEMINI_RETRY_SLEEP,
+        # Older builds ask on stdin with expired OAuth: stop at once, it needs a login.
+        Rule.of(OutcomeKind.AUTH_FAILED, r"Do you want to continue\? \[Y/n\]"),
+    ),
+    # Text mode: 41 auth. JSON modes exit with the HTTP status & 255 (401 -> 145).
+    exit_codes={41: OutcomeKind.AUTH_FAILED, 145: OutcomeKind.AUTH_FAILED},
+    # Chat recordings (`tmp/<project>/chats`) hold the prompt; so do its error reports
+    # (`$TMPDIR/gemini-client-error-*.json`, the whole request).
+    call_private=("tmp", "history"),
+    tmpdir_env=("TMPDIR",),
     json_error_prefixes=("[API Error:", "You have exhausted", "Usage limit reached"),
     reset_parsers=(resets.gemini_reset_after, resets.gemini_resets_at),
     # Gemini's daily quotas reset at midnight Pacific time (Google's documentation).

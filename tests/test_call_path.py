@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from simpool import SimPool
 
+from credrot import state as st
 from credrot.pool.store import FileStore
 from credrot.profile import ToolProfile
 from credrot.wrapper import Wrapper
@@ -23,7 +24,7 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Counts the real operations (each still runs as it would)."""
     seen: Counter[str] = Counter()
     real_locked = FileStore.locked
-    real_load = FileStore.load
+    real_load = st.load_state
     real_parse = ToolProfile.parse_credential
 
     @contextmanager
@@ -32,16 +33,16 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
         with real_locked(self):
             yield
 
-    def load(self: FileStore) -> Any:
+    def load(path: Path) -> Any:
         seen["load"] += 1
-        return real_load(self)
+        return real_load(path)
 
     def parse(self: ToolProfile, raw: bytes) -> Any:
         seen["parse"] += 1
         return real_parse(self, raw)
 
     monkeypatch.setattr(FileStore, "locked", locked)
-    monkeypatch.setattr(FileStore, "load", load)
+    monkeypatch.setattr(st, "load_state", load)
     monkeypatch.setattr(ToolProfile, "parse_credential", parse)
     return seen
 

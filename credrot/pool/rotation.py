@@ -215,6 +215,7 @@ def reset(pool: Pool, index: int | None = None) -> list[int]:
         targets = [index] if index is not None else list(slots)
         for i in targets:
             marking.set_status(state.account(i), AccountStatus.READY, None, "")
+            windows.heal(state.account(i), None)  # every window's mark goes too
             pool.events.audit("reset", to=i, reason="manual reset")
         return targets
 

@@ -131,7 +131,8 @@ def count(acct: Any, now: float, windows: Iterable[str], tokens: int | None = No
         entry = _entry(acct, name)
         ends = _num(entry, "ends")
         if "calls" not in entry or (ends is not None and now >= ends):
-            entry.update(calls=0, tokens=0, since=now, ends=period_end(name, now))
+            end = _num(entry, "resets") if "used" in entry else None
+            entry.update(calls=0, tokens=0, since=now, ends=end or period_end(name, now))
         entry["calls"] = int(_num(entry, "calls") or 0) + 1
         if tokens:
             entry["tokens"] = int(_num(entry, "tokens") or 0) + tokens
@@ -186,12 +187,13 @@ def after_call(
     counted: bool = True,
 ) -> None:
     """Everything one settled attempt teaches about the account's windows."""
-    if counted:
-        tokens = sum(int(getattr(r, "tokens", 0) or 0) for r in readings) or None
-        count(acct, now, limits.caps_for(index), tokens)
+    readings = list(readings)
     for reading in readings:
         if reading.used is not None:
             observe(acct, reading.window, reading.used, reading.resets, now, limits.rotate_at)
+    if counted:
+        tokens = sum(int(getattr(r, "tokens", 0) or 0) for r in readings) or None
+        count(acct, now, [*limits.caps_for(index), *(r.window for r in readings)], tokens)
     if outcome.kind is OutcomeKind.OK:
         heal(acct, started)
     elif outcome.kind is OutcomeKind.QUOTA_EXHAUSTED:

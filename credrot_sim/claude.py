@@ -6,6 +6,7 @@ import json
 import sys
 import uuid
 
+from credrot_sim import telemetry
 from credrot_sim.base import (
     _err,
 )
@@ -71,7 +72,7 @@ def _claude_main(args: list[str]) -> int:
     prepared = _other_prepare(spec, args, prompt, extra)
     if isinstance(prepared, int):
         return prepared
-    _, d = prepared
+    backend, d = prepared
     ok = d.outcome in ("ok", "garbage")
     text, code = (_answer(d, prompt, "claude"), 0) if ok else _other_error(spec, d)
     if fmt == "text":
@@ -90,6 +91,7 @@ def _claude_main(args: list[str]) -> int:
     }
     lines = [result]
     if fmt == "stream-json":
+        event = telemetry.claude_rate_limit_event(backend, d)
         lines = [
             {
                 "type": "system",
@@ -97,6 +99,7 @@ def _claude_main(args: list[str]) -> int:
                 "session_id": result["session_id"],
                 "model": opts.get("model") or "claude-sonnet-sim",
             },
+            *([event] if event is not None else []),
             result,
         ]
     _write_out("".join(json.dumps(line) + "\n" for line in lines), d.outcome == "garbage")

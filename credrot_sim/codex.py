@@ -7,6 +7,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from credrot_sim import telemetry
 from credrot_sim.base import (
     _EXIT_USAGE_CLAP,
     _err,
@@ -88,7 +89,8 @@ def _codex_main(args: list[str]) -> int:
     prepared = _other_prepare(spec, args, prompt, extra)
     if isinstance(prepared, int):
         return prepared
-    _, d = prepared
+    backend, d = prepared
+    telemetry.codex_rollout(backend, d, spec.home(), prompt)
     ok = d.outcome in ("ok", "garbage")
     text, code = (_answer(d, prompt, "codex"), 0) if ok else _other_error(spec, d)
     text = text.replace("{request_id}", str(uuid.uuid4()))

@@ -152,23 +152,16 @@ def test_a_passed_reset_is_reprobed_by_the_next_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pool = SimPool(tmp_path, monkeypatch, tool="claude")
-    pool.add("a", quota=0, limit_text="You've hit your 5-hour limit · resets 7:12pm (UTC)")
+    pool.add("a")
     pool.add("b", quota=0, limit_text="You've hit your weekly limit · resets 7:12pm (UTC)")
+    soon = datetime.fromtimestamp(time.time() + 1.0, timezone.utc)
+    spent = Outcome(OutcomeKind.QUOTA_EXHAUSTED, "5-hour limit", resets_at=soon, window="5h")
+    rotation.settle(pool.manager.pool, 1, spent)
     wrapper = Wrapper("claude", manager=pool.manager, max_retries=2)
     first = wrapper.call("one")
     assert not first.success and first.pool_exhausted
-    pool.backend.set("a", quota=None)
-    # The genuine texts give the reset to the minute: let a's reset pass by moving its
-    # recorded deadlines into the past, as the clock would.
-    state = _state(pool)
-    acct: Any = state["accounts"]["1"]  # type: ignore[index]
-    assert acct["windows"]["5h"]["until"] > time.time()
-    past = time.time() - 1
-    acct["until"] = past
-    for entry in acct["windows"].values():
-        if "until" in entry:
-            entry["until"] = past
-    (pool.home / "state.yaml").write_text(json.dumps(state))
+    time.sleep(1.2)
     again = wrapper.call("two")
     assert again.success and again.account == 1, again.error
-    assert [c["account"] for c in pool.backend.calls()] == ["a", "b", "a"]
+    assert [c["account"] for c in pool.backend.calls()] == ["b", "a"]
+    assert "until" not in _state(pool)["accounts"]["1"]["windows"]["5h"]  # type: ignore[index]

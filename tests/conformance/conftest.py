@@ -1,6 +1,6 @@
 """Fixtures for the conformance suite: the genuine ``qwen`` CLI, driven through credrot.
 
-The CLI comes from ``install_qwen`` (npm, into a cache outside the repository, once). When
+The CLI comes from ``install`` (npm, into a cache outside the repository, once). When
 node or npm is missing every test here is skipped with a reason saying so; when npm
 cannot install the CLI the tests are skipped too, except in CI (``CI`` set), where that
 is a failure. The CLI reaches only :class:`~.mockqwen.MockQwen`, through its loopback
@@ -41,7 +41,7 @@ from credrot.profile import ToolProfile
 from credrot.tools import QWEN
 from credrot.wrapper import Wrapper
 
-from . import harness, install_qwen
+from . import harness, install
 from .harness import PROMPT, RECORD_ENV, Attempt, RateLimitRun, Transcript
 from .mockqwen import MockQwen
 
@@ -56,12 +56,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def qwen_bin() -> Path:
-    why = install_qwen.missing_node()
+    why = install.missing_node()
     if why:
         pytest.skip(f"conformance suite skipped: {why}")
     try:
-        return install_qwen.ensure_installed()
-    except install_qwen.InstallError as exc:
+        return install.ensure("qwen")
+    except install.InstallError as exc:
         if harness.in_ci():
             pytest.fail(f"conformance: cannot install the real qwen CLI in CI: {exc}")
         pytest.skip(f"conformance suite skipped: cannot install the real qwen CLI: {exc}")
@@ -191,7 +191,7 @@ def _rate_limit_background(
     """
     wanted = any(item.name == harness.RATE_LIMIT_TEST for item in request.session.items)
     xdist_worker = hasattr(request.config, "workerinput")
-    if not wanted or xdist_worker or install_qwen.missing_node():
+    if not wanted or xdist_worker or install.missing_node():
         yield None
         return
     try:

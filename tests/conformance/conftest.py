@@ -41,7 +41,7 @@ from credrot.profile import ToolProfile
 from credrot.tools import QWEN
 from credrot.wrapper import Wrapper
 
-from . import harness, install
+from . import harness, install, transcribe
 from .harness import PROMPT, RECORD_ENV, Attempt, RateLimitRun, Transcript
 from .mockqwen import MockQwen
 
@@ -220,3 +220,10 @@ def rate_limit_run(
         token_prefix = f"CANARY-rate-limit-{secrets.token_hex(6)}"
         return harness.rate_limit_scenario(qwen_bin, tmp_path / "rate-limit", token_prefix)
     return _rate_limit_background.result(timeout=240)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _write_genuine_transcripts() -> Iterator[None]:
+    """Saves what the genuine CLIs printed (``CREDROT_CONFORMANCE_RECORD_DIR``)."""
+    yield
+    transcribe.write_all()

@@ -12,6 +12,7 @@ import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from credrot import windows
 from credrot.kinds import Outcome, OutcomeKind
 
 if TYPE_CHECKING:
@@ -130,7 +131,10 @@ def classify(
         line = _matched_line(text, m)
         if rule.kind is OutcomeKind.QUOTA_EXHAUSTED:
             resets = profile.parse_reset(text, now)
-            return Outcome(rule.kind, line, resets_at=resets)
+            printed = any(parser(text, now) is not None for parser in profile.reset_parsers)
+            if not printed:
+                resets = windows.default_reset(rule.window, now) or resets
+            return Outcome(rule.kind, line, resets_at=resets, window=rule.window)
         if rule.kind is OutcomeKind.RATE_LIMITED:
             return Outcome(rule.kind, line, retry_after=parse_retry_after(text))
         return Outcome(rule.kind, line)

@@ -36,6 +36,7 @@ import yaml
 from credrot import resets
 from credrot.errors import ConfigError
 from credrot.kinds import OutcomeKind, Rule
+from credrot.live.settings import NotifySettings, parse_notify
 from credrot.profile import (
     BUILTIN_NAMES,
     CREDENTIAL_KINDS,
@@ -84,6 +85,10 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DURATION = re.compile(r"\d+(?:\.\d+)?(?:ms|d|h|m|s)(?:\d+(?:\.\d+)?(?:ms|d|h|m|s))*")
 
 _cache: dict[Path, tuple[tuple[int, int, int], dict[str, ToolProfile]]] = {}
+
+
+#: The sections a config file may have.
+TOP_LEVEL_KEYS = ("tools", "limits", "notify", "store", "version")
 
 
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -139,10 +144,12 @@ def parse_config(text: str, source: str = "<config>") -> dict[str, ToolProfile]:
     if not isinstance(data, dict):
         raise err("(top level)", "a mapping with a 'tools' key")
     for key in data:
-        if key not in ("tools", "version"):
-            raise err(str(key), "only 'tools' (and 'version') at the top level")
+        if key not in TOP_LEVEL_KEYS:
+            expected = ", ".join(f"'{k}'" for k in TOP_LEVEL_KEYS if k != "version")
+            raise err(str(key), f"only {expected} (and 'version') at the top level")
     if data.get("version", 1) != 1:
         raise err("version", "1")
+    parse_notify(data.get("notify"), err.under("notify"))
     tools = data.get("tools")
     if tools is None:
         return {}
@@ -378,3 +385,23 @@ def _env_validator(required: tuple[str, ...]) -> Callable[[object], str | None]:
         return None
 
     return validate
+
+
+# ------------------------------------------------------------------ notify
+def load_notify(path: str | os.PathLike[str] | None = None) -> NotifySettings | None:
+    """The config file's ``notify`` section (None when there is no file or no section);
+    the section's keys are parsed by :mod:`credrot.live.settings`."""
+    where = Path(path).expanduser() if path is not None else config_path()
+    try:
+        text = where.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot be read ({exc})") from None
+    except yaml.YAMLError:
+        parse_config(text, str(where))  # raises the one-line error
+        raise
+    if not isinstance(data, dict):
+        return None
+    return parse_notify(data.get("notify"), _Errors(str(where), "notify"))

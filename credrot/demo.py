@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from credrot import report
+from credrot.errors import CredrotError
 
 if TYPE_CHECKING:
     from credrot.manager import AccountManager
@@ -32,6 +33,52 @@ PROMPT = "Summarise this change in one line."
 
 def _fmt(when: datetime | None) -> str:
     return when.strftime("%Y-%m-%d %H:%M UTC") if when is not None else "its reset"
+
+
+def check_simulated(tool: str) -> None:
+    """Refuse, in one line, a tool the simulator does not play (a YAML-described one)."""
+    from credrot_sim import TOOLS
+
+    if tool not in TOOLS:
+        raise CredrotError(
+            f"{tool!r} cannot be simulated: the simulator plays {', '.join(TOOLS)} only"
+        )
+
+
+def build_sim(root: Path, *, tool: str = "qwen", accounts: int = 3, quota: int = 2) -> list[str]:
+    """Write a simulated ``tool`` and a pool of ``accounts`` simulated accounts (``quota``
+    answers each before their quota is spent) under ``root``, which must be new or empty.
+
+    Returns the shell lines that put them to use: the shim first on ``PATH``, the tool's
+    home variable at the pool. The shim knows its "server" directory by itself, so these
+    two are all a shell needs.
+    """
+    import shlex
+
+    import credrot_sim as simulate
+    from credrot.manager import AccountManager
+    from credrot.tools import get_profile
+
+    check_simulated(tool)
+    profile = get_profile(tool)
+    root = Path(os.path.abspath(root))
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise CredrotError(f"{root} is not an empty directory; name a new one")
+    root.mkdir(parents=True, exist_ok=True)
+    backend = simulate.SimBackend(root / "backend")
+    bin_dir = root / "bin"
+    simulate.install(bin_dir, backend.root, tools=(tool,))
+    base = root / "home"
+    pool_home = base / profile.home_dirname if profile.home_env_is_parent else base
+    pool_home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    manager = AccountManager(tool=profile, home=pool_home)
+    for n in range(1, accounts + 1):
+        cred = backend.add_account(f"account{n}", quota=quota, tool=tool)
+        manager.import_account(json.dumps(cred, indent=2).encode("utf-8"))
+    lines = [f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"']
+    if profile.home_env:
+        lines.append(f"export {profile.home_env}={shlex.quote(str(base))}")
+    return lines
 
 
 def run_demo(
@@ -54,6 +101,7 @@ def _story(write: Callable[[str], None], root: Path, tool: str, calls: int) -> i
     from credrot.manager import AccountManager
     from credrot.wrapper import Wrapper
 
+    check_simulated(tool)
     backend = simulate.SimBackend(root / "backend")
     bin_dir = root / "bin"
     simulate.install(bin_dir, backend.root, tools=(tool,))
@@ -78,7 +126,7 @@ def _story(write: Callable[[str], None], root: Path, tool: str, calls: int) -> i
     write("your real home and accounts are not touched, nothing goes over the network.")
     write("")
     for name, quota, refresh in ACCOUNTS:
-        cred = backend.add_account(name, quota=quota, refresh_every=refresh)
+        cred = backend.add_account(name, quota=quota, refresh_every=refresh, tool=tool)
         index = manager.import_account(json.dumps(cred, indent=2).encode("utf-8"))
         extra = f"; its token gets refreshed every {refresh} calls" if refresh else ""
         answers = f"{quota} answer" + ("s" if quota != 1 else "")

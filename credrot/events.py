@@ -1,59 +1,117 @@
 """Extension points: what happens in a pool, as pluggy hooks.
 
-Third-party plugins register under the entry point group ``credrot``; they are loaded the
-first time an event fires, so commands that change nothing pay nothing for them. The
-audit log (``rotation.log``) is itself a plugin of these hooks.
+Third-party plugins register under the entry point group ``credrot``. pluggy and the
+entry-point scan (``importlib.metadata``, tens of milliseconds in a fresh process) are
+paid only when something can hear an event: a plugin passed in, a distribution on
+``sys.path`` whose ``entry_points.txt`` declares the group (found once per process by
+reading those files, see :func:`plugins_declared`), or a caller asking for :attr:`Events.pm`.
+Otherwise the one listener, the audit log (``rotation.log``), is called directly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
+import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pluggy
+from credrot.fsutil import read_bytes
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    import pluggy
+
     from credrot.kinds import Outcome
+
+    hookspec: pluggy.HookspecMarker
+    hookimpl: pluggy.HookimplMarker
 
 log = logging.getLogger(__name__)
 
 PROJECT = "credrot"
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+_GROUP_LINE = f"[{PROJECT}]".encode()
+#: The hooks of :class:`CredrotSpec`, marked as pluggy hookspecs when pluggy is loaded.
+HOOKS = (
+    "credrot_account_switched",
+    "credrot_account_exhausted",
+    "credrot_pool_exhausted",
+    "credrot_call_finished",
+    "credrot_audit",
+)
+
+
+@functools.cache
+def _markers() -> dict[str, Any]:
+    import pluggy
+
+    return {
+        "hookspec": pluggy.HookspecMarker(PROJECT),
+        "hookimpl": pluggy.HookimplMarker(PROJECT),
+    }
+
+
+def __getattr__(name: str) -> Any:
+    """``hookspec`` and ``hookimpl``, the pluggy markers, made on first use."""
+    if name in ("hookspec", "hookimpl"):
+        return _markers()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def plugins_declared() -> bool:
+    """Whether any distribution on ``sys.path`` declares a ``credrot`` entry point.
+
+    Reads the ``entry_points.txt`` of each ``*.dist-info``/``*.egg-info`` directory on
+    the path, which is where installers put them; a zip archive on the path counts as a
+    yes (then pluggy's own scan decides). Cached for the life of the process.
+    """
+    for entry in sys.path:
+        folder = entry or "."
+        try:
+            with os.scandir(folder) as listing:
+                names = [e.name for e in listing if e.name.endswith((".dist-info", ".egg-info"))]
+        except NotADirectoryError:
+            return True
+        except OSError:
+            continue
+        for name in names:
+            try:
+                text = read_bytes(Path(folder, name, "entry_points.txt"))
+            except OSError:
+                continue
+            if _GROUP_LINE in text:
+                return True
+    return False
 
 
 class CredrotSpec:
-    """The hooks a credrot plugin may implement. All are called with keyword arguments."""
+    """The hooks a credrot plugin may implement. All are called with keyword arguments;
+    a plugin marks its implementations with :data:`hookimpl`."""
 
-    @hookspec
     def credrot_account_switched(
         self, tool: str, home: str, from_index: int | None, to_index: int, reason: str
     ) -> None:
         """The pool's active account moved from ``from_index`` to ``to_index``."""
 
-    @hookspec
     def credrot_account_exhausted(
         self, tool: str, home: str, index: int, outcome: Outcome, until: datetime | None
     ) -> None:
         """An account was found unusable (quota, rate limit, login, entitlement)."""
 
-    @hookspec
     def credrot_pool_exhausted(
         self, tool: str, home: str, message: str, first_reset: datetime | None
     ) -> None:
         """A call found no usable account left in the pool."""
 
-    @hookspec
     def credrot_call_finished(self, tool: str, home: str, result: Any) -> None:
         """A wrapper call ended; ``result`` is the :class:`credrot.WrapperResult`."""
 
-    @hookspec
     def credrot_audit(self, record: dict[str, Any]) -> None:
         """One audit record (no secrets): time, event, tool, from, to, reason, pid."""
 
@@ -83,7 +141,6 @@ class AuditLog:
         self._fd, self._ino, self._pid = fd, os.fstat(fd).st_ino, os.getpid()
         return fd
 
-    @hookimpl
     def credrot_audit(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, default=str) + "\n").encode("utf-8")
         try:
@@ -107,20 +164,32 @@ class AuditLog:
 
 
 class Events:
-    """The plugin manager of one pool, created on first use."""
+    """The events of one pool: the audit log, and pluggy once anything else listens."""
 
     def __init__(self, tool: str, home: Path, extra_plugins: tuple[object, ...] = ()) -> None:
         self.tool = tool
         self.home = home
         self._extra = extra_plugins
+        self._audit_log = AuditLog(home / "rotation.log")
         self._pm: pluggy.PluginManager | None = None
 
     @property
     def pm(self) -> pluggy.PluginManager:
+        """The pool's plugin manager (pluggy loaded and entry points scanned on first use)."""
         if self._pm is None:
+            import pluggy
+
+            mark = _markers()
             pm = pluggy.PluginManager(PROJECT)
+            for name in HOOKS:
+                mark["hookspec"](getattr(CredrotSpec, name))
             pm.add_hookspecs(CredrotSpec)
-            pm.register(AuditLog(self.home / "rotation.log"), name="credrot-audit")
+            mark["hookimpl"](AuditLog.credrot_audit)
+            pm.register(self._audit_log, name="credrot-audit")
+            from credrot.live.plugins import builtin
+
+            for plugin in builtin(self.tool, self.home, self.audit):
+                pm.register(plugin)
             for plugin in self._extra:
                 pm.register(plugin)
             try:
@@ -139,6 +208,11 @@ class Events:
         Events fire in the middle of a change (after the pointer moved, before the state
         is saved): an exception there would leave the pool half-changed.
         """
+        if self._pm is None and not self._extra and not plugins_declared():
+            from credrot.live.plugins import direct
+
+            if not direct(self._audit_log, self.audit, hook, kwargs):
+                return
         try:
             getattr(self.pm.hook, hook)(**kwargs)
         except Exception as exc:

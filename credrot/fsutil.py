@@ -1,5 +1,10 @@
 """Small filesystem primitives with one owner, because two modules must agree on them.
 
+``read_regular`` is the one way a credential or the state file is read: a FIFO, socket,
+device, directory or symbolic link planted in the home must neither hang the reader
+(which holds the pool lock) nor lead it outside the home, and a huge file must not be
+copied into memory on every call.
+
 ``atomic_write`` names its temporary files so that :func:`stale_temp` can recognise
 those of a writer that died (``kill -9``) before its rename; the pool's repair and the
 call-home reaper use ``pid_alive`` on the pid in those names.
@@ -11,6 +16,7 @@ import contextlib
 import errno
 import os
 import re
+import stat
 from pathlib import Path
 
 from credrot.errors import ReadOnlyHome
@@ -68,6 +74,105 @@ def read_bytes(path: Path) -> bytes:
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+#: Credentials are a few KiB; anything over this is refused unread.
+MAX_CREDENTIAL_BYTES = 1 << 20
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
+
+
+class NotARegularFile(OSError):
+    """A path that must be a small regular file is not; ``reason`` says what it is."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
+def kind_of(mode: int) -> str:
+    """What a file of ``mode`` is, in words (``a FIFO``, ``a directory``, ...)."""
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_regular(path: Path | str, cap: int = MAX_CREDENTIAL_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``cap`` bytes, read without blocking.
+
+    The file is opened ``O_NONBLOCK | O_NOFOLLOW`` (a FIFO opens at once, a symbolic
+    link is not followed) and checked with ``fstat`` before a byte is read, so the check
+    and the read concern the same file. Raises :class:`NotARegularFile` with the reason
+    for anything else, ``FileNotFoundError`` when it is missing.
+    """
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotARegularFile(path, "a symbolic link (not followed)") from None
+        if exc.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):  # a socket, a device
+            try:
+                what = kind_of(os.lstat(path).st_mode)
+            except OSError:
+                what = "not a regular file"
+            raise NotARegularFile(path, f"{what}, not a regular file") from None
+        raise
+    try:
+        s = os.fstat(fd)
+        if not stat.S_ISREG(s.st_mode):
+            raise NotARegularFile(path, f"{kind_of(s.st_mode)}, not a regular file")
+        if s.st_size > cap:
+            raise NotARegularFile(path, f"{s.st_size} bytes, over the {cap}-byte cap")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, cap + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:  # it grew while being read
+                raise NotARegularFile(path, f"over the {cap}-byte cap")
+    finally:
+        os.close(fd)
+
+
+def chmod_regular(path: Path | str, mode: int) -> int | str:
+    """Give a regular file ``mode`` if others than its owner may use it, never through a
+    symbolic link.
+
+    Returns the bits it had before, or what the path is instead (a reason) when it is
+    not a regular file: a link planted in the home must not lead a chmod outside it.
+    """
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise
+        try:
+            return kind_of(os.lstat(path).st_mode)
+        except OSError:
+            return "not a regular file"
+    try:
+        s = os.fstat(fd)
+        if not stat.S_ISREG(s.st_mode):
+            return kind_of(s.st_mode)
+        before = stat.S_IMODE(s.st_mode)
+        if before & 0o077:
+            os.fchmod(fd, mode)
+        return before
     finally:
         os.close(fd)
 

@@ -77,6 +77,8 @@ class Outcome:
     message: str = ""
     retry_after: float | None = None
     resets_at: datetime | None = None
+    #: The quota window the tool named (``5h``, ``week``...; see :mod:`credrot.windows`).
+    window: str = ""
 
     @property
     def ok(self) -> bool:
@@ -112,12 +114,14 @@ class Rule:
     kind: OutcomeKind
     source: str
     flags: int = re.IGNORECASE
+    #: The quota window this text names (``5h``, ``week``, ``month``); "" for none.
+    window: str = ""
 
     @functools.cached_property
     def pattern(self) -> re.Pattern[str]:
         return re.compile(self.source, self.flags)
 
     @classmethod
-    def of(cls, kind: OutcomeKind, *patterns: str) -> Rule:
+    def of(cls, kind: OutcomeKind, *patterns: str, window: str = "") -> Rule:
         joined = "|".join(f"(?:{p})" for p in patterns)
-        return cls(kind, joined)
+        return cls(kind, joined, window=window)

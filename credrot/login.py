@@ -38,9 +38,6 @@ if TYPE_CHECKING:
     from credrot.manager import AccountManager
     from credrot.profile import ToolProfile
 
-#: The command that logs a tool in, per tool. Qwen Code starts its OAuth device flow
-#: when it has no credential and is told to use qwen-oauth.
-LOGIN_COMMANDS: dict[str, tuple[str, ...]] = {"qwen": ("qwen", "--auth-type", "qwen-oauth")}
 LOGIN_ENV = "CREDROT_LOGIN_COMMAND"
 DEFAULT_TIMEOUT = 600.0
 
@@ -71,12 +68,11 @@ def login_command(
     env = os.environ if environ is None else environ
     chosen: str | Sequence[str] | None = override or env.get(LOGIN_ENV) or None
     if chosen is None:
-        default = LOGIN_COMMANDS.get(profile.name)
-        if default is None:
+        if profile.login_args is None:
             raise CredrotError(
                 f"no login command known for {profile.name}; pass one with --login-command"
             )
-        return list(default)
+        return [profile.executable, *profile.login_args]
     argv = shlex.split(chosen) if isinstance(chosen, str) else list(chosen)
     if not argv:
         raise CredrotError("the login command is empty")
@@ -291,7 +287,15 @@ def enrol(
             at_terminal = interactive
             if at_terminal is None:
                 at_terminal = bool(sys.stdin is not None and sys.stdin.isatty())
-            if at_terminal or argv != list(LOGIN_COMMANDS.get(profile.name, ())):
+            if (
+                at_terminal
+                or profile.login_args is None
+                or argv
+                != [
+                    profile.executable,
+                    *profile.login_args,
+                ]
+            ):
                 raise
             # Without a terminal the tool starts no interactive session to log in with.
             raise LoginFailed(

@@ -8,6 +8,7 @@ emits one audit record; see the package's modules for how each works.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from credrot.tools import get_profile
 
 if TYPE_CHECKING:
     from credrot.events import Events
+    from credrot.telemetry import Reading
 
 __all__ = [
     "RUN_DIR",
@@ -54,6 +56,7 @@ class AccountManager:
         lock_timeout: float = 30.0,
         in_memory_fallback: bool = False,
         plugins: tuple[object, ...] = (),
+        store: str | None = None,
     ) -> None:
         profile = get_profile(tool)
         if strategy not in STRATEGIES:
@@ -69,6 +72,7 @@ class AccountManager:
             lock_timeout=lock_timeout,
             in_memory_fallback=in_memory_fallback,
             plugins=plugins,
+            store=store,
         )
         self.profile = profile
         self.home = self.pool.home
@@ -205,11 +209,25 @@ class AccountManager:
         )
 
     def settle(
-        self, lease: Lease, outcome: Outcome, refreshed: bytes | None, *, mark: bool = True
+        self,
+        lease: Lease,
+        outcome: Outcome,
+        refreshed: bytes | None,
+        *,
+        mark: bool = True,
+        readings: Sequence[Reading] = (),
     ) -> int | None:
-        """:meth:`record` and the write-back of a refreshed token, in one transaction."""
+        """:meth:`record` and the write-back of a refreshed token, in one transaction
+        (with the usage the tool reported, ``readings``)."""
         return rotation.settle(
-            self.pool, lease.index, outcome, original=lease.raw, refreshed=refreshed, mark=mark
+            self.pool,
+            lease.index,
+            outcome,
+            original=lease.raw,
+            refreshed=refreshed,
+            mark=mark,
+            started=lease.started,
+            readings=readings,
         )
 
     def mark(

@@ -200,6 +200,9 @@ class ToolProfile:
     #: call starting inside this window will refresh (and, with a single-use refresh
     #: token, must be the only one doing so for that account).
     refresh_margin: float = 300.0
+    #: Arguments after ``executable`` that start the tool's own login (None: unknown,
+    #: the user passes ``--login-command``).
+    login_args: tuple[str, ...] | None = None
     #: Variables that name the tool's temp directory: pointed at ``tmp/`` in the call
     #: home, so what the tool leaves there (a prompt, a request dump) goes with it.
     tmpdir_env: tuple[str, ...] = ()

@@ -61,6 +61,23 @@ def status_text(info: AccountInfo, now: datetime) -> str:
     return text
 
 
+def windows_text(shown: Mapping[str, Mapping[str, Any]], now: datetime) -> str:
+    """An account's windows in a few words: ``5h spent until 19:12 UTC; week 12 calls``."""
+    parts = []
+    for name, row in shown.items():
+        bits = []
+        if row.get("spent_until"):
+            until = datetime.fromisoformat(row["spent_until"])
+            bits.append(f"spent until {local_time(until, now)}")
+        if row.get("calls"):
+            bits.append(f"{row['calls']} calls")
+        if row.get("used") is not None:
+            bits.append(f"{float(row['used']):.0%} used")
+        if bits:
+            parts.append(f"{name} {', '.join(bits)}")
+    return "; ".join(parts) or "-"
+
+
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
@@ -74,6 +91,9 @@ def accounts_table(infos: Sequence[AccountInfo], now: datetime | None = None) ->
     """The lines of ``credrot accounts list``: ``*`` marks the active account."""
     now = now or datetime.now(timezone.utc)
     rows: list[list[str]] = [["", "#", "status", "today", "last used", "token expires"]]
+    shows_windows = any(info.windows for info in infos)
+    if shows_windows:
+        rows[0].append("windows")
     for info in infos:
         expires = "-"
         if info.token_expiry is not None:
@@ -89,6 +109,7 @@ def accounts_table(infos: Sequence[AccountInfo], now: datetime | None = None) ->
                 relative(info.last_used, now) if info.last_used else "never",
                 expires,
             ]
+            + ([windows_text(info.windows, now)] if shows_windows else [])
         )
     return _table(rows)
 
@@ -127,6 +148,9 @@ def stats_lines(stats: Mapping[str, Any], now: datetime | None = None) -> list[s
     lines.append(f"most used: {most_text}; last switch: {last_text}")
     if per:
         rows = [["", "#", "calls", "successes", "quota hits", "switches to", "today", "status"]]
+        shows_windows = any(acct.get("windows") for acct in per.values())
+        if shows_windows:
+            rows[0].append("windows")
         for key, acct in per.items():
             rows.append(
                 [
@@ -139,6 +163,7 @@ def stats_lines(stats: Mapping[str, Any], now: datetime | None = None) -> list[s
                     str(acct["calls_today"]),
                     str(acct["status"]).replace("_", " "),
                 ]
+                + ([windows_text(acct.get("windows") or {}, now)] if shows_windows else [])
             )
         lines.append("")
         lines.extend(_table(rows))
@@ -292,4 +317,37 @@ def prometheus(
         ]
         if samples:
             out.family(name, "gauge", help_text, samples)
+    _window_families(out, tool, infos)
     return "\n".join(out.lines) + "\n"
+
+
+def _window_families(out: _Exposition, tool: str, infos: Sequence[AccountInfo]) -> None:
+    """One sample per account and quota window (label ``window``), when any is known."""
+    rows = [(i.index, name, row) for i in infos for name, row in i.windows.items()]
+    if not rows:
+        return
+
+    def labels(index: int, name: str) -> str:
+        return _labels(tool=tool, account=str(index), window=name)
+
+    out.family(
+        "credrot_window_calls",
+        "gauge",
+        "Calls counted in the window's current period.",
+        [(labels(i, n), row["calls"]) for i, n, row in rows],
+    )
+    used = [(labels(i, n), row["used"]) for i, n, row in rows if row.get("used") is not None]
+    if used:
+        out.family("credrot_window_used_ratio", "gauge", "The tool's own usage report.", used)
+    spent = [
+        (labels(i, n), datetime.fromisoformat(row["spent_until"]).timestamp())
+        for i, n, row in rows
+        if row.get("spent_until")
+    ]
+    if spent:
+        out.family(
+            "credrot_window_spent_until_timestamp_seconds",
+            "gauge",
+            "When a spent window resets (Unix time).",
+            spent,
+        )

@@ -55,6 +55,8 @@ class AccountState:
     day: str = ""  # UTC date of calls_today
     last_used: float | None = None
     last_outcome: str = ""
+    #: Quota windows by name, plain dicts (see :mod:`credrot.windows`).
+    windows: dict[str, Any] = field(default_factory=dict)
 
     def effective_status(self, now: float) -> AccountStatus:
         status = AccountStatus(self.status)
@@ -116,22 +118,28 @@ class AccountTable(MutableMapping[int, AccountState]):
     def __init__(self, lines: dict[int, str] | None = None) -> None:
         self._objs: dict[int, AccountState] = {}
         self._lines: dict[int, str] = lines or {}  # untouched accounts: their state.yaml line
+        self._read: dict[int, str] = {}  # touched accounts: the line each was built from
+        self._replaced = False  # an account was set or removed wholesale
 
     def __getitem__(self, index: int) -> AccountState:
         acct = self._objs.get(index)
         if acct is None:
-            acct = _account_from(index, self._lines.pop(index))  # KeyError: none such
+            line = self._lines.pop(index)  # KeyError: none such
+            acct = _account_from(index, line)
             self._objs[index] = acct
+            self._read[index] = line
         return acct
 
     def __setitem__(self, index: int, acct: AccountState) -> None:
         self._lines.pop(index, None)
         self._objs[index] = acct
+        self._replaced = True
 
     def __delitem__(self, index: int) -> None:
         found = self._objs.pop(index, None) is not None
         if self._lines.pop(index, None) is None and not found:
             raise KeyError(index)
+        self._replaced = True
 
     def __contains__(self, index: object) -> bool:
         return index in self._objs or index in self._lines
@@ -144,6 +152,24 @@ class AccountTable(MutableMapping[int, AccountState]):
 
     def __repr__(self) -> str:
         return f"AccountTable({len(self)} accounts)"
+
+    def status_changed(self) -> bool:
+        """Whether an account was added, removed, or given another status, deadline or
+        reason since it was read (counters and times of use do not count)."""
+        if self._replaced:
+            return True
+        for index, acct in self._objs.items():
+            line = self._read[index]
+            try:
+                was = json.loads(line[line.index(": ") + 2 :])
+            except ValueError:
+                return True
+            if not isinstance(was, dict):
+                return True
+            old = (was.get("status"), was.get("until"), was.get("reason", ""))
+            if old != (acct.status, acct.until, acct.reason):
+                return True
+        return False
 
     def body(self) -> str:
         """Every account's line, in order, as ``to_text`` writes them."""
@@ -166,6 +192,8 @@ class PoolState:
     last_switch_to: int | None = None
     pool_exhausted: int = 0
     accounts: AccountTable = field(default_factory=AccountTable)
+    #: The pointer fields as loaded (None: not loaded from a file, so every save is durable).
+    _loaded_head: tuple[object, ...] | None = field(default=None, repr=False, compare=False)
 
     def account(self, index: int) -> AccountState:
         if index not in self.accounts:
@@ -173,7 +201,7 @@ class PoolState:
         return self.accounts[index]
 
     def to_text(self) -> str:
-        head = {k: v for k, v in vars(self).items() if k != "accounts"}
+        head = {k: v for k, v in vars(self).items() if k != "accounts" and k[0] != "_"}
         body = self.accounts.body()
         return json.dumps(head)[:-1] + _ACCOUNTS_OPEN + ("\n" + body if body else "") + "\n}}\n"
 
@@ -191,6 +219,18 @@ class PoolState:
             self.last_switch = None if ls is None else float(ls)
         except (TypeError, ValueError) as exc:
             raise CorruptState(f"bad value: {exc}") from None
+        self._loaded_head = self._pointer_head()
+
+    def _pointer_head(self) -> tuple[object, ...]:
+        return (self.version, self.current, self.last_switch_from, self.last_switch_to)
+
+    def durable_change(self) -> bool:
+        """Whether saving this state records more than counters: the active account, an
+        account's status, or the set of accounts. Only such a save waits for the disk
+        (fsync); a counter lost to a power cut is worth less than a millisecond per call."""
+        if self._loaded_head is None or self._loaded_head != self._pointer_head():
+            return True
+        return self.accounts.status_changed()
 
     @classmethod
     def from_text(cls, text: str) -> PoolState:
@@ -293,4 +333,5 @@ def set_aside(path: Path, why: str) -> Path | None:
 
 
 def save_state(path: Path, state: PoolState) -> None:
-    atomic_write(path, state.to_text().encode("utf-8"))
+    """Atomically; flushed to the disk only when more than counters changed."""
+    atomic_write(path, state.to_text().encode("utf-8"), fsync=state.durable_change())

@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from credrot import telemetry
 from credrot.callhome import CallHome
 from credrot.classify import classify
 from credrot.errors import CredrotError, ReadOnlyHome, ToolNotFound
 from credrot.kinds import Outcome, OutcomeKind
 from credrot.manager import AccountManager, Lease, PoolStatus
+from credrot.pool import rotation
+from credrot.pool.refresh import RefreshLease
 from credrot.process import RunResult, run_tool
 from credrot.profile import PromptTooLarge, ToolProfile
 
@@ -203,12 +206,17 @@ class Wrapper:
             if lease is None:
                 self._pool_exhausted(result, excluded)
                 break
+            held = rotation.hold_refresh(self.manager.pool, lease, deadline)
+            if held is None:  # another caller's refresh outlasted the budget, or it failed
+                excluded.add(lease.index)
+                continue
+            lease, refresh_lease = held
             index = lease.index
             if index not in tried:
                 tried.append(index)
             result.attempts += 1
             result.account = index
-            attempt = _Attempt(self, lease, rate_limits, deadline)
+            attempt = _Attempt(self, lease, rate_limits, deadline, refresh_lease)
             run, outcome, now_on = attempt.run(argv, stdin, base_env, min(per_try, remaining))
             if self.on_attempt is not None:
                 self.on_attempt(index, run, outcome)
@@ -269,10 +277,18 @@ class _Attempt:
     """One run of the tool on a leased account, from its call home to its settlement."""
 
     def __init__(
-        self, wrapper: Wrapper, lease: Lease, rate_limits: dict[int, int], deadline: float
+        self,
+        wrapper: Wrapper,
+        lease: Lease,
+        rate_limits: dict[int, int],
+        deadline: float,
+        refresh_lease: RefreshLease | None = None,
     ) -> None:
         self.wrapper = wrapper
         self.lease = lease
+        #: Held while this attempt may refresh the account's token; released once the
+        #: refreshed token is back in its slot.
+        self.refresh_lease = refresh_lease
         self.rate_limits = rate_limits
         self.deadline = deadline
         self.secrets: list[str] = wrapper.profile.secrets_of(lease.data)
@@ -303,8 +319,9 @@ class _Attempt:
             refreshed = self._refreshed(home)
             outcome = self._classify(run, timeout)
             mark = self._should_mark(outcome)
+            readings = telemetry.read(run.stdout, home.tool_home, lease.started)
             try:
-                now_on = manager.settle(lease, outcome, refreshed, mark=mark)
+                now_on = manager.settle(lease, outcome, refreshed, mark=mark, readings=readings)
             except ReadOnlyHome:
                 manager.persisted = False
                 now_on = None
@@ -321,6 +338,8 @@ class _Attempt:
                     except ReadOnlyHome:
                         manager.persisted = False
             home.close()
+            if self.refresh_lease is not None:
+                self.refresh_lease.release()
 
     def _refreshed(self, home: CallHome) -> bytes | None:
         refreshed: bytes | None = home.read_back()
@@ -350,6 +369,7 @@ class _Attempt:
             _redact(outcome.message, self.secrets),
             outcome.retry_after,
             outcome.resets_at,
+            outcome.window,
         )
 
     def _should_mark(self, outcome: Outcome) -> bool:

@@ -289,7 +289,10 @@ def _review(
         return _fallback(out, args.fallback_message, reason)
     home = Path(args.home).expanduser() if args.home else profile.default_home()
     if not home.is_dir():
-        reason = f"no {profile.name} pool at {home} (add an account with `credrot accounts add`)"
+        reason = (
+            f"no accounts configured for {profile.name} ({home} does not exist; "
+            "add one with `credrot accounts add`)"
+        )
         return _fallback(out, args.fallback_message, reason)
 
     reviews, failure = _ask(args, profile, home, template, plan, deadline)

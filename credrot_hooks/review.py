@@ -421,8 +421,20 @@ def when(moment: datetime, now: datetime | None = None) -> str:
 def unavailable_reason(
     tool: str, status: PoolStatus | None, error: str | None, now: datetime | None = None
 ) -> str:
-    """Why no account could answer, in a few words for one line."""
-    if status is not None and (status.total == 0 or not status.usable):
+    """Why no account could answer, in a few words for one line. A pool with nothing
+    in it (or nothing valid) is said to be unconfigured, never spent."""
+    if status is not None and status.total == 0:
+        return f"no accounts configured for {tool} (add one with `credrot accounts add`)"
+    if (
+        status is not None
+        and not status.usable
+        and all(kind == "invalid" for kind, _until, _why in status.unusable.values())
+    ):
+        return (
+            f"no accounts configured for {tool}: none of the {status.total} is a valid "
+            "credential (see `credrot doctor`)"
+        )
+    if status is not None and not status.usable:
         text = status.headline(tool)
         if status.first_reset is None or status.total == 0:
             return text

@@ -26,6 +26,7 @@ from credrot_sim.creds import (
     _SPECS,
     _Spec,
 )
+from credrot_sim.families import REUSED, RefreshGuard, check_refresh, revoke, spend, spent_owner
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs start-up time
 if TYPE_CHECKING:
@@ -277,7 +278,7 @@ class SimBackend(SimStore):
         self, spec: _Spec, argv: list[str], prompt: str, cred_path: Path, extra: dict[str, Any]
     ) -> _Decision:
         """Decide one call of ``spec``'s tool against the shared state; apply file effects."""
-        with self._transaction() as state:
+        with RefreshGuard(spec, cred_path), self._transaction() as state:
             d = _Decision()
             found = spec.read(cred_path)
             if found is None:
@@ -321,7 +322,10 @@ class SimBackend(SimStore):
         if name is None:  # the API answers 401; the CLI tries one refresh
             name = state["refresh_tokens"].get(refresh)
             if name is None:
-                d.outcome = "auth"
+                d.account = spent_owner(state, refresh) if spec.rotates_refresh else None
+                if d.account is not None:  # a spent single-use token: the family is revoked
+                    revoke(state, d.account)
+                d.outcome = "auth" if d.account is None else REUSED
                 return
             forced = True
         d.account = name
@@ -343,6 +347,9 @@ class SimBackend(SimStore):
                 d.outcome = "refresh_fail"
                 if spec.refresh_fail_deletes:  # qwen deletes the file
                     cred_path.unlink(missing_ok=True)  # only the link when it is one
+                return
+            if not check_refresh(state, spec, name, refresh):
+                d.outcome = REUSED  # refused, and every token of the account revoked
                 return
             self._refresh(state, spec, name, refresh, cred, cred_path)
             d.refreshed = True
@@ -380,7 +387,7 @@ class SimBackend(SimStore):
         """New access token (and refresh token where it rotates), written the tool's way."""
         if spec.rotates_refresh:
             self._issue(state, name, None, _new_token())
-            state["refresh_tokens"].pop(old_refresh, None)  # the old one is spent
+            spend(state, name, old_refresh)  # single-use: presenting it again revokes
         else:
             self._issue(state, name)
         acc = state["accounts"][name]

@@ -33,6 +33,7 @@ from credrot_sim.texts import (
     CODEX_NO_CREDENTIAL_TEXT,
     CODEX_RATE_LIMIT_TEXT,
     CODEX_REFRESH_FAIL_TEXT,
+    CODEX_REFRESH_REUSED_TEXT,
     GEMINI_AUTH_TEXT,
     GEMINI_CONNECTION_TEXT,
     GEMINI_MANUAL_AUTH_TEXT,
@@ -154,6 +155,7 @@ def _other_error(spec: _Spec, d: _Decision) -> tuple[str, int]:
             "rate_limit": CLAUDE_RATE_LIMIT_TEXT,
             "auth": CLAUDE_AUTH_TEXT,
             "refresh_fail": CLAUDE_REFRESH_FAIL_TEXT,
+            "refresh_reused": CLAUDE_REFRESH_FAIL_TEXT,  # the token endpoint refuses it
             "no_credential": CLAUDE_NO_CREDENTIAL_TEXT,
             "connection_error": CLAUDE_CONNECTION_TEXT,
         },
@@ -161,6 +163,7 @@ def _other_error(spec: _Spec, d: _Decision) -> tuple[str, int]:
             "rate_limit": CODEX_RATE_LIMIT_TEXT,
             "auth": CODEX_AUTH_TEXT,
             "refresh_fail": CODEX_REFRESH_FAIL_TEXT,
+            "refresh_reused": CODEX_REFRESH_REUSED_TEXT,
             "no_credential": CODEX_NO_CREDENTIAL_TEXT,
             "connection_error": CODEX_CONNECTION_TEXT,
         },

@@ -191,6 +191,13 @@ CODEX_REUSED_TEXT = (
 )
 
 
+#: The genuine CLI's answer to a spent single-use refresh token (the account is revoked).
+CODEX_REFRESH_REUSED_TEXT = (
+    "Your access token could not be refreshed because your refresh token was already "
+    "used. Please log out and sign in again."
+)
+
+
 CODEX_REFRESH_FAIL_TEXT = (
     "Your access token could not be refreshed because your refresh token has expired. "
     "Please log out and sign in again."

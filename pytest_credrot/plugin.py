@@ -15,6 +15,7 @@ one of the fixtures.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from credrot.manager import AccountManager
     from credrot.wrapper import Wrapper
 
+from pytest_credrot.preflight import UNCONFIGURED_HELP, UNCONFIGURED_MODES
 from pytest_credrot.runtime import (
     _RUNTIME,
     Runtime,
@@ -70,6 +72,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("max-retries", "N", MAX_RETRIES_HELP),
         ("timeout", "SECONDS", TIMEOUT_HELP),
         ("exhausted", "|".join(MODES), EXHAUSTED_HELP),
+        ("unconfigured", "|".join(UNCONFIGURED_MODES), UNCONFIGURED_HELP),
     ):
         key = "credrot_" + name.replace("-", "_")
         group.addoption(f"--credrot-{name}", dest=key, metavar=metavar, help=help_text)
@@ -127,7 +130,14 @@ def read_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(
             f"credrot_exhausted must be one of {', '.join(MODES)} (got {exhausted_text!r})"
         )
-    return Settings(tool, home, max_retries, timeout, exhausted)
+    unconfigured_text, _ = _raw(config, "credrot_unconfigured")
+    unconfigured = (unconfigured_text or "error").strip().lower()
+    if unconfigured not in UNCONFIGURED_MODES:
+        raise pytest.UsageError(
+            f"credrot_unconfigured must be one of {', '.join(UNCONFIGURED_MODES)} "
+            f"(got {unconfigured_text!r})"
+        )
+    return Settings(tool, home, max_retries, timeout, exhausted, unconfigured)
 
 
 def check_tool(tool: str) -> None:
@@ -140,7 +150,27 @@ def check_tool(tool: str) -> None:
         raise pytest.UsageError(f"credrot_tool: {exc}") from None
 
 
+SPACE_FORM_WARNING = (
+    "credrot: --credrot-home {path} (space form): pytest also takes {path} as a test path, "
+    "which moves its rootdir, so your pytest.ini/pyproject.toml settings are ignored; "
+    "write --credrot-home={path}"
+)
+
+
+def warn_space_form(config: pytest.Config) -> None:
+    """``--credrot-home DIR`` puts DIR among the arguments pytest finds its rootdir from
+    (it does so before any plugin option is known); the ``=`` form does not."""
+    args = list(config.invocation_params.args)
+    for flag, value in itertools.pairwise(args):
+        if flag == "--credrot-home" and os.path.isdir(value):
+            config.issue_config_time_warning(
+                pytest.PytestConfigWarning(SPACE_FORM_WARNING.format(path=value)), stacklevel=2
+            )
+            return
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    warn_space_form(config)
     config.addinivalue_line(
         "markers",
         f"{MARKER}: the test calls the AI CLI through credrot "

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from credrot.manager import AccountManager
     from credrot.wrapper import Wrapper, WrapperResult
 
+from pytest_credrot.preflight import refuse, unconfigured
 from pytest_credrot.tally import (
     _TAKEN_OUT,
     _VERBS,
@@ -98,6 +99,7 @@ class Runtime:
         self.quota_tests: dict[str, int] = {}
         self.current: pytest.Item | None = None
         self.item_hooks: _ItemHooks | None = None
+        self.configured: set[tuple[str, str]] = set()
         self._header_checked = False
         self._header_line: str | None = None
 
@@ -129,6 +131,7 @@ class Runtime:
         home = kwargs.pop("home", None)
         manager = self.manager(tool, home)
         self.observe(manager)
+        self.require_configured(manager)
         options: dict[str, Any] = {
             "max_retries": self.settings.max_retries,
             "timeout": self.settings.timeout,
@@ -145,6 +148,17 @@ class Runtime:
         if custom is not None and custom is not manager:
             self.observe(custom)
         return wrapper
+
+    def require_configured(self, manager: AccountManager) -> None:
+        """Stop a test whose pool cannot answer at all (checked until it once can)."""
+        key = (manager.profile.name, str(manager.home))
+        if key in self.configured:
+            return
+        status = manager.pool_status()
+        reason = unconfigured(manager, status)
+        if reason is not None:
+            refuse(reason, self.settings.unconfigured)
+        self.configured.add(key)
 
     def tally(self, manager: AccountManager) -> _Tally:
         key = (manager.profile.name, str(manager.home))

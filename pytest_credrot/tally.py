@@ -63,6 +63,7 @@ class Settings:
     max_retries: int
     timeout: float
     exhausted: str
+    unconfigured: str = "error"
 
 
 @dataclass

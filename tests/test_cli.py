@@ -317,7 +317,7 @@ def test_stats_text_json_and_prometheus(
     assert all(name.startswith("credrot_") for name in names)
     for family in text_string_to_metric_families(prom.stdout):
         for s in family.samples:
-            assert set(s.labels) <= {"tool", "account", "status"}
+            assert set(s.labels) <= {"tool", "account", "status", "window"}
 
     out = tmp_path / "textfile" / "credrot.prom"
     out.parent.mkdir()
@@ -354,10 +354,20 @@ def test_run_rotates_and_exits_3_when_every_account_is_spent(sim: SimPool) -> No
     second = invoke(args)
     assert second.exit_code == 0
     assert "from b" in second.stdout
-    assert second.stderr == ""  # only the final attempt's output is printed
+    # only the final attempt's output is printed; the switch is said in one line
+    assert second.stderr == "credrot: account #1 spent (resets 00:00 UTC); trying #2\n"
     third = invoke(args)
     assert third.exit_code == 3
-    assert "credrot: error: no usable account: all 2 qwen accounts are unusable" in third.stderr
+    lines = third.stderr.splitlines()
+    assert lines[:2] == [
+        "credrot: account #2 spent (resets 00:00 UTC); no other usable account",
+        "qwen: Qwen OAuth quota exceeded: Your free daily quota has been reached.",
+    ]
+    assert lines[2].startswith("credrot: error: no usable account: all 2 qwen accounts are")
+    assert len(lines) == 3
+    assert "at file://" not in third.stderr and "critical error" not in third.stderr
+    debug = invoke(["--debug", *args])
+    assert debug.exit_code == 3  # remembered spent: no run, nothing of the tool's to show
     before = len(sim.backend.calls())
     fourth = invoke(args)
     assert fourth.exit_code == 3

@@ -154,7 +154,10 @@ ERRORS = [
         "not valid YAML (line 1, column 13: expected ',' or ']', but got '<stream end>')",
     ),
     ("- a\n- b\n", "(top level): expected a mapping with a 'tools' key"),
-    ("tool: {}\n", "tool: expected only 'tools' (and 'version') at the top level"),
+    (
+        "tool: {}\n",
+        "tool: expected only 'tools', 'limits', 'notify', 'store' (and 'version') at the top level",
+    ),
     ("version: 2\n", "version: expected 1"),
     ("tools: [x]\n", "tools: expected a mapping of tool name to its description"),
     (

@@ -249,20 +249,61 @@ def test_other_tool_errors_are_ordinary_failures(pytester: pytest.Pytester, sim:
     assert_no_canary(result)
 
 
-def test_empty_or_missing_pool(pytester: pytest.Pytester, tmp_path: Path) -> None:
+WRONG_POOL_TESTS = """
+from pathlib import Path
+
+def test_ask(qwen):
+    Path("body-ran").write_text("x")
+
+def test_factory_in_the_body(credrot_wrapper):
+    credrot_wrapper().call("hi")
+    Path("body-ran").write_text("x")
+"""
+
+
+@pytest.mark.parametrize("pool", ["missing", "empty", "invalid"])
+def test_a_wrong_pool_is_a_configuration_error_not_a_spent_pool(
+    pytester: pytest.Pytester, tmp_path: Path, pool: str
+) -> None:
     home = tmp_path / "nowhere"
-    pytester.makepyfile(
-        test_none="""
-        def test_ask(qwen):
-            qwen("hi")
-        """
-    )
-    result = pytester.runpytest(f"--credrot-home={home}", "-rx")
-    result.assert_outcomes(xfailed=1)
-    assert f"credrot: tool qwen, home {home}, 0/0 accounts usable" in result.outlines
-    assert f"XFAIL test_none.py::test_ask - credrot: no qwen accounts in {home}" in "\n".join(
-        result.outlines
-    )
+    if pool != "missing":
+        (home / "accounts").mkdir(parents=True)
+    if pool == "invalid":
+        (home / "accounts" / "oauth_creds_1.json").write_text('{"nothing": "useful"}')
+    pytester.makepyfile(test_none=WRONG_POOL_TESTS)
+    result = pytester.runpytest(f"--credrot-home={home}", "-rEfx")
+    result.assert_outcomes(errors=1, failed=1)
+    why = {
+        "missing": f"the qwen pool {home} does not exist",
+        "empty": f"no qwen accounts in {home}",
+        "invalid": f"none of the 1 qwen accounts in {home} is a valid credential",
+    }[pool]
+    lines = "\n".join(result.outlines)
+    assert "ERROR at setup of test_ask" in lines
+    assert "FAILED test_none.py::test_factory_in_the_body" in lines
+    assert lines.count(f"credrot: configuration error: {why}") == 2
+    assert "xfail" not in lines.lower().replace("tests xfailed for quota: 0", "")
+    assert result.ret != 0
+    assert not (pytester.path / "body-ran").exists()
+    assert not home.exists() or pool != "missing"  # nothing created where nothing was
+
+
+@pytest.mark.parametrize("how", ["ini", "flag"])
+def test_a_wrong_pool_is_skipped_only_when_asked(
+    pytester: pytest.Pytester, tmp_path: Path, how: str
+) -> None:
+    home = tmp_path / "nowhere"
+    pytester.makepyfile(test_none=WRONG_POOL_TESTS)
+    if how == "ini":
+        pytester.makeini(f"[pytest]\ncredrot_home = {home}\ncredrot_unconfigured = skip\n")
+        args: list[str] = []
+    else:
+        args = [f"--credrot-home={home}", "--credrot-unconfigured=skip"]
+    result = pytester.runpytest("-rs", *args)
+    result.assert_outcomes(skipped=2)
+    assert result.ret == 0
+    assert f"credrot: configuration error: the qwen pool {home} does not exist" in output(result)
+    assert pytester.runpytest("--credrot-unconfigured=maybe").ret == pytest.ExitCode.USAGE_ERROR
 
 
 # --------------------------------------------------------------------------- marker
@@ -536,3 +577,27 @@ def test_header_is_cached_while_the_pool_is_unchanged(
     entry["until"] = 0
     entry_path.write_text(json.dumps(entry))
     assert expect.format(1) in pytester.runpytest().outlines
+
+
+def test_space_form_of_credrot_home_warns_that_the_ini_file_is_ignored(
+    pytester: pytest.Pytester, sim: SimPool, tmp_path: Path
+) -> None:
+    sim.add()
+    project = pytester.mkdir("project")
+    (project / "pytest.ini").write_text("[pytest]\ncredrot_max_retries = 3\n")
+    (project / "test_it.py").write_text(
+        "def test_retries(qwen):\n    assert qwen.max_retries == 3\n"
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        spaced = pytester.runpytest_subprocess("--credrot-home", str(sim.home))
+        joined = pytester.runpytest_subprocess(f"--credrot-home={sim.home}")
+    warning = (
+        f"credrot: --credrot-home {sim.home} (space form): pytest also takes {sim.home} as a "
+        "test path, which moves its rootdir"
+    )
+    assert warning in output(spaced)
+    assert f"write --credrot-home={sim.home}" in output(spaced)
+    spaced.assert_outcomes(failed=1)  # the ini file was indeed not read
+    joined.assert_outcomes(passed=1)
+    assert "space form" not in output(joined)

@@ -38,3 +38,47 @@ def test_the_python_example_uses_the_public_api() -> None:
     import credrot
 
     assert credrot.QwenWrapper.__name__ == "QwenWrapper"
+
+
+def _runnable(block: str) -> list[str]:
+    """The block's commands, comments cut, without the logins (they need a human)."""
+    lines = [line.split("  #")[0].strip() for line in block.splitlines()]
+    return [line for line in lines if line and "--setup" not in line and "accounts add" not in line]
+
+
+def test_the_usage_examples_run_against_credrot_sim(tmp_path: Path) -> None:
+    """`credrot sim` as "See it work" shows it, then every usage example in one shell."""
+    import os
+    import subprocess
+    import sys
+
+    bash = _blocks("bash")
+    (sim_block,) = [b for b in bash if "credrot sim" in b]
+    manage = next(b for b in bash if b.startswith("account-qwen --list"))
+    command_line = next(b for b in bash if b.startswith("credrot accounts add --count 3"))
+    (python_example,) = [b for b in _blocks("python") if "QwenWrapper" in b]
+    where = tmp_path / "try"
+    commands = [line.replace("/tmp/credrot-try", str(where)) for line in _runnable(sim_block)]
+    commands += _runnable(manage) + _runnable(command_line)
+    (tmp_path / "example.py").write_text(python_example, encoding="utf-8")
+    commands.append(f"{sys.executable} {tmp_path / 'example.py'}")
+    script = "set -e\n" + "\n".join(f"echo '$ {c}'; {c}" for c in commands) + "\n"
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    proc = subprocess.run(
+        ["bash", "-c", script],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert f"qwen accounts in {where / 'home'} (3, 3 usable; * = active)" in out
+    assert "switched to account #3" in out
+    assert "Simulated qwen answer from account" in out
+    assert "Analysis unavailable" not in out
+    assert (where / "home" / "accounts" / "oauth_creds_3.json").is_file()

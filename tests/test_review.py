@@ -293,7 +293,9 @@ def test_mixed_and_single_reasons() -> None:
         "the only qwen account is exhausted until 00:00 UTC"
     )
     empty = PoolStatus(0, [], {}, None)
-    assert "no qwen accounts in the pool" in review.unavailable_reason("qwen", empty, None)
+    assert review.unavailable_reason("qwen", empty, None).startswith(
+        "no accounts configured for qwen"
+    )
 
 
 def test_error_reasons() -> None:

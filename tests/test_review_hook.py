@@ -266,9 +266,20 @@ def test_no_pool_falls_back(
 ) -> None:
     files = stage(repo, {"a.py": "a = 1\n"})
     code, out = run(["--home", str(tmp_path / "nowhere"), *files], capsys)
-    assert code == 0 and "no qwen pool at" in out and "commit not blocked" in out
+    nowhere = tmp_path / "nowhere"
+    assert code == 0 and out.startswith(
+        f"qwen-review: skipped \N{EM DASH} no accounts configured for qwen "
+        f"({nowhere} does not exist"
+    )
+    assert "commit not blocked" in out and "exhausted" not in out
     code, out = run(files, capsys)  # the home exists but holds no account
-    assert code == 0 and "no qwen accounts in the pool" in out
+    assert code == 0 and "no accounts configured for qwen (add one" in out
+    assert "exhausted" not in out
+    (sim.home / "accounts").mkdir(exist_ok=True)
+    (sim.home / "accounts" / "oauth_creds_1.json").write_text('{"not": "a credential"}')
+    code, out = run(files, capsys)  # accounts, but none valid
+    assert code == 0 and "no accounts configured for qwen: none of the 1 is a valid" in out
+    assert "exhausted" not in out
 
 
 def test_timeout_falls_back_within_the_budget(

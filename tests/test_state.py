@@ -155,3 +155,35 @@ def test_calls_today_start_again_on_a_new_utc_day() -> None:
 def test_state_dataclasses_compare_by_value() -> None:
     one: dict[str, Any] = {"calls": 2, "reason": "x"}
     assert st.AccountState(**one) == st.AccountState(**one)
+
+
+@pytest.mark.parametrize(
+    ("change", "durable"),
+    [
+        (lambda s: s.account(3).count_call(time.time()), False),
+        (lambda s: setattr(s.account(1), "successes", 9), False),
+        (lambda s: setattr(s, "pool_exhausted", 1), False),
+        (lambda s: setattr(s.account(3), "status", st.NEEDS_LOGIN), True),
+        (lambda s: setattr(s.account(10), "until", 3e9), True),
+        (lambda s: setattr(s, "current", 1), True),
+        (lambda s: s.account(4), True),
+        (lambda s: s.accounts.__delitem__(1), True),
+    ],
+)
+def test_only_more_than_counters_is_a_durable_change(
+    tmp_path: Path, change: Any, durable: bool
+) -> None:
+    path = tmp_path / "state.yaml"
+    st.save_state(path, sample_state())
+    loaded, _ = st.load_state(path)
+    assert loaded is not None
+    assert not loaded.durable_change()
+    change(loaded)
+    assert loaded.durable_change() is durable
+    st.save_state(path, loaded)
+    again, _ = st.load_state(path)
+    assert again == loaded  # written either way
+
+
+def test_a_state_not_read_from_a_file_is_always_durable() -> None:
+    assert sample_state().durable_change()

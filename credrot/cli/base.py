@@ -150,7 +150,7 @@ def _manager(ctx: click.Context, tool: str | None = None) -> AccountManager:
         profile = get_profile(tool)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="'--tool'") from None
-    manager = AccountManager(tool=profile, home=root.get("home"))
+    manager = AccountManager(tool=profile, home=root.get("home"), store=root.get("store"))
     ctx.meta.setdefault(_MANAGERS, []).append(manager)
     return manager
 

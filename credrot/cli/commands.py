@@ -1,4 +1,4 @@
-"""``credrot stats|doctor|run|demo``."""
+"""``credrot stats|doctor|demo``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,9 @@ from credrot.cli.base import (
     CONTEXT,
     EXIT_ERROR,
     EXIT_OK,
-    EXIT_UNUSABLE,
     _Command,
     _configure_logging,
     _manager,
-    _say_error,
-    _stdin_bytes,
-    _stdin_is_terminal,
 )
 
 
@@ -123,66 +119,6 @@ def doctor(ctx: click.Context, fix: bool, as_json: bool, skip_tool: bool) -> int
     else:
         click.echo("no problems found")
     return EXIT_ERROR if errors else EXIT_OK
-
-
-@click.command(
-    cls=_Command,
-    context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_interspersed_args": False},
-    short_help="Run the tool on a usable account, rotating.",
-)
-@click.option(
-    "--tool", "run_tool", default=None, metavar="TOOL", help="Overrides the global --tool."
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.1),
-    default=300.0,
-    show_default=True,
-    help="Seconds per attempt; the tool's whole process group is stopped after it.",
-)
-@click.option(
-    "--max-retries",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="At most this many tool runs.",
-)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_context
-def run(
-    ctx: click.Context,
-    run_tool: str | None,
-    timeout: float,
-    max_retries: int,
-    args: tuple[str, ...],
-) -> int:
-    """Run the tool with ARGS on a usable account, rotating when one is spent.
-
-    \b
-    Example: git diff | credrot run -- -p "review this diff"
-    Stdin is passed through; the final attempt's output is printed. The exit code is
-    the tool's, or 3 when no account is usable.
-    """
-    from credrot.wrapper import Wrapper
-
-    manager = _manager(ctx, run_tool)
-    data: bytes | None = None
-    if not _stdin_is_terminal():
-        data = _stdin_bytes()
-    wrapper = Wrapper(manager.profile, manager=manager, max_retries=max_retries, timeout=timeout)
-    result = wrapper.run_args(list(args), stdin=data)
-    if result.output:
-        click.echo(result.output, nl=False)
-    if result.stderr:
-        click.echo(result.stderr, nl=False, err=True)
-    if result.pool_exhausted:
-        _say_error(result.error or "no usable account")
-        return EXIT_UNUSABLE
-    if result.success:
-        return result.exit_code or EXIT_OK
-    if result.error:
-        _say_error(result.error)
-    return result.exit_code or EXIT_ERROR
 
 
 @click.command(

@@ -14,7 +14,10 @@ from credrot.cli.base import (
     _Group,
     _main,
 )
-from credrot.cli.commands import demo, doctor, run, stats
+from credrot.cli.commands import demo, doctor, stats
+from credrot.cli.runner import run
+from credrot.cli.sim import sim
+from credrot.cli.view import top, watch
 
 
 # ------------------------------------------------------------------ credrot
@@ -32,11 +35,18 @@ from credrot.cli.commands import demo, doctor, run, stats
     metavar="DIR",
     help="The tool's home holding the pool (default: $QWEN_HOME, else ~/.qwen).",
 )
+@click.option(
+    "--store",
+    default=None,
+    envvar="CREDROT_STORE",
+    metavar="URL",
+    help="Share the pool through redis://HOST:PORT/DB (default: file, or the config's store).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
 @click.version_option(
     __version__, "-V", "--version", prog_name="credrot", message="%(prog)s %(version)s"
 )
-def cli(tool: str, home: str | None, debug: bool) -> None:
+def cli(tool: str, home: str | None, store: str | None, debug: bool) -> None:
     """Keep several accounts of a quota-limited AI CLI and rotate between them.
 
     \b
@@ -47,7 +57,7 @@ def cli(tool: str, home: str | None, debug: bool) -> None:
     """
 
 
-for _command in (accounts, stats, doctor, run, demo):
+for _command in (accounts, stats, doctor, run, demo, sim, top, watch):
     cli.add_command(_command)
 
 

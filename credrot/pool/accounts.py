@@ -10,7 +10,7 @@ from pathlib import Path
 
 from credrot import state as st
 from credrot.errors import AccountNotFound, ConfigError, DuplicateAccount, InvalidCredential
-from credrot.fsutil import atomic_write
+from credrot.fsutil import NotARegularFile, atomic_write, read_regular
 from credrot.pool import pointer, select
 from credrot.pool.context import Pool
 from credrot.pool.layout import TRASH_DIR
@@ -30,9 +30,9 @@ def save_refreshed(pool: Pool, index: int, original: bytes, refreshed: bytes) ->
         return False
     slot = pool.layout.slot_path(index)
     try:
-        now_raw = slot.read_bytes()
-    except FileNotFoundError:
-        return False  # the account was removed meanwhile; don't resurrect it
+        now_raw = read_regular(slot)
+    except (FileNotFoundError, NotARegularFile):
+        return False  # the account was removed (or replaced by a stranger) meanwhile
     if now_raw == refreshed:
         return False
     if now_raw != original:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from credrot import state as st
+from credrot import windows
 from credrot.kinds import AccountStatus
 from credrot.pool.layout import Layout
 from credrot.pool.slots import Slots
@@ -37,6 +38,7 @@ class Pool:
         lock_timeout: float,
         in_memory_fallback: bool,
         plugins: tuple[object, ...],
+        store: str | None = None,
     ) -> None:
         self.profile = profile
         self.home = home
@@ -51,9 +53,37 @@ class Pool:
             notice=self.notice,
             rebuild=self.rebuild,
         )
+        self._attach_shared(store)
         self._plugins = plugins
         self._events: Events | None = None
         self._reported_invalid: set[tuple[int, str | None]] = set()
+        self._limits: tuple[float, windows.Limits] | None = None
+        #: Limits set in code (tests, embedding programs); None: the config file's.
+        self.limits_override: windows.Limits | None = None
+
+    @property
+    def limits(self) -> windows.Limits:
+        """Caps and ``rotate_at`` for this tool: the config file's ``limits:`` section,
+        looked at again at most once a second."""
+        if self.limits_override is not None:
+            return self.limits_override
+        now = time.monotonic()
+        if self._limits is None or now - self._limits[0] > 1.0:
+            from credrot.limits import load_limits
+
+            self._limits = (now, load_limits(self.profile.name))
+        return self._limits[1]
+
+    def _attach_shared(self, store: str | None) -> None:
+        """Mirror the pool into a shared store when one is set (``store=``,
+        ``$CREDROT_STORE`` or the config's ``store:``); the file store alone otherwise."""
+        from credrot.remote.settings import resolve
+
+        settings = resolve(store)
+        if settings is not None:
+            from credrot.remote.shared import SharedPool
+
+            self.store.shared = SharedPool(self, settings)
 
     @property
     def events(self) -> Events:
@@ -94,5 +124,7 @@ class Pool:
         acct = state.accounts.get(index)
         when = time.time() if now is None else now
         if acct is not None and acct.effective_status(when) is not AccountStatus.READY:
+            return False
+        if acct is not None and windows.blocked(acct, index, when, self.limits) is not None:
             return False
         return self.valid(index)

@@ -22,6 +22,8 @@ TRASH_DIR = "trash"
 BACKUP_DIR = "backups"
 #: Private call homes, one per running attempt: ``<pid>-<slot>-<random>``.
 RUN_DIR = ".credrot-run"
+#: One refresh lease file per account, ``<N>.lease`` (never deleted: see pool/refresh).
+LEASE_DIR = ".credrot-leases"
 #: Entries of the real home that a private call home never links.
 POOL_ENTRIES = frozenset(
     {
@@ -31,6 +33,7 @@ POOL_ENTRIES = frozenset(
         LOG_FILE + ".1",
         LOCK_FILE,
         RUN_DIR,
+        LEASE_DIR,
         TRASH_DIR,
         BACKUP_DIR,
     }
@@ -74,6 +77,10 @@ class Layout:
     @functools.cached_property
     def run_dir(self) -> Path:
         return self.home / RUN_DIR
+
+    @functools.cached_property
+    def lease_dir(self) -> Path:
+        return self.home / LEASE_DIR
 
     @functools.cached_property
     def trash_dir(self) -> Path:

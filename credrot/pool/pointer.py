@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from credrot import state as st
-from credrot.fsutil import atomic_write, temp_name
+from credrot.fsutil import NotARegularFile, atomic_write, read_regular, temp_name
 from credrot.kinds import TOOL_LOCK_FRESH
 from credrot.pool import select
 from credrot.pool.context import Pool
@@ -71,7 +71,7 @@ def link(pool: Pool, index: int, state: st.PoolState, *, adopt: bool = True) -> 
         raise
     # A running CLI reloads the credential only when its mtime is newer.
     with suppress(OSError):
-        os.utime(pool.layout.slot_path(index))
+        os.utime(pool.layout.slot_path(index), follow_symlinks=False)
         pool.slots.touched(index)
 
 
@@ -115,7 +115,13 @@ def adopt_file(pool: Pool, state: st.PoolState) -> int | None:
         return None
     if stat.S_ISLNK(s.st_mode) or not stat.S_ISREG(s.st_mode):
         return None
-    raw = layout.pointer.read_bytes()
+    try:
+        raw = read_regular(layout.pointer)
+    except NotARegularFile as exc:
+        pool.notice(f"{layout.pointer} is {exc.reason}; left as it is")
+        return None
+    except FileNotFoundError:
+        return None
     data, why = profile.parse_credential(raw)
     slots = pool.slots.listing()
     if data is None:
@@ -136,8 +142,11 @@ def adopt_file(pool: Pool, state: st.PoolState) -> int | None:
         pool.events.audit("adopted", to=None, reason=f"unowned credential kept as {dest.name}")
         return None
     slot = layout.slot_path(owner)
-    if slot.exists():
-        old = slot.read_bytes()
+    try:
+        old: bytes | None = read_regular(slot)
+    except (FileNotFoundError, NotARegularFile):
+        old = None  # nothing there, or nothing a credential can be: replaced, not followed
+    if old is not None:
         if old == raw:
             return owner
         old_data, _ = profile.parse_credential(old)

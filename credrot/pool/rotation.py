@@ -10,14 +10,21 @@ once.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from credrot import state as st
+from credrot import windows
 from credrot.errors import AccountNotFound, ConfigError, InvalidCredential
 from credrot.kinds import AccountStatus, Outcome, OutcomeKind
-from credrot.pool import accounts, marking, pointer, select
+from credrot.pool import accounts, marking, pointer, refresh, select, upkeep
 from credrot.pool.context import Pool
+from credrot.pool.refresh import RefreshLease
+
+if TYPE_CHECKING:
+    from credrot.telemetry import Reading
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class Lease:
     data: dict[str, object]
     #: When the attempt was given the account (epoch seconds).
     started: float
+    #: The tool will refresh this token during the call (see :mod:`.refresh`).
+    refresh_due: bool = False
 
 
 def switch_to(pool: Pool, index: int) -> int:
@@ -79,7 +88,48 @@ def lease(pool: Pool, exclude: frozenset[int] | set[int] = frozenset()) -> Lease
             exclude = {*exclude, choice}  # vanished or damaged since it was listed
         if choice != state.current:
             pointer.switch(pool, state, choice, reason)
-        return Lease(choice, slot.raw, slot.data, now)
+        last = state.account(choice).last_outcome
+        pool.store.began(choice, now)
+        return Lease(
+            choice, slot.raw, slot.data, now, refresh.due(pool.profile, slot.data, last, now)
+        )
+
+
+def hold_refresh(
+    pool: Pool, got: Lease, deadline: float
+) -> tuple[Lease, RefreshLease | None] | None:
+    """Take the account's refresh lease when the call will refresh its token.
+
+    Returns the lease to run on (re-read after the wait: the holder before may have
+    refreshed the token, then no lease is kept) and the refresh lease if still held;
+    None when the wait outlasted ``deadline`` or the account became unusable meanwhile.
+    """
+    if not got.refresh_due:
+        return got, None
+    held = RefreshLease(pool.layout, got.index)
+    if not held.acquire(deadline):
+        return None
+    try:
+        upkeep.reap_call_homes(pool)  # a dead holder's refreshed token reaches its slot
+        fresh = _reread(pool, got.index)
+    except BaseException:
+        held.release()
+        raise
+    if fresh is None or not fresh.refresh_due:
+        held.release()
+        return None if fresh is None else (fresh, None)
+    return fresh, held
+
+
+def _reread(pool: Pool, index: int) -> Lease | None:
+    with pool.store.transaction() as state:
+        now = time.time()
+        slot = pool.slots.read(index)
+        if slot.raw is None or slot.data is None or not pool.usable(state, index, now):
+            return None
+        last = state.account(index).last_outcome
+        due = refresh.due(pool.profile, slot.data, last, now)
+        return Lease(index, slot.raw, slot.data, now, due)
 
 
 def settle(
@@ -92,6 +142,8 @@ def settle(
     mark: bool = True,
     count_call: bool = True,
     until: datetime | None = None,
+    started: float | None = None,
+    readings: Sequence[Reading] = (),
 ) -> int | None:
     """Record what an attempt on ``index`` found, in one transaction with the write-back
     of a token the tool refreshed meanwhile; move the pool off a spent account.
@@ -107,6 +159,16 @@ def settle(
         spent = marking.apply(
             acct, outcome, pool.profile, now, count_call=count_call, until=until, mark=mark
         )
+        windows.after_call(
+            acct,
+            index,
+            outcome,
+            now,
+            started=started,
+            limits=pool.limits,
+            readings=readings,
+            counted=count_call,
+        )
         if outcome.kind is OutcomeKind.OK and before is not AccountStatus.READY:
             pool.events.audit("recovered", to=index, reason="call succeeded")
         if spent:
@@ -119,6 +181,7 @@ def settle(
                     pointer.switch(pool, state, nxt, outcome.kind.value)
                 elif nxt is not None:
                     state.current = nxt
+        pool.store.ended(index)
         return state.current
 
 
@@ -152,6 +215,7 @@ def reset(pool: Pool, index: int | None = None) -> list[int]:
         targets = [index] if index is not None else list(slots)
         for i in targets:
             marking.set_status(state.account(i), AccountStatus.READY, None, "")
+            windows.heal(state.account(i), None)  # every window's mark goes too
             pool.events.audit("reset", to=i, reason="manual reset")
         return targets
 

@@ -5,6 +5,13 @@ asks for both: the listing on the directory's (inode, mtime) — trusted only on
 mtime is older than the filesystem's timestamp granularity, so a change made by another
 process in the same clock tick is never missed — and each parsed credential on the
 file's (inode, size, mtime).
+
+A slot must be a regular file of at most 1 MiB under its one canonical name
+(``oauth_creds_1.json``, never ``_01``; numbers start at 1). Anything else planted in
+``accounts/`` — a FIFO, socket, device, directory or a symbolic link leading out of the
+home — is listed as invalid with the reason and never opened in a way that blocks or
+follows it; another spelling of a number is reported and ignored, so directory order
+can never decide which file an account is.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from credrot.fsutil import NotARegularFile, read_regular
 from credrot.pool.layout import Layout
 from credrot.profile import ToolProfile
 
@@ -68,8 +76,18 @@ class Slots:
                         f"{self.profile.account_stem}_<number>{self.profile.account_suffix}"
                     )
                 continue
-            if index > 0:
-                found[index] = Path(entry.path)
+            canonical = self.layout.slot_name(index) if index > 0 else None
+            if entry.name != canonical:
+                self._notice(
+                    f"ignoring {entry.path}: "
+                    + (
+                        f"not the canonical name {canonical} of account #{index}"
+                        if canonical
+                        else "account numbers start at 1"
+                    )
+                )
+                continue
+            found[index] = Path(entry.path)
         result = dict(sorted(found.items()))
         settled = time.time_ns() - st_dir.st_mtime_ns > 50_000_000
         self._listing = (key, result) if settled else None
@@ -79,7 +97,7 @@ class Slots:
         """The slot's credential, parsed once per version of the file."""
         path = self.layout.slot_path(index)
         try:
-            s = path.stat()
+            s = os.lstat(path)
         except FileNotFoundError:
             return SlotRead(None, None, "file is missing")
         key = (s.st_ino, s.st_size, s.st_mtime_ns)
@@ -87,7 +105,11 @@ class Slots:
         if cached is not None and cached[0] == key:
             return cached[1]
         try:
-            raw = path.read_bytes()
+            raw = read_regular(path)
+        except FileNotFoundError:
+            return SlotRead(None, None, "file is missing")
+        except NotARegularFile as exc:
+            return SlotRead(None, None, f"it is {exc.reason}")
         except OSError as exc:
             return SlotRead(None, None, f"cannot be read ({exc.strerror})")
         data, why = self.profile.parse_credential(raw)
@@ -105,7 +127,7 @@ class Slots:
         if cached is None:
             return
         try:
-            s = self.layout.slot_path(index).stat()
+            s = os.lstat(self.layout.slot_path(index))
         except OSError:
             return
         if (s.st_ino, s.st_size) == cached[0][:2]:
@@ -118,7 +140,9 @@ class Slots:
         except OSError:
             return None
         index = self.layout.slot_index(os.path.basename(target))
-        if index is None:
+        # Only the link credrot writes counts: ``accounts/<slot>``, not a path that
+        # merely ends in a slot's name (``../../elsewhere/oauth_creds_2.json``).
+        if index is None or target != self.layout.rel_target(index):
             return None
         return index if self.layout.slot_path(index).exists() else None
 

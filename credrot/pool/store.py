@@ -15,12 +15,24 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from credrot import state as st
 from credrot.errors import ConfigError, ReadOnlyHome
 from credrot.fsutil import is_read_only_error
 from credrot.lock import PoolLock
 from credrot.pool.layout import Layout
+
+
+class Shared(Protocol):
+    """A store every machine shares, kept in step with the files in each transaction
+    (:class:`credrot.remote.shared.SharedPool`)."""
+
+    def pull(self, state: st.PoolState) -> None: ...
+    def push(self, state: st.PoolState) -> None: ...
+    def peek(self, state: st.PoolState) -> None: ...
+    def began(self, index: int, started: float) -> None: ...
+    def ended(self, index: int) -> None: ...
 
 
 class FileStore:
@@ -43,6 +55,9 @@ class FileStore:
         self._notice = notice
         self._rebuild = rebuild
         self._loaded_text: str | None = None
+        #: The shared store mirrored in each transaction, if the pool has one.
+        self.shared: Shared | None = None
+        self._depth = 0
 
     @property
     def in_memory(self) -> bool:
@@ -67,6 +82,12 @@ class FileStore:
     # ----------------------------------------------------------------- load/save
     def load(self) -> st.PoolState:
         """The state as it is now (no lock: a reader may see it a moment old)."""
+        state = self._load()
+        if self.shared is not None and self._depth == 0:
+            self.shared.peek(state)
+        return state
+
+    def _load(self) -> st.PoolState:
         if self._memory is not None:
             self._loaded_text = self._memory.to_text()
             return self._memory
@@ -129,10 +150,27 @@ class FileStore:
     def transaction(self, *, require_writable: bool = False) -> Iterator[st.PoolState]:
         """Lock, load once, yield the state, save it if it changed, unlock."""
         with self.locked():
-            state = self.load()
+            state = self._load()
             before = self._loaded_text
             if require_writable:
                 self.require_writable()
-            yield state
+            self._depth += 1
+            try:
+                if self.shared is not None:
+                    self.shared.pull(state)
+                yield state
+                if self.shared is not None:
+                    self.shared.push(state)
+            finally:
+                self._depth -= 1
             if before is None or state.to_text() != before:
                 self.save(state)
+
+    def began(self, index: int, started: float) -> None:
+        """A call starts on ``index`` (the shared store counts it in flight)."""
+        if self.shared is not None:
+            self.shared.began(index, started)
+
+    def ended(self, index: int) -> None:
+        if self.shared is not None:
+            self.shared.ended(index)

@@ -14,7 +14,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from credrot.errors import CredrotError
-from credrot.fsutil import STALE_TEMP, pid_alive
+from credrot.fsutil import STALE_TEMP, NotARegularFile, chmod_regular, pid_alive, read_regular
 from credrot.pool import accounts, pointer
 from credrot.pool.context import Pool
 
@@ -30,14 +30,17 @@ def repair(pool: Pool) -> list[str]:
         if before != "link" and pointer.state_of(pool) == "link":
             done.append(f"pointer was {before}; now links to account #{pool.slots.linked()}")
         for index, path in pool.slots.listing().items():
-            mode = stat.S_IMODE(path.stat().st_mode)
-            if mode & 0o077:
-                os.chmod(path, 0o600)
+            mode = chmod_regular(path, 0o600)
+            if isinstance(mode, str):
+                done.append(f"account #{index}: left alone, {path.name} is {mode}")
+            elif mode & 0o077:
                 done.append(f"account #{index}: permissions {oct(mode)} -> 0o600")
         folder = layout.accounts_dir
-        if folder.is_dir() and stat.S_IMODE(folder.stat().st_mode) & 0o077:
-            os.chmod(folder, 0o700)
-            done.append(f"{folder}: permissions -> 0o700")
+        with suppress(OSError):
+            s = os.lstat(folder)  # a link to a folder elsewhere is not the home's to chmod
+            if stat.S_ISDIR(s.st_mode) and stat.S_IMODE(s.st_mode) & 0o077:
+                os.chmod(folder, 0o700, follow_symlinks=False)
+                done.append(f"{folder}: permissions -> 0o700")
         done += clean_stale_temp(pool)
     return done
 
@@ -59,9 +62,11 @@ def clean_stale_temp(pool: Pool) -> list[str]:
             if m is None or pid_alive(int(m.group(2))):
                 continue
             if keep:
-                dest = pointer.backup(
-                    pool, Path(entry.path).read_bytes(), f"unfinished-{m.group(1)}"
-                )
+                try:
+                    raw = read_regular(entry.path)
+                except (FileNotFoundError, NotARegularFile):
+                    continue
+                dest = pointer.backup(pool, raw, f"unfinished-{m.group(1)}")
                 os.unlink(entry.path)
                 done.append(f"unfinished write {entry.name} kept as {dest}")
             else:
@@ -93,6 +98,6 @@ def reap_call_homes(pool: Pool) -> int:
         if index is not None and not pool.profile.env_kind:
             cred = pool.profile.private_home(root) / pool.profile.credential_name
             with suppress(OSError, CredrotError):
-                accounts.write_back(pool, index, b"", cred.read_bytes())
+                accounts.write_back(pool, index, b"", read_regular(cred))
         shutil.rmtree(root, ignore_errors=True)
     return len(dead)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import stat
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from credrot import state as st
+from credrot import windows
 from credrot.kinds import AccountStatus
 from credrot.pool.context import Pool
 
@@ -54,6 +55,8 @@ class AccountInfo:
     calls_today: int
     last_used: datetime | None
     token_expiry: datetime | None
+    #: Quota windows as :func:`credrot.windows.summary` shows them (plain data).
+    windows: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def usable(self) -> bool:
@@ -157,6 +160,14 @@ def list_accounts(pool: Pool) -> list[AccountInfo]:
             mode = 0
         status = acct.effective_status(now) if data is not None else AccountStatus.INVALID
         until = _utc(acct.until) if status in st.TIMED else None
+        reason = acct.reason if status != st.READY else ""
+        block = windows.blocked(acct, index, now, pool.limits) if status is st.READY else None
+        if block is not None:  # a window keeps it out: spent, at its cap, or over rotate_at
+            status, until, reason = (
+                AccountStatus.EXHAUSTED,
+                _utc(block.until),
+                block.sentence(index),
+            )
         expiry = pool.profile.expiry(data) if data is not None else None
         infos.append(
             AccountInfo(
@@ -165,7 +176,7 @@ def list_accounts(pool: Pool) -> list[AccountInfo]:
                 active=index == active,
                 status=status,
                 until=until,
-                reason=acct.reason if status != st.READY else "",
+                reason=reason,
                 valid=data is not None,
                 invalid_reason=why,
                 unsafe_permissions=bool(mode & 0o077),
@@ -177,6 +188,7 @@ def list_accounts(pool: Pool) -> list[AccountInfo]:
                 calls_today=acct.calls_on(now),
                 last_used=_utc(acct.last_used),
                 token_expiry=_utc(expiry),
+                windows=windows.summary(acct, now),
             )
         )
     return infos
@@ -212,6 +224,7 @@ def stats(pool: Pool) -> dict[str, Any]:
             "status": i.status,
             "active": i.active,
             "last_used": i.last_used.isoformat() if i.last_used else None,
+            "windows": i.windows,
         }
         for i in infos
     }

@@ -24,7 +24,30 @@ _CLAUDE_RULES = (
     ),
     Rule.of(
         OutcomeKind.QUOTA_EXHAUSTED,
-        # `You've hit your 5-hour limit`, `... weekly limit`, `... limit` (older builds)
+        rf"\bYou{APOS}?ve hit your (?:5-hour|session) limit\b",
+        window="5h",
+    ),
+    Rule.of(
+        OutcomeKind.QUOTA_EXHAUSTED,
+        rf"\bYou{APOS}?ve hit your weekly limit\b",
+        r"\bweekly limit reached\b",
+        window="week",
+    ),
+    Rule.of(
+        OutcomeKind.QUOTA_EXHAUSTED,
+        rf"\bYou{APOS}?ve hit your opus limit\b",
+        r"\bopus limit reached\b",
+        window="week:opus",
+    ),
+    Rule.of(
+        OutcomeKind.QUOTA_EXHAUSTED,
+        rf"\bYou{APOS}?ve hit your sonnet limit\b",
+        r"\bsonnet limit reached\b",
+        window="week:sonnet",
+    ),
+    Rule.of(
+        OutcomeKind.QUOTA_EXHAUSTED,
+        # `You've hit your limit` (older builds) and any other named limit
         rf"\bYou{APOS}?ve hit your (?:[\w-]+ )?limit\b",
         r"\b(?:weekly|session|daily|usage|opus|sonnet) limit reached\b",
         r"\busage_limit_reached\b",

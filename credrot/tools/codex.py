@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from credrot import resets
 from credrot.kinds import OutcomeKind, Rule
@@ -29,12 +28,12 @@ def _codex_validate(data: object) -> str | None:
     return "neither 'tokens' nor 'OPENAI_API_KEY' is set"
 
 
-#: Codex refreshes its tokens when ``last_refresh`` is older than this.
-CODEX_REFRESH_INTERVAL = timedelta(days=8)
-
-
 def _codex_expiry(data: Mapping[str, object]) -> float | None:
-    """The access token's ``exp`` (a JWT), else when Codex will refresh it by itself."""
+    """The access token's ``exp`` (a JWT); None when it is not one.
+
+    The CLI refreshes on that ``exp`` alone (``last_refresh``'s age does not trigger a
+    refresh), so without a JWT the expiry is unknown: a caller must assume a refresh.
+    """
     tokens = data.get("tokens")
     if isinstance(tokens, Mapping):
         access = tokens.get("access_token")
@@ -47,18 +46,7 @@ def _codex_expiry(data: Mapping[str, object]) -> float | None:
                     return float(exp)
             except (ValueError, TypeError):
                 pass
-    last = data.get("last_refresh")
-    if not isinstance(last, str):
-        return None
-    # RFC 3339 as Rust's chrono writes it: ``Z`` and up to nine fractional digits.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", last.strip()).replace("Z", "+00:00")
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return (when + CODEX_REFRESH_INTERVAL).timestamp()
+    return None
 
 
 #: What 0.171.0 writes into ``CODEX_HOME`` during a call, kept out of the shared home.
@@ -114,6 +102,8 @@ CODEX = ToolProfile(
     # it read the prompt from stdin.
     base_args=("exec", "--skip-git-repo-check"),
     tail_args=("-",),
+    # `codex login` runs its own OAuth sign-in and writes auth.json into CODEX_HOME.
+    login_args=("login",),
     approval_flag="--sandbox",
     validate=_codex_validate,
     secret_keys=("access_token", "refresh_token", "id_token", "OPENAI_API_KEY"),

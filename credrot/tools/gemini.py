@@ -19,6 +19,7 @@ _GEMINI_RULES = (
         r"invalid_grant",
         r"Failed to login",
     ),
+    Rule.of(OutcomeKind.QUOTA_EXHAUSTED, r"exhausted your daily quota", window="day"),
     Rule.of(
         OutcomeKind.QUOTA_EXHAUSTED,
         r"exhausted your capacity on this model",

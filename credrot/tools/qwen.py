@@ -24,6 +24,11 @@ _QWEN_RULES = (
         r"\[API Error: 401\b",
         r"please use '?/auth'? to re-?authenticate",
     ),
+    # the Coding Plan's three quotas (FACTS.md)
+    Rule.of(OutcomeKind.QUOTA_EXHAUSTED, r"\bhour allocated quota exceeded", window="5h"),
+    Rule.of(OutcomeKind.QUOTA_EXHAUSTED, r"\bweek allocated quota exceeded", window="week"),
+    Rule.of(OutcomeKind.QUOTA_EXHAUSTED, r"\bmonth allocated quota exceeded", window="month"),
+    Rule.of(OutcomeKind.QUOTA_EXHAUSTED, r"free daily quota has been reached", window="day"),
     Rule.of(
         OutcomeKind.QUOTA_EXHAUSTED,
         r"Qwen (?:API|OAuth) quota exceeded",
@@ -58,6 +63,8 @@ QWEN = ToolProfile(
     tool_lock_name="oauth_creds.lock",
     # It refreshes when the access token has under 30 s left (FACTS.md).
     refresh_margin=30.0,
+    # It starts its OAuth device flow when it has no credential and is told to use qwen-oauth.
+    login_args=("--auth-type", "qwen-oauth"),
     base_args=("--auth-type", "qwen-oauth", "--output-format", "text"),
     approval_flag="--approval-mode",
     default_approval="plan",

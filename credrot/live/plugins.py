@@ -1,0 +1,75 @@
+"""The plugins the live package adds to every pool's events: one ``call`` record per
+wrapper call (the report's timeline of calls), and the notifier when configured."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from credrot.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class CallRecorder:
+    """Audits each finished call: its account, what it found, how many attempts."""
+
+    def __init__(self, audit: Callable[..., None]) -> None:
+        self.audit = audit
+
+    def credrot_call_finished(self, tool: str, home: str, result: Any) -> None:
+        del tool, home
+        outcome = getattr(result, "outcome", None)
+        kind = getattr(getattr(outcome, "kind", None), "value", None)
+        self.audit(
+            "call",
+            to=getattr(result, "account", None),
+            reason=kind or ("ok" if getattr(result, "success", False) else "error"),
+            attempts=getattr(result, "attempts", 0),
+        )
+
+
+def notify_wanted() -> bool:
+    """Whether a config file exists that may ask for notifications (one ``stat``)."""
+    from credrot.config import config_path
+
+    try:
+        return config_path().is_file()
+    except OSError:
+        return False
+
+
+def direct(audit_log: Any, audit: Callable[..., None], hook: str, kwargs: dict[str, Any]) -> bool:
+    """Serve ``hook`` without pluggy when only the built-ins listen; False when done.
+
+    Most processes fire a few events and have no plugin installed: loading pluggy and
+    scanning entry points would cost more than the call's own bookkeeping.
+    """
+    if notify_wanted():
+        return True
+    if hook == "credrot_audit":
+        audit_log.credrot_audit(**kwargs)
+    elif hook == "credrot_call_finished":
+        CallRecorder(audit).credrot_call_finished(**kwargs)
+    return False
+
+
+def builtin(tool: str, home: Path, audit: Callable[..., None]) -> list[object]:
+    import pluggy
+
+    pluggy.HookimplMarker("credrot")(CallRecorder.credrot_call_finished)
+    plugins: list[object] = [CallRecorder(audit)]
+    from credrot.config import load_notify
+
+    try:
+        settings = load_notify()
+    except ConfigError as exc:
+        log.warning("notifications off: %s", exc)
+        settings = None
+    if settings is not None:
+        from credrot.live.notify import Notifier
+
+        plugins.append(Notifier(settings, tool, home, audit))
+    return plugins

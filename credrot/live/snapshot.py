@@ -1,0 +1,133 @@
+"""One moment of the pool, as the live view and the report show it.
+
+Built from what the pool records, without the pool lock: ``list_accounts`` reads
+``state.yaml`` as it is, the call homes tell which calls are in flight, and the end of
+``rotation.log`` tells the last switch and when each spent window began. A view a moment
+old is fine; a view that makes callers wait is not.
+
+An account has a list of quota windows. Today the pool knows one per account (the
+"exhausted until" of its status); the view draws every window it is given.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from credrot.fsutil import pid_alive
+from credrot.live import timeline
+from credrot.pool.layout import Layout
+
+if TYPE_CHECKING:
+    from credrot.manager import AccountManager
+    from credrot.pool.views import AccountInfo
+
+
+@dataclass(frozen=True)
+class Window:
+    """One quota window of an account: how much of it is spent, and when it resets.
+
+    ``used`` is the spent share (0..1) when known, ``None`` when nothing says; ``since``
+    is when it was found spent (the start of the wait until ``until``).
+    """
+
+    name: str
+    used: float | None
+    until: datetime | None = None
+    since: datetime | None = None
+
+    def blocked(self, now: datetime) -> float:
+        """The share of the wait still ahead (1 just spent, 0 at the reset); the bar."""
+        if self.until is None:
+            return self.used or 0.0
+        if self.until <= now:
+            return 0.0
+        if self.since is None or self.since >= self.until:
+            return 1.0
+        return min(1.0, (self.until - now) / (self.until - self.since))
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    index: int
+    active: bool
+    status: str
+    usable: bool
+    windows: tuple[Window, ...]
+    calls_today: int
+    in_flight: int
+    switched_in: timeline.Record | None
+    info: AccountInfo
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    tool: str
+    home: str
+    taken: datetime
+    accounts: tuple[AccountRow, ...]
+    last_switch: timeline.Record | None
+    notices: tuple[str, ...] = field(default=())
+
+    @property
+    def usable(self) -> int:
+        return sum(1 for row in self.accounts if row.usable)
+
+
+def in_flight(layout: Layout) -> dict[int, int]:
+    """Calls running now, per account: the call homes of live processes."""
+    counts: dict[int, int] = {}
+    try:
+        entries = list(os.scandir(layout.run_dir))
+    except OSError:
+        return counts
+    for entry in entries:
+        parsed = layout.parse_call_dir(entry.name)
+        if parsed is None or parsed[1] is None or not pid_alive(parsed[0]):
+            continue
+        counts[parsed[1]] = counts.get(parsed[1], 0) + 1
+    return counts
+
+
+def windows_of(info: AccountInfo, hit: timeline.Record | None) -> tuple[Window, ...]:
+    """The account's windows; today the one its status holds."""
+    name = "quota" if info.status != "rate_limited" else "rate limit"
+    if info.status in ("exhausted", "rate_limited"):
+        since = hit.when if hit is not None and hit.account == info.index else None
+        return (Window(name, 1.0, info.until, since),)
+    if info.status in ("needs_login", "disabled") or not info.valid:
+        return (Window(name, None),)
+    return (Window(name, 0.0 if info.usable else None),)
+
+
+def take(manager: AccountManager, now: datetime | None = None) -> Snapshot:
+    now = now or datetime.now(timezone.utc)
+    infos = manager.list_accounts()
+    records = timeline.read(manager.home, tail=timeline.TAIL_BYTES)
+    hits = timeline.last_hits(records)
+    flying = in_flight(manager.pool.layout)
+    switches = {r.account: r for r in records if r.event == "switch" and r.account is not None}
+    rows = tuple(
+        AccountRow(
+            index=info.index,
+            active=info.active,
+            status=str(info.status) if info.valid else "invalid",
+            usable=info.usable,
+            windows=windows_of(info, hits.get(info.index)),
+            calls_today=info.calls_today,
+            in_flight=flying.get(info.index, 0),
+            switched_in=switches.get(info.index),
+            info=info,
+        )
+        for info in infos
+    )
+    return Snapshot(
+        tool=manager.profile.name,
+        home=str(manager.home),
+        taken=now,
+        accounts=rows,
+        last_switch=timeline.last_switch(records),
+        notices=tuple(manager.notices),
+    )

@@ -1,0 +1,75 @@
+"""Refresh leases: one refreshing call per account at a time.
+
+Each call runs the tool against a private copy of its account's credential, which also
+hides the tool's own refresh lock. With single-use refresh tokens (Claude Code, Codex)
+two calls that both refresh the same copy lose the account: the provider sees a reused
+token and revokes the whole family. So a call whose token the tool is about to refresh
+(inside the profile's ``refresh_margin`` of expiry, expiry unknown, or the last call on
+the account ended in an auth error) first takes an exclusive lease on that account: a
+``flock`` on ``.credrot-leases/<N>.lease``. It holds it until the refreshed token is
+written back to the slot. Other callers of that account wait for it, bounded by their
+budget, and then start from the slot's fresh credential without a lease of their own.
+Calls with a fresh token never touch the lease.
+
+The lease file is never deleted (two processes could otherwise lock different inodes);
+a holder that dies drops its ``flock`` with its last file descriptor, and a caller that
+takes the lease next first saves any token the dead holder's call home still holds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from credrot.errors import LockTimeout, ReadOnlyHome
+from credrot.kinds import OutcomeKind
+from credrot.lock import PoolLock
+from credrot.pool.layout import Layout
+from credrot.profile import ToolProfile
+
+
+def due(profile: ToolProfile, data: Mapping[str, object], last_outcome: str, now: float) -> bool:
+    """Whether a call starting now on this credential will make the tool refresh it."""
+    if profile.env_kind:
+        return False  # an API key has nothing to refresh
+    if last_outcome == OutcomeKind.AUTH_FAILED.value:
+        return True
+    expiry = profile.expiry(data)
+    return expiry is None or expiry - profile.refresh_margin <= now
+
+
+class RefreshLease:
+    """The exclusive lease on one account's refresh; ``acquire`` waits at most until
+    ``deadline`` (a ``time.monotonic`` value)."""
+
+    def __init__(self, layout: Layout, index: int) -> None:
+        self.index = index
+        self.path = layout.lease_dir / f"{index}.lease"
+        self._lock: PoolLock | None = None
+
+    def __repr__(self) -> str:
+        return f"RefreshLease(#{self.index}, held={self.held})"
+
+    @property
+    def held(self) -> bool:
+        return self._lock is not None
+
+    def acquire(self, deadline: float) -> bool:
+        """True once held; False when the deadline passed first or no lease file can
+        be made (a read-only home, where nothing could be written back either)."""
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError:
+            return False
+        lock = PoolLock(self.path, timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            lock.acquire()
+        except (LockTimeout, ReadOnlyHome, OSError):
+            return False
+        self._lock = lock
+        return True
+
+    def release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()

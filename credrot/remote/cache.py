@@ -1,0 +1,97 @@
+"""What this machine last saw of the store: ``.credrot-store.json`` in the tool home.
+
+The pool's own ``state.yaml`` is the machine's cache of the shared state; this file says
+how far it is synced: the store's revision, each credential's generation and the
+fingerprint (SHA-256) of the bytes that generation had here, and the accounts marked
+while the store was unreachable. It holds no secret. Read and written under the pool
+lock; a damaged or foreign file starts a fresh sync (nothing is lost: the store and the
+slots keep the data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from credrot.fsutil import atomic_write
+
+NAME = ".credrot-store.json"
+
+
+def fingerprint(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+@dataclass
+class SyncMark:
+    store: str
+    epoch: str = ""
+    rev: int = 0
+    gens: dict[int, int] = field(default_factory=dict)
+    fps: dict[int, str] = field(default_factory=dict)
+    dirty: set[int] = field(default_factory=set)
+    accounts_mtime: int = 0
+    #: Until when (epoch s) the store counts as down for every process of this machine.
+    down_until: float = 0.0
+    #: The revision as last written (this machine's own changes advance ``rev`` in
+    #: memory; the file is rewritten for them only every :data:`REV_SLACK` revisions —
+    #: a process starting from an older revision fetches a few accounts again).
+    saved_rev: int = 0
+
+    def text(self) -> str:
+        return json.dumps(
+            {
+                "store": self.store,
+                "epoch": self.epoch,
+                "rev": self.rev,
+                "gens": {str(k): v for k, v in sorted(self.gens.items())},
+                "fps": {str(k): v for k, v in sorted(self.fps.items())},
+                "dirty": sorted(self.dirty),
+                "accounts_mtime": self.accounts_mtime,
+                "down_until": self.down_until,
+            }
+        )
+
+
+def load(home: Path, store: str) -> tuple[SyncMark, str]:
+    """(the mark, its text as read) — a fresh mark for another store or a damaged file."""
+    try:
+        text = (home / NAME).read_text(encoding="utf-8")
+        raw = json.loads(text)
+        if not isinstance(raw, dict) or raw.get("store") != store:
+            raise ValueError("another store")
+        mark = SyncMark(
+            store,
+            str(raw["epoch"]),
+            int(raw["rev"]),
+            {int(k): int(v) for k, v in raw["gens"].items()},
+            {int(k): str(v) for k, v in raw["fps"].items()},
+            {int(i) for i in raw["dirty"]},
+            int(raw["accounts_mtime"]),
+            float(raw["down_until"]),
+        )
+        mark.saved_rev = mark.rev
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return SyncMark(store), ""
+    return mark, text
+
+
+REV_SLACK = 64
+
+
+def save(home: Path, mark: SyncMark, before: str) -> str:
+    """Write the mark if more than its revision changed (or that by a lot); the text the
+    file now holds."""
+    if abs(mark.rev - mark.saved_rev) < REV_SLACK:
+        rev, mark.rev = mark.rev, mark.saved_rev
+        text = mark.text()
+        mark.rev = rev
+        if text == before:
+            return before
+    text = mark.text()
+    if text != before:
+        atomic_write(home / NAME, text.encode("utf-8"), fsync=False)
+        mark.saved_rev = mark.rev
+    return text

@@ -1,0 +1,73 @@
+"""Leases in the store: calls in flight per account, and the per-account refresh lease.
+
+An in-flight lease is a member of ``P:inflight:<n>`` scored with its expiry, so a machine
+that dies mid-call stops counting after the lease's time to live. The refresh lease is
+``SET P:refresh:<n> <holder> NX PX <ttl>``: one holder across every machine, gone by
+itself when its holder dies; each grant takes the next fencing generation from
+``P:fence:<n>``, so a holder that outlived its lease can be told from the current one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from credrot.remote import scripts
+from credrot.remote.client import run_script
+
+#: How long an in-flight lease counts if its call never says it ended (ms).
+INFLIGHT_TTL_MS = 15 * 60 * 1000
+
+
+def holder_id() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def begin(client: Any, keys: scripts.Keys, index: int, lease_id: str, ttl_ms: int) -> Any:
+    """Count a call in flight on ``index``; answers how many are now (or queues the
+    command when ``client`` is a pipeline)."""
+    now_ms = int(time.time() * 1000)
+    return run_script(client, scripts.BEGIN, [keys.inflight(index)], [lease_id, now_ms, ttl_ms])
+
+
+def end(client: Any, keys: scripts.Keys, index: int, lease_id: str) -> None:
+    client.zrem(keys.inflight(index), lease_id)
+
+
+def in_flight(client: Any, keys: scripts.Keys, index: int) -> int:
+    now_ms = int(time.time() * 1000)
+    return int(client.zcount(keys.inflight(index), f"({now_ms}", "+inf"))
+
+
+@dataclass(frozen=True)
+class RefreshLease:
+    index: int
+    holder: str
+    #: The fencing generation: larger for every later grant on this account.
+    fence: int
+
+
+def take_refresh(
+    client: Any, keys: scripts.Keys, index: int, ttl_ms: int, holder: str | None = None
+) -> RefreshLease | None:
+    """The account's refresh lease, or None while another holder has it."""
+    who = holder or holder_id()
+    fence = int(
+        run_script(
+            client, scripts.TAKE_REFRESH, [keys.refresh(index), keys.fence(index)], [who, ttl_ms]
+        )
+    )
+    return RefreshLease(index, who, fence) if fence else None
+
+
+def give_refresh(client: Any, keys: scripts.Keys, lease: RefreshLease) -> bool:
+    """Release the lease; False when it had expired (and may be someone else's now)."""
+    got = run_script(client, scripts.GIVE_REFRESH, [keys.refresh(lease.index)], [lease.holder])
+    return bool(int(got))
+
+
+def current_fence(client: Any, keys: scripts.Keys, index: int) -> int:
+    value = client.get(keys.fence(index))
+    return int(value) if value is not None else 0

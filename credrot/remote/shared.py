@@ -1,0 +1,247 @@
+"""The pool's state kept in step with the store, once per locked transaction.
+
+:meth:`SharedPool.pull` runs after the file store loaded ``state.yaml`` (under the pool
+lock): what other machines changed since this one last looked is merged in, and newer
+credentials are written into their slots. :meth:`SharedPool.push` runs before the save:
+what this transaction changed goes to the store as counter deltas and marks (through
+``APPLY``: deadlines only move later), and changed slots are offered as the next
+generation. Two round trips for a call, both answered in memory by the server.
+
+The store failing never fails a call: a warning is said once, the local files carry on
+(fail open), marks made meanwhile are remembered in ``.credrot-store.json`` and replayed,
+and a token refreshed meanwhile is offered when the store answers again. Only a store
+that *refuses* us (wrong key, password or ACL) is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from credrot import state as st
+from credrot.errors import ConfigError
+from credrot.remote import cache, creds, merge, scripts
+from credrot.remote.client import StoreDown, call, connect, run_script
+from credrot.remote.seal import Sealer
+from credrot.remote.settings import StoreSettings, load_key
+
+if TYPE_CHECKING:
+    from credrot.pool.context import Pool
+
+#: Seconds every process of a machine leaves an unreachable store alone before retrying.
+RETRY_AFTER = 1.0
+
+
+class SharedPool:
+    def __init__(self, pool: Pool, settings: StoreSettings) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.keys = scripts.Keys(settings.prefix, pool.profile.name)
+        self.identity = f"{settings.shown}#{self.keys.base}"
+        self._client: Any = None
+        self._sealer: Sealer | None = None
+        self._key_checked = False
+        self._mark = cache.SyncMark(self.identity)
+        self._mark_text = ""
+        self._before: dict[int, st.AccountState] = {}
+        self._lines: dict[int, str] = {}
+        #: When each running call on an account started (a success clears older marks).
+        self.started: dict[int, list[float]] = {}
+        self._leases: dict[int, list[str]] = {}
+        self._settling: dict[int, float] = {}
+        self._queue: list[tuple[str, int, str]] = []
+
+    def __repr__(self) -> str:
+        return f"SharedPool({self.identity!r})"
+
+    # ------------------------------------------------------------ connection
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = connect(self.settings)
+        return self._client
+
+    @property
+    def sealer(self) -> Sealer:
+        if self._sealer is None:
+            key, where = load_key()
+            if key is None:
+                raise ConfigError(
+                    f"the store {self.settings.shown} needs a key for the credentials: "
+                    f"set {where} (make one with `credrot store keygen`)"
+                )
+            self._sealer = Sealer(key, where)
+        return self._sealer
+
+    def _ready(self) -> None:
+        if not self._key_checked:
+            creds.ensure_key(self.client, self.keys, self.sealer)
+            self._key_checked = True
+
+    def _went_down(self, exc: StoreDown) -> None:
+        if self._mark.down_until <= time.time():
+            self._mark.down_until = time.time() + RETRY_AFTER
+        if not any("is unreachable" in n for n in self.pool.notices):
+            self.pool.notice(f"{exc}; using the local pool until it answers")
+
+    # ---------------------------------------------------------------- pull
+    def pull(self, state: st.PoolState) -> None:
+        """Merge the store's news into ``state`` and the slots (the caller holds the lock)."""
+        self._mark, self._mark_text = cache.load(self.pool.home, self.identity)
+        mark = self._mark
+        if time.time() >= mark.down_until:
+            try:
+                call(self.settings, lambda: self._pull(state))
+                mark.down_until = 0.0
+            except StoreDown as exc:
+                self._went_down(exc)
+        else:  # another process of this machine found it down a moment ago
+            self._went_down(StoreDown(f"store {self.settings.shown} is unreachable"))
+        self._snapshot(state)
+        self._mark_text = cache.save(self.pool.home, mark, self._mark_text)
+
+    def _pull(self, state: st.PoolState) -> None:
+        self._ready()
+        mark, now = self._mark, time.time()
+        got = self._pull_script(self.client, mark)
+        rev, epoch, reset = int(got[0]), got[1].decode(), int(got[2])
+        if reset and mark.epoch:  # the store was emptied (a restart without persistence)
+            mark.fps.clear()  # so every slot is offered again
+            mark.accounts_mtime = 0
+            mark.dirty.update(state.accounts)
+        mark.epoch = epoch
+        for pos in range(3, len(got) - 2, 3):
+            index, flat, gen = int(got[pos]), got[pos + 1], got[pos + 2]
+            if flat:
+                merge.to_local(merge.pairs(flat), state.account(index), now)
+            if gen and int(gen) > mark.gens.get(index, -1):
+                fetched = creds.fetch(self.client, self.keys, self.sealer, index)
+                if fetched is not None:
+                    creds.install(self.pool, mark, index, *fetched)
+                    state.account(index)
+        mark.rev = rev
+        for index in sorted(mark.dirty):
+            if index in state.accounts:
+                args = merge.pending_mark(index, state.accounts[index], now)
+                if args is not None:
+                    self._apply(state, index, args)
+        mark.dirty.clear()
+        self._seen(creds.offer_changed(self.client, self.keys, self.sealer, self.pool, mark))
+
+    def peek(self, state: st.PoolState) -> None:
+        """Merge the store's account news into a state read without the lock (a view);
+        nothing is written."""
+        mark, _ = cache.load(self.pool.home, self.identity)
+        if time.time() < mark.down_until:
+            return
+        try:
+            got = call(self.settings, lambda: self._pull_script(self.client, mark))
+        except StoreDown as exc:
+            self.pool.notice(f"{exc}; showing the local pool")
+            return
+        now = time.time()
+        for pos in range(3, len(got) - 2, 3):
+            if got[pos + 1]:
+                merge.to_local(merge.pairs(got[pos + 1]), state.account(int(got[pos])), now)
+
+    def _pull_script(self, client: Any, mark: cache.SyncMark) -> Any:
+        keys = [self.keys.rev, self.keys.changes, self.keys.epoch]
+        fresh = os.urandom(8).hex()
+        return run_script(client, scripts.PULL, keys, [mark.rev, self.keys.base, fresh, mark.epoch])
+
+    # ---------------------------------------------------------------- push
+    def _snapshot(self, state: st.PoolState) -> None:
+        table = state.accounts
+        self._lines = dict(table._lines)
+        self._before = {i: replace(a) for i, a in table._objs.items()}
+
+    def _changes(self, state: st.PoolState) -> dict[int, tuple[st.AccountState, st.AccountState]]:
+        found = {}
+        for index, acct in state.accounts._objs.items():
+            before = self._before.get(index)
+            if before is None:
+                line = self._lines.get(index)
+                before = st.AccountTable({index: line})[index] if line else st.AccountState()
+            if vars(before) != vars(acct):
+                found[index] = (before, acct)
+        return found
+
+    def push(self, state: st.PoolState) -> None:
+        """Send what this transaction changed (the caller still holds the lock)."""
+        mark, now = self._mark, time.time()
+        changed = self._changes(state)
+        if now < mark.down_until:
+            mark.dirty.update(changed)
+            self._queue.clear()
+            self._settling.clear()
+        else:
+            try:
+                call(self.settings, lambda: self._push(state, changed, now))
+            except StoreDown as exc:
+                self._went_down(exc)
+                mark.dirty.update(changed)
+                self._queue.clear()
+        self._mark_text = cache.save(self.pool.home, mark, self._mark_text)
+
+    def _push(
+        self,
+        state: st.PoolState,
+        changed: dict[int, tuple[st.AccountState, st.AccountState]],
+        now: float,
+    ) -> None:
+        self._ready()
+        settling, self._settling = self._settling, {}
+        for index, (before, after) in changed.items():
+            runs = self.started.get(index)
+            started = settling.get(index, runs[0] if runs else None)
+            args = merge.change(index, before, after, now, started)
+            if args is not None:
+                self._apply(state, index, args)
+        self._seen(creds.offer_changed(self.client, self.keys, self.sealer, self.pool, self._mark))
+        self._flush_leases()
+
+    def _apply(self, state: st.PoolState, index: int, args: list[str]) -> None:
+        keys = [self.keys.rev, self.keys.changes, self.keys.acct(index)]
+        got = run_script(self.client, scripts.APPLY, keys, args)
+        self._seen([int(got[0])])
+        merge.to_local(merge.pairs(got[1]), state.account(index), time.time())
+
+    def _seen(self, revs: list[int]) -> None:
+        """Advance the mark past our own changes only when nobody else's came between."""
+        for rev in sorted(revs):
+            if rev == self._mark.rev + 1:
+                self._mark.rev = rev
+
+    # -------------------------------------------------------------- leases
+    def began(self, index: int, started: float) -> None:
+        """A call starts on ``index``: counted in flight when this transaction pushes."""
+        from credrot.remote.leases import holder_id
+
+        self.started.setdefault(index, []).append(started)
+        lease_id = holder_id()
+        self._leases.setdefault(index, []).append(lease_id)
+        self._queue.append(("begin", index, lease_id))
+
+    def ended(self, index: int) -> None:
+        """The call on ``index`` is being settled (in this transaction)."""
+        runs, ids = self.started.get(index), self._leases.get(index)
+        if runs:
+            self._settling[index] = runs.pop(0)
+        if ids:
+            self._queue.append(("end", index, ids.pop(0)))
+
+    def _flush_leases(self) -> None:
+        from credrot.remote import leases
+
+        queue, self._queue = self._queue, []
+        if not queue:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for what, index, lease_id in queue:
+            if what == "begin":
+                leases.begin(pipe, self.keys, index, lease_id, leases.INFLIGHT_TTL_MS)
+            else:
+                leases.end(pipe, self.keys, index, lease_id)
+        pipe.execute()

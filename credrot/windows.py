@@ -1,0 +1,274 @@
+"""Quota windows: each account's limits, one entry per window, and what blocks a call.
+
+Subscriptions meter several windows at once (a 5-hour session and a week for Claude
+Code; a primary and a secondary window for Codex; 5 hours, a week and a month for the
+Qwen Coding Plan). One "exhausted until" per account cannot say which of them is spent,
+so each account keeps ``AccountState.windows``: a plain mapping of window name to a
+plain dict (JSON in ``state.yaml``, readable by any view without this module):
+
+``until``   epoch seconds the window is spent until (the tool said so), or absent
+``seen``    when that mark was made; ``signal`` what made it (``text``, ``telemetry``)
+``reason``  the tool's line that made it
+``calls`` / ``tokens``  usage counted in the current period, which ``since`` .. ``ends`` bound
+``used``    the tool's own utilization reading (0..1), ``resets`` its reset (epoch s),
+            ``read`` when it was read; ``over`` the threshold state (with hysteresis)
+
+All deadlines are absolute UTC epoch seconds, so a mark never drifts with the clock's
+zone and a passed one is simply ignored: the next call re-probes the account.
+Everything here is pure over one account's state and ``now``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from credrot import resets
+from credrot.kinds import Outcome, OutcomeKind
+
+#: The window a limit text falls in when its rule names none.
+UNNAMED = "quota"
+#: Rotate away from a window whose own reading is at or above this (``rotate_at``).
+DEFAULT_ROTATE_AT = 0.95
+#: A window over ``rotate_at`` counts as spent until a reading falls this far below it,
+#: so an account hovering at the threshold does not flap in and out of the rotation.
+HYSTERESIS = 0.05
+#: A reading with no reset time of its own stays trusted this long.
+READING_LIFETIME = timedelta(hours=1)
+#: Fixed lengths of the window names the built-in profiles use (others: ``90m``, ``2d``).
+LENGTHS: dict[str, timedelta] = {
+    "5h": timedelta(hours=5),
+    "week": timedelta(days=7),
+    "month": timedelta(days=30),
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps (calls per window) per tool and per account, and the telemetry threshold."""
+
+    caps: Mapping[str, int] = field(default_factory=dict)
+    account_caps: Mapping[int, Mapping[str, int]] = field(default_factory=dict)
+    rotate_at: float | None = DEFAULT_ROTATE_AT
+
+    def caps_for(self, index: int) -> dict[str, int]:
+        merged = dict(self.caps)
+        merged.update(self.account_caps.get(index, {}))
+        return merged
+
+
+NO_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Block:
+    """Why one window keeps an account out of the rotation now."""
+
+    window: str
+    signal: str  # "text", "cap" or "telemetry"
+    until: float | None
+    detail: str
+
+    def sentence(self, index: int) -> str:
+        """One line for a person: which window, what signal, until when."""
+        when = "" if self.until is None else f" until {_clock(self.until)}"
+        return f"account #{index}: {self.window} window {self.detail}{when}"
+
+
+def length(name: str) -> timedelta | None:
+    """How long a window lasts (``5h``, ``week``, ``90m``...); None when unknown."""
+    base = name.partition(":")[0]
+    if base in LENGTHS:
+        return LENGTHS[base]
+    return resets.parse_duration(base) if base and base[0].isdigit() else None
+
+
+def period_end(name: str, now: float) -> float | None:
+    """When a usage period that starts at ``now`` ends: ``day`` at UTC midnight, a named
+    length after ``now``, an unknown window never (it restarts when its mark passes)."""
+    if name.partition(":")[0] == "day":
+        return resets.next_utc_midnight(_utc(now)).timestamp()
+    span = length(name)
+    return None if span is None else now + span.total_seconds()
+
+
+def entries(acct: Any) -> dict[str, dict[str, Any]]:
+    """The account's windows; anything in ``state.yaml`` that is not a window is dropped."""
+    raw = getattr(acct, "windows", None)
+    if not isinstance(raw, dict):
+        acct.windows = raw = {}
+    for name in [k for k, v in raw.items() if not isinstance(k, str) or not isinstance(v, dict)]:
+        del raw[name]
+    return raw
+
+
+def _entry(acct: Any, name: str) -> dict[str, Any]:
+    return entries(acct).setdefault(name, {})
+
+
+def _num(entry: Mapping[str, Any], key: str) -> float | None:
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+# ----------------------------------------------------------------- recording
+def mark(
+    acct: Any, name: str, until: float, now: float, *, signal: str = "text", reason: str = ""
+) -> None:
+    """The tool said ``name`` is spent until ``until``; its usage period restarts then."""
+    entry = _entry(acct, name or UNNAMED)
+    entry.update(until=until, seen=now, signal=signal, reason=reason[:200], ends=until)
+
+
+def count(acct: Any, now: float, windows: Iterable[str], tokens: int | None = None) -> None:
+    """One invocation on the account, counted in every window it is tracked in."""
+    for name in {*windows, *(n for n, e in entries(acct).items() if "calls" in e)}:
+        entry = _entry(acct, name)
+        ends = _num(entry, "ends")
+        if "calls" not in entry or (ends is not None and now >= ends):
+            entry.update(calls=0, tokens=0, since=now, ends=period_end(name, now))
+        entry["calls"] = int(_num(entry, "calls") or 0) + 1
+        if tokens:
+            entry["tokens"] = int(_num(entry, "tokens") or 0) + tokens
+
+
+def observe(
+    acct: Any,
+    name: str,
+    used: float,
+    resets_at: float | None,
+    now: float,
+    rotate_at: float | None,
+) -> None:
+    """A utilization reading the tool printed itself; moves the threshold state with
+    hysteresis: over at ``rotate_at``, back only below ``rotate_at - HYSTERESIS``."""
+    entry = _entry(acct, name)
+    entry.update(used=round(max(0.0, used), 4), read=now)
+    if resets_at is not None:
+        entry["resets"] = resets_at
+    else:
+        entry.pop("resets", None)
+    if rotate_at is None:
+        entry.pop("over", None)
+    elif used >= rotate_at:
+        entry["over"] = True
+    elif used < rotate_at - HYSTERESIS:
+        entry.pop("over", None)
+
+
+def heal(acct: Any, started: float | None) -> list[str]:
+    """A success proves the account's marks made before the call started are over; a
+    mark made after it started (by a parallel caller) stands. Returns the cleared names."""
+    cleared: list[str] = []
+    for name, entry in entries(acct).items():
+        seen = _num(entry, "seen")
+        if "until" in entry and (started is None or seen is None or seen <= started):
+            for key in ("until", "seen", "signal", "reason"):
+                entry.pop(key, None)
+            cleared.append(name)
+    return cleared
+
+
+def after_call(
+    acct: Any,
+    index: int,
+    outcome: Outcome,
+    now: float,
+    *,
+    started: float | None,
+    limits: Limits,
+    readings: Iterable[Any] = (),
+    counted: bool = True,
+) -> None:
+    """Everything one settled attempt teaches about the account's windows."""
+    if counted:
+        tokens = sum(int(getattr(r, "tokens", 0) or 0) for r in readings) or None
+        count(acct, now, limits.caps_for(index), tokens)
+    for reading in readings:
+        if reading.used is not None:
+            observe(acct, reading.window, reading.used, reading.resets, now, limits.rotate_at)
+    if outcome.kind is OutcomeKind.OK:
+        heal(acct, started)
+    elif outcome.kind is OutcomeKind.QUOTA_EXHAUSTED:
+        name = outcome.window  # else the window the tool itself reports full (Codex)
+        full = [r.window for r in readings if r.used is not None and r.used >= 0.999]
+        until = getattr(acct, "until", None)
+        if isinstance(until, (int, float)):
+            mark(acct, name or (full[0] if full else ""), float(until), now, reason=outcome.message)
+
+
+def default_reset(name: str, now: datetime) -> datetime | None:
+    """When a named window ends if the tool printed no time: one window's length from
+    now (a 5-hour or weekly limit); None for a window of unknown length."""
+    span = length(name) if name else None
+    return None if span is None else now + span
+
+
+# ------------------------------------------------------------------- reading
+def blocked(acct: Any, index: int, now: float, limits: Limits = NO_LIMITS) -> Block | None:
+    """The window that keeps the account out of the rotation now, or None."""
+    found = entries(acct)
+    if not found:
+        return None
+    caps = limits.caps_for(index)
+    for name, entry in found.items():
+        until = _num(entry, "until")
+        if until is not None and until > now:
+            signal = str(entry.get("signal") or "text")
+            said = "the tool's message" if signal == "text" else "the tool's usage report"
+            return Block(name, signal, until, f"is spent ({said})")
+    for name, cap in caps.items():
+        entry = found.get(name, {})
+        ends = _num(entry, "ends")
+        calls = int(_num(entry, "calls") or 0)
+        if calls >= cap and (ends is None or ends > now):
+            return Block(name, "cap", ends, f"reached its cap ({calls}/{cap} calls)")
+    for name, entry in found.items():
+        if not entry.get("over") or limits.rotate_at is None:
+            continue
+        read = _num(entry, "read") or 0.0
+        ends = _num(entry, "resets") or read + READING_LIFETIME.total_seconds()
+        if ends > now:
+            used = _num(entry, "used") or 0.0
+            return Block(
+                name,
+                "telemetry",
+                ends,
+                f"is at {used:.0%} by the tool's own report (rotate_at {limits.rotate_at:g})",
+            )
+    return None
+
+
+def summary(acct: Any, now: float) -> dict[str, dict[str, Any]]:
+    """Each window as a view shows it: spent until, usage, reading (passed marks left out)."""
+    shown: dict[str, dict[str, Any]] = {}
+    for name, entry in sorted(entries(acct).items()):
+        until = _num(entry, "until")
+        ends = _num(entry, "ends")
+        row: dict[str, Any] = {
+            "spent_until": _iso(until) if until is not None and until > now else None,
+            "calls": int(_num(entry, "calls") or 0) if ends is None or ends > now else 0,
+            "tokens": int(_num(entry, "tokens") or 0) if ends is None or ends > now else 0,
+            "used": _num(entry, "used"),
+            "resets": _iso(_num(entry, "resets")),
+            "signal": entry.get("signal") if until is not None and until > now else None,
+        }
+        shown[name] = row
+    return shown
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else _utc(ts).isoformat()
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))

@@ -1,0 +1,164 @@
+"""Quota windows: the tools' window texts, marks kept per window with absolute UTC
+deadlines, what ``list``/``stats``/Prometheus show, and self-healing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from simpool import SimPool
+
+from credrot import resets
+from credrot.classify import classify
+from credrot.kinds import Outcome, OutcomeKind
+from credrot.pool import rotation
+from credrot.tools import BUILTIN
+from credrot.wrapper import Wrapper
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)
+
+WINDOW_TEXTS = [
+    ("claude", "You've hit your 5-hour limit · resets 7:12pm (UTC)", "5h"),
+    ("claude", "You\u2019ve hit your 5-hour limit · resets 7:12pm (UTC)", "5h"),
+    ("claude", "You've hit your weekly limit · resets 7:12pm (UTC)", "week"),
+    ("claude", "You've hit your weekly limit · resets Dec 5, 7:49pm (Europe/Berlin)", "week"),
+    ("claude", "Weekly limit reached · resets 10am (Asia/Seoul) · /upgrade to Max", "week"),
+    ("claude", "You've hit your session limit · resets 2:50am (Asia/Muscat)", "5h"),
+    ("claude", "You've hit your Opus limit · resets 7:12pm (UTC)", "week:opus"),
+    ("claude", "You've hit your limit · resets 1pm (Europe/Lisbon)", ""),
+    (
+        "codex",
+        "ERROR: You\u2019ve hit your usage limit. Upgrade to Pro or try again at 8:05 PM.",
+        "",
+    ),
+    ("qwen", "[API Error: 429 hour allocated quota exceeded]", "5h"),
+    ("qwen", "[API Error: 429 week allocated quota exceeded]", "week"),
+    ("qwen", "[API Error: 429 month allocated quota exceeded]", "month"),
+    ("qwen", "Qwen OAuth quota exceeded: Your free daily quota has been reached.", "day"),
+    ("qwen", "Qwen API quota exceeded: Your Qwen API quota has been exhausted.", ""),
+    ("gemini", "TerminalQuotaError: You have exhausted your daily quota on this model.", "day"),
+    ("gemini", "You have exhausted your capacity on this model. reset after 2s.", ""),
+]
+
+
+@pytest.mark.parametrize(("tool", "text", "window"), WINDOW_TEXTS)
+def test_window_texts_of_every_builtin_tool(tool: str, text: str, window: str) -> None:
+    outcome = classify(BUILTIN[tool], 1, text, text, now=NOW)
+    assert outcome.kind is OutcomeKind.QUOTA_EXHAUSTED
+    assert outcome.window == window
+    assert outcome.resets_at is not None and outcome.resets_at.tzinfo is not None
+
+
+def test_every_builtin_tool_has_a_window_text() -> None:
+    assert {tool for tool, _t, w in WINDOW_TEXTS if w} >= {"claude", "qwen", "gemini"}
+    assert {tool for tool, _t, _w in WINDOW_TEXTS} == set(BUILTIN)
+
+
+def test_a_named_window_without_a_printed_time_waits_one_window() -> None:
+    outcome = classify(BUILTIN["qwen"], 1, "", "hour allocated quota exceeded", now=NOW)
+    assert outcome.resets_at == datetime(2026, 12, 3, 17, 0, tzinfo=timezone.utc)
+    week = classify(BUILTIN["qwen"], 1, "", "week allocated quota exceeded", now=NOW)
+    assert week.resets_at == datetime(2026, 12, 10, 12, 0, tzinfo=timezone.utc)
+
+
+def _state(pool: SimPool) -> dict[str, object]:
+    data: dict[str, object] = json.loads((pool.home / "state.yaml").read_text())
+    return data
+
+
+def _cli(pool: SimPool, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "credrot", "--tool", pool.tool, "--home", str(pool.home), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_claude_limits_land_in_their_own_windows_and_every_view_shows_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, canary: str
+) -> None:
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    weekly = "You've hit your weekly limit · resets 7:12pm (UTC)"
+    five = "You've hit your 5-hour limit · resets 9:30am (UTC)"
+    pool.add("w", quota=0, limit_text=weekly)
+    pool.add("f", quota=0, limit_text=five)
+    pool.add("ok")
+    before = datetime.now(timezone.utc)
+    result = Wrapper("claude", manager=pool.manager).call("hello")
+    assert result.success and result.account == 3, result.error
+    accounts: Any = _state(pool)["accounts"]
+    week_at, five_at = resets.claude_resets(weekly, before), resets.claude_resets(five, before)
+    assert week_at is not None and five_at is not None
+    week = accounts["1"]["windows"]["week"]
+    five_h = accounts["2"]["windows"]["5h"]
+    assert week["until"] == pytest.approx(week_at.timestamp(), abs=1)
+    assert five_h["until"] == pytest.approx(five_at.timestamp(), abs=1)
+    assert week["signal"] == "text" and "weekly limit" in week["reason"]
+    assert "5h" not in accounts["1"]["windows"] and "week" not in accounts["2"]["windows"]
+
+    listed = _cli(pool, "accounts", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "week spent until" in listed.stdout and "5h spent until" in listed.stdout
+    as_json = json.loads(_cli(pool, "stats", "--json").stdout)
+    assert as_json["accounts"]["1"]["windows"]["week"]["spent_until"].endswith("+00:00")
+    prom = _cli(pool, "stats", "--prometheus").stdout
+    assert (
+        'credrot_window_spent_until_timestamp_seconds{tool="claude",account="1",window="week"}'
+        in prom
+    )
+    assert 'window="5h"' in prom
+    for text in (listed.stdout, listed.stderr, prom, json.dumps(as_json)):
+        assert canary not in text
+
+
+def test_a_success_clears_only_marks_older_than_the_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving: call A leases #1; another process marks #1's 5h window; A's
+    success settles after the mark — the mark stands. A call that starts after a mark
+    and succeeds clears it."""
+    pool = SimPool(tmp_path, monkeypatch)
+    pool.add()
+    pool.add()
+    lease = pool.manager.lease()
+    assert lease is not None and lease.index == 1
+    marker = (
+        "import sys; from credrot.manager import AccountManager; "
+        "from credrot.classify import classify; from credrot.tools import QWEN; "
+        "o = classify(QWEN, 1, '', 'hour allocated quota exceeded'); "
+        "AccountManager(home=sys.argv[1]).record(1, o)"
+    )
+    subprocess.run([sys.executable, "-c", marker, str(pool.home)], check=True, timeout=60)
+    pool.manager.settle(lease, Outcome.success(), None)
+    five = _state(pool)["accounts"]["1"]["windows"]["5h"]  # type: ignore[index]
+    assert five["until"] > time.time() + 4 * 3600
+    assert not pool.manager.pool.usable(pool.manager.pool.store.load(), 1)
+
+    # a success that started after the mark (the provider reset early) clears it
+    rotation.settle(pool.manager.pool, 1, Outcome.success(), started=time.time())
+    healed = _state(pool)["accounts"]["1"]["windows"]["5h"]  # type: ignore[index]
+    assert "until" not in healed
+    assert pool.manager.pool.usable(pool.manager.pool.store.load(), 1)
+
+
+def test_a_passed_reset_is_reprobed_by_the_next_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    pool.add("a", quota=0, resets_in=1.0, limit_text="Claude AI usage limit reached|{epoch}")
+    pool.add("b", quota=0, limit_text="You've hit your weekly limit · resets 7:12pm (UTC)")
+    wrapper = Wrapper("claude", manager=pool.manager, max_retries=2)
+    first = wrapper.call("one")
+    assert not first.success and first.pool_exhausted
+    pool.backend.set("a", quota=None)
+    time.sleep(1.2)
+    again = wrapper.call("two")
+    assert again.success and again.account == 1, again.error
+    assert [c["account"] for c in pool.backend.calls()] == ["a", "b", "a"]

@@ -49,7 +49,7 @@ from .mockqwen import MockQwen
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "conformance: drives the genuine qwen CLI (npm) against a loopback mock; "
+        "conformance: drives a genuine CLI (npm) against a loopback mock; "
         "skipped when node/npm is missing",
     )
 

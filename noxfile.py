@@ -23,12 +23,14 @@ ROOT = Path(__file__).parent
 
 @nox.session(venv_backend="none")
 def conformance(session: nox.Session) -> None:
-    """Rotation against the genuine qwen CLI 0.12.0 on a loopback mock (needs node + npm)."""
+    """Rotation against the genuine CLIs (Qwen Code 0.12.0 and the newest, Claude Code,
+    Codex, Gemini CLI) on loopback mocks. Needs node + npm; the packages are installed
+    once into ~/.cache/credrot-conformance (by version) and found there on later runs."""
     if shutil.which("node") and shutil.which("npm"):
         in_ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
         session.run(
             sys.executable,
-            str(ROOT / "tests" / "conformance" / "install_qwen.py"),
+            str(ROOT / "tests" / "conformance" / "install.py"),
             success_codes=[0] if in_ci else [0, 1],
         )
     session.run(

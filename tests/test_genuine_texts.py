@@ -9,6 +9,7 @@ The strings are copied from runs of the real npm packages on loopback mocks (FAC
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -339,3 +340,44 @@ def test_simulated_claude_limit_has_the_window_and_rounds_down(tmp_path: Path) -
     assert outcome.kind is Q and outcome.resets_at is not None
     left = outcome.resets_at - datetime.now(UTC)
     assert timedelta(hours=2, minutes=58) < left <= timedelta(hours=3, seconds=59)
+
+
+# --- the simulator against the recorded transcripts of the genuine CLIs (no node needed)
+
+TRANSCRIPTS = Path(__file__).parent / "conformance" / "transcripts"
+#: transcript case -> (simulator mode, account settings)
+SIM_OF_CASE: dict[str, tuple[str, dict[str, Any]]] = {
+    "quota": ("ok", {"quota": 0, "resets_in": 3 * 3600}),
+    "quota_long": ("ok", {"quota": 0, "resets_in": 50 * 3600}),
+    "rate_limit": ("rate_limit", {}),
+    "refresh_fail": ("refresh_fail", {"expired": True}),
+    "unauthorized": ("auth", {}),
+}
+_RESET = re.compile(r"resets (?:[A-Z][a-z]{2} \d{1,2}, )?\d{1,2}(?::\d{2})?[ap]m")
+
+
+def _recorded(cli: str) -> list[tuple[str, dict[str, Any]]]:
+    cases: list[tuple[str, dict[str, Any]]] = []
+    for path in sorted(TRANSCRIPTS.glob(f"{cli}-*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        cases += [(case, run) for case, run in sorted(data["cases"].items()) if case in SIM_OF_CASE]
+    return cases
+
+
+@pytest.mark.parametrize(("case", "genuine"), _recorded("claude"), ids=lambda v: str(v)[:20])
+def test_simulated_claude_prints_what_the_genuine_one_printed(
+    tmp_path: Path, case: str, genuine: dict[str, Any]
+) -> None:
+    mode, account = SIM_OF_CASE[case]
+    proc = _run_sim(tmp_path, "claude", mode, **account)
+    assert proc.returncode == genuine["exit_code"]
+    # the reset's wall time differs from run to run; its shape may not
+    assert _RESET.sub("resets <when>", proc.stdout) == _RESET.sub(
+        "resets <when>", genuine["stdout"]
+    )
+    assert proc.stderr == genuine["stderr"]
+    assert classify(CLAUDE, proc.returncode, proc.stdout, proc.stderr).kind.value == genuine["kind"]
+
+
+def test_claude_transcript_is_there() -> None:
+    assert len(_recorded("claude")) == len(SIM_OF_CASE)

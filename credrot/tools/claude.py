@@ -83,10 +83,13 @@ CLAUDE = ToolProfile(
     tmpdir_env=("CLAUDE_CODE_TMPDIR",),
     base_args=("-p", "--output-format", "text"),
     approval_flag="--permission-mode",
+    # A refresh refused with invalid_grant makes 2.1.332 blank both tokens in the file
+    # (`""`, expiresAt 0): such a file is not a credential and is never written back.
     validate=json_validator(
         objects=("claudeAiOauth",),
         strings=("claudeAiOauth.accessToken", "claudeAiOauth.refreshToken"),
         numbers=("claudeAiOauth.expiresAt",),
+        nonempty=True,
     ),
     secret_keys=("accessToken", "refreshToken"),
     expiry=expiry_at("claudeAiOauth.expiresAt"),

@@ -57,12 +57,13 @@ CODEX_PRIVATE = (
     "history.jsonl",
     "auth.lock",
     "auth.json.lock",
-    "state_5.sqlite",
-    "state_5.sqlite-shm",
-    "state_5.sqlite-wal",
-    "logs_1.sqlite",
-    "logs_1.sqlite-shm",
-    "logs_1.sqlite-wal",
+    "thread-writer-locks",
+    # the SQLite files 0.171.0 created in an empty CODEX_HOME, each with -shm and -wal
+    *(
+        f"{db}.sqlite{suffix}"
+        for db in ("state_5", "logs_2", "memories_1", "goals_1", "queue_1", "thread_history_1")
+        for suffix in ("", "-shm", "-wal")
+    ),
 )
 
 _CODEX_RULES = (

@@ -1,6 +1,6 @@
 """Fixtures for the conformance suite: the genuine ``qwen`` CLI, driven through credrot.
 
-The CLI comes from ``install_qwen`` (npm, into a cache outside the repository, once). When
+The CLI comes from ``install`` (npm, into a cache outside the repository, once). When
 node or npm is missing every test here is skipped with a reason saying so; when npm
 cannot install the CLI the tests are skipped too, except in CI (``CI`` set), where that
 is a failure. The CLI reaches only :class:`~.mockqwen.MockQwen`, through its loopback
@@ -41,7 +41,7 @@ from credrot.profile import ToolProfile
 from credrot.tools import QWEN
 from credrot.wrapper import Wrapper
 
-from . import harness, install_qwen
+from . import harness, install, transcribe
 from .harness import PROMPT, RECORD_ENV, Attempt, RateLimitRun, Transcript
 from .mockqwen import MockQwen
 
@@ -49,19 +49,19 @@ from .mockqwen import MockQwen
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "conformance: drives the genuine qwen CLI (npm) against a loopback mock; "
+        "conformance: drives a genuine CLI (npm) against a loopback mock; "
         "skipped when node/npm is missing",
     )
 
 
 @pytest.fixture(scope="session")
 def qwen_bin() -> Path:
-    why = install_qwen.missing_node()
+    why = install.missing_node()
     if why:
         pytest.skip(f"conformance suite skipped: {why}")
     try:
-        return install_qwen.ensure_installed()
-    except install_qwen.InstallError as exc:
+        return install.ensure("qwen")
+    except install.InstallError as exc:
         if harness.in_ci():
             pytest.fail(f"conformance: cannot install the real qwen CLI in CI: {exc}")
         pytest.skip(f"conformance suite skipped: cannot install the real qwen CLI: {exc}")
@@ -191,7 +191,7 @@ def _rate_limit_background(
     """
     wanted = any(item.name == harness.RATE_LIMIT_TEST for item in request.session.items)
     xdist_worker = hasattr(request.config, "workerinput")
-    if not wanted or xdist_worker or install_qwen.missing_node():
+    if not wanted or xdist_worker or install.missing_node():
         yield None
         return
     try:
@@ -220,3 +220,10 @@ def rate_limit_run(
         token_prefix = f"CANARY-rate-limit-{secrets.token_hex(6)}"
         return harness.rate_limit_scenario(qwen_bin, tmp_path / "rate-limit", token_prefix)
     return _rate_limit_background.result(timeout=240)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _write_genuine_transcripts() -> Iterator[None]:
+    """Saves what the genuine CLIs printed (``CREDROT_CONFORMANCE_RECORD_DIR``)."""
+    yield
+    transcribe.write_all()

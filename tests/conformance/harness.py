@@ -23,7 +23,7 @@ from credrot.profile import ToolProfile
 from credrot.tools import QWEN
 from credrot.wrapper import Wrapper, WrapperResult
 
-from . import install_qwen
+from . import install
 from .mockqwen import MockQwen
 
 #: The test that needs the slow rate-limit run (started in the background).
@@ -139,9 +139,10 @@ def write_transcripts(path: Path, transcripts: Mapping[str, Transcript]) -> None
     """Save what the real CLI printed, keyed by mode. Refuses anything token-like."""
     out = {key: asdict(t) for key, t in sorted(transcripts.items())}
     text = json.dumps(out)
-    cache = str(install_qwen.prefix())
+    qwen = install.CLIS["qwen"]
+    cache = str(install.prefix(qwen, qwen.version))
     out = json.loads(text.replace(json.dumps(cache)[1:-1], "<cache>"))
-    text = json.dumps({"qwen": install_qwen.VERSION, "transcripts": out}, indent=2)
+    text = json.dumps({"qwen": qwen.version, "transcripts": out}, indent=2)
     if "CANARY-" in text:
         raise AssertionError("a token would have been written to the transcript file")
     path.parent.mkdir(parents=True, exist_ok=True)

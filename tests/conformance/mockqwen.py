@@ -2,11 +2,9 @@
 
 The genuine ``qwen`` CLI talks HTTPS to two places: the API at ``https://<resource_url>/v1``
 (from the credential) and the OAuth server at the hard-coded ``https://chat.qwen.ai``. It
-honours ``HTTPS_PROXY``, so every connection it makes goes through :class:`MockQwen`'s
-CONNECT proxy, which tunnels *every* requested host to the mock's TLS server on
-127.0.0.1 and nowhere else. The mock presents a certificate for whatever name the client
-asked for (SNI), issued by a throwaway CA (``trustme``) that the CLI trusts through
-``NODE_EXTRA_CA_CERTS``. Nothing leaves loopback.
+honours ``HTTPS_PROXY``, so every connection it makes goes through the shared loopback
+harness (:mod:`.loopback`: a CONNECT proxy sending every tunnel to one TLS mock on
+127.0.0.1, a throwaway CA). Nothing leaves loopback.
 
 Served: ``POST /v1/chat/completions`` (SSE when ``stream`` is true, as the CLI asks),
 per-account quotas keyed by access token, the 429 quota body, a non-quota 429, a 401,
@@ -19,27 +17,18 @@ Stdlib (``http.server``, ``ssl``, threads) plus ``trustme`` for the CA.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import json
 import secrets
-import select
-import socket
-import socketserver
-import ssl
-import tempfile
 import threading
 import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-import trustme
+from .loopback import Hit, Loopback, MockHandler, closed_port
 
-LOOPBACK = "127.0.0.1"
 #: What a real credential holds: the API is reached at https://portal.qwen.ai/v1.
 RESOURCE_URL = "portal.qwen.ai"
 OAUTH_HOST = "chat.qwen.ai"
@@ -95,21 +84,6 @@ class MockAccount:
         return f"MockAccount({self.name!r}, mode={self.mode!r}, quota={self.quota!r})"
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One request the mock answered."""
-
-    host: str
-    method: str
-    path: str
-    status: int
-    account: str | None
-    kind: str  # chat / refresh / device_code / device_poll / other
-    at: float
-    #: The last user message of a chat request (what the CLI sent as the prompt).
-    prompt: str = ""
-
-
 class MockQwen:
     """The mock backend plus its CONNECT proxy; use as a context manager."""
 
@@ -118,18 +92,7 @@ class MockQwen:
         self.lock = threading.Lock()
         self.accounts: dict[str, MockAccount] = {}
         self.hits: list[Hit] = []
-        self.connects: list[str] = []
-        self.refused_requests: list[str] = []
-        self.ca = trustme.CA()
-        self._dir = Path(tempfile.mkdtemp(prefix="mockqwen-"))
-        self.ca_path = self._dir / "ca.pem"
-        self.ca.cert_pem.write_to_path(str(self.ca_path))
-        self._contexts: dict[str, ssl.SSLContext] = {}
-        self._default_ctx = self._context_for(LOOPBACK)
-        self._default_ctx.sni_callback = self._sni
-        self.api = _TLSServer((LOOPBACK, 0), self)
-        self.proxy = _ProxyServer((LOOPBACK, 0), _ProxyHandler, self)
-        self._threads: list[threading.Thread] = []
+        self.loop = Loopback(_ApiHandler, self)
 
     # --- lifecycle --------------------------------------------------------------------
     def __enter__(self) -> MockQwen:
@@ -140,53 +103,30 @@ class MockQwen:
         self.close()
 
     def start(self) -> None:
-        for server in (self.api, self.proxy):
-            thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self.loop.start()
 
     def close(self) -> None:
-        for server in (self.api, self.proxy):
-            server.shutdown()
-            server.server_close()
-        with contextlib.suppress(OSError):
-            self.ca_path.unlink()
-            self._dir.rmdir()
+        self.loop.close()
+
+    @property
+    def connects(self) -> list[str]:
+        return self.loop.connects
+
+    @property
+    def refused_requests(self) -> list[str]:
+        return self.loop.refused_requests
 
     @property
     def api_port(self) -> int:
-        return int(self.api.server_address[1])
+        return self.loop.api_port
 
     @property
     def proxy_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.proxy.server_address[1]}"
+        return self.loop.proxy_url
 
     def env(self) -> dict[str, str]:
         """What the CLI's environment needs to reach the mock (and only the mock)."""
-        return {
-            "HTTPS_PROXY": self.proxy_url,
-            "https_proxy": self.proxy_url,
-            "HTTP_PROXY": self.proxy_url,
-            "http_proxy": self.proxy_url,
-            "NO_PROXY": "",
-            "no_proxy": "",
-            "NODE_EXTRA_CA_CERTS": str(self.ca_path),
-        }
-
-    # --- TLS --------------------------------------------------------------------------
-    def _context_for(self, host: str) -> ssl.SSLContext:
-        with self.lock:
-            ctx = self._contexts.get(host)
-            if ctx is None:
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                self.ca.issue_cert(host).configure_cert(ctx)
-                ctx.set_alpn_protocols(["http/1.1"])
-                self._contexts[host] = ctx
-            return ctx
-
-    def _sni(self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, _: object) -> None:
-        if name:
-            sock.context = self._context_for(name)
+        return self.loop.env()
 
     # --- accounts ---------------------------------------------------------------------
     def _token(self, kind: str, name: str) -> str:
@@ -254,7 +194,7 @@ class MockQwen:
     def reset_log(self) -> None:
         with self.lock:
             self.hits.clear()
-            self.connects.clear()
+        self.loop.reset_log()
 
     def _by_access(self, token: str) -> MockAccount | None:
         for acct in self.accounts.values():
@@ -276,77 +216,17 @@ class MockQwen:
 # --- the HTTPS server ---------------------------------------------------------------------
 
 
-class _TLSServer(ThreadingHTTPServer):
-    """TLS is negotiated in the request's own thread, so a slow client blocks nobody."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, addr: tuple[str, int], mock: MockQwen) -> None:
-        self.mock = mock
-        super().__init__(addr, _ApiHandler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        try:
-            tls = self.mock._default_ctx.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            _ApiHandler(tls, client_address, self)
-        finally:
-            with contextlib.suppress(OSError):
-                tls.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client hanging up mid-answer (a killed CLI) is normal here
-
-
-class _ApiHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _TLSServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    @property
-    def mock(self) -> MockQwen:
-        return self.server.mock
-
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        ctype: str = "application/json",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, status: int, obj: object, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(obj).encode(), headers=headers)
-
+class _ApiHandler(MockHandler):
     def _hit(self, status: int, account: str | None, kind: str, prompt: str = "") -> None:
-        host = (self.headers.get("Host") or "").split(":")[0]
-        path = self.path.split("?")[0]
-        hit = Hit(host, self.command, path, status, account, kind, time.time(), prompt)
-        self.mock._record(hit)
+        self.mock._record(self.hit(status, account, kind, prompt))
 
     def do_GET(self) -> None:
-        self._body()
+        self.body()
         self._hit(404, None, "other")
-        self._json(404, {"error": {"message": "not found"}})
+        self.send_json(404, {"error": {"message": "not found"}})
 
     def do_POST(self) -> None:
-        body = self._body()
+        body = self.body()
         path = self.path.split("?")[0]
         if path.endswith("/chat/completions"):
             self._chat(body)
@@ -356,7 +236,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self._device_code()
         else:
             self._hit(404, None, "other")
-            self._json(404, {"error": {"message": "not found"}})
+            self.send_json(404, {"error": {"message": "not found"}})
 
     # --- OAuth -----------------------------------------------------------------------
     def _token(self, body: bytes) -> None:
@@ -365,7 +245,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
         if grant != "refresh_token":
             # device-code polling: nobody is ever going to approve it
             self._hit(400, None, "device_poll")
-            self._json(400, {"error": "authorization_pending", "error_description": "pending"})
+            self.send_json(400, {"error": "authorization_pending", "error_description": "pending"})
             return
         mock = self.mock
         payload: dict[str, object]
@@ -385,12 +265,12 @@ class _ApiHandler(BaseHTTPRequestHandler):
                     "resource_url": RESOURCE_URL,
                 }
         self._hit(status, acct.name if acct else None, "refresh")
-        self._json(status, payload)
+        self.send_json(status, payload)
 
     def _device_code(self) -> None:
         code = secrets.token_hex(4).upper()
         self._hit(200, None, "device_code")
-        self._json(
+        self.send_json(
             200,
             {
                 "device_code": secrets.token_hex(16),
@@ -431,7 +311,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
         prompt = _last_user_text(request)
         if outcome == "quota":
             self._hit(429, name, "chat", prompt)
-            self._json(429, QUOTA_BODY)
+            self.send_json(429, QUOTA_BODY)
         elif outcome == "rate_limit":
             headers = {}
             if fast:
@@ -439,10 +319,10 @@ class _ApiHandler(BaseHTTPRequestHandler):
                 soon = email.utils.formatdate(time.time() + 1, usegmt=True)
                 headers = {"retry-after-ms": "5", "retry-after": soon}
             self._hit(429, name, "chat", prompt)
-            self._json(429, RATE_LIMIT_BODY, headers=headers)
+            self.send_json(429, RATE_LIMIT_BODY, headers=headers)
         elif outcome == "unauthorized":
             self._hit(401, name, "chat", prompt)
-            self._json(401, UNAUTHORIZED_BODY)
+            self.send_json(401, UNAUTHORIZED_BODY)
         else:
             self._hit(200, name, "chat", prompt)
             self._answer(request, answer)
@@ -453,7 +333,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
         created = int(time.time())
         usage = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
         if not request.get("stream"):
-            self._json(
+            self.send_json(
                 200,
                 {
                     "id": cid,
@@ -497,7 +377,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
             chunk([], usage=usage),
             b"data: [DONE]\n\n",
         ]
-        self._send(200, b"".join(events), "text/event-stream", {"Cache-Control": "no-cache"})
+        self.send(200, b"".join(events), "text/event-stream", {"Cache-Control": "no-cache"})
 
 
 def _last_user_text(request: dict[str, Any]) -> str:
@@ -513,89 +393,6 @@ def _last_user_text(request: dict[str, Any]) -> str:
         if isinstance(content, list):
             return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     return ""
-
-
-# --- the CONNECT proxy --------------------------------------------------------------------
-
-
-class _ProxyServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, addr: tuple[str, int], handler: type[Any], mock: MockQwen) -> None:
-        self.mock = mock
-        super().__init__(addr, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass
-
-
-class _ProxyHandler(socketserver.StreamRequestHandler):
-    """``CONNECT any-host:any-port`` -> a tunnel to the mock; anything else is refused."""
-
-    server: _ProxyServer
-    rbufsize = 0  # unbuffered: no byte of the tunnel may be left behind in a buffer
-
-    def handle(self) -> None:
-        line = self.rfile.readline(8192).decode("latin-1").strip()
-        while True:  # drop the request headers
-            header = self.rfile.readline(8192)
-            if header in (b"\r\n", b"\n", b""):
-                break
-        parts = line.split()
-        mock = self.server.mock
-        if len(parts) < 2 or parts[0].upper() != "CONNECT":
-            with mock.lock:
-                mock.refused_requests.append(line[:200])
-            self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
-            return
-        with mock.lock:
-            mock.connects.append(parts[1])
-        # whatever host was asked for, the tunnel ends at the mock on loopback
-        upstream = socket.create_connection((LOOPBACK, mock.api_port), timeout=10)
-        upstream.settimeout(None)
-        self.wfile.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-        self.wfile.flush()
-        client: socket.socket = self.connection
-        try:
-            _pipe(client, upstream)
-        finally:
-            with contextlib.suppress(OSError):
-                upstream.close()
-
-
-def _pipe(a: socket.socket, b: socket.socket) -> None:
-    """Copy both ways until both sides are done (a half-close is passed on)."""
-    peers = {a: b, b: a}
-    open_ = [a, b]
-    while open_:
-        try:
-            ready, _, _ = select.select(open_, [], [], 120)
-        except (OSError, ValueError):
-            return
-        if not ready:
-            return
-        for sock in ready:
-            try:
-                data = sock.recv(65536)
-            except OSError:
-                return
-            if not data:
-                open_.remove(sock)
-                with contextlib.suppress(OSError):
-                    peers[sock].shutdown(socket.SHUT_WR)
-                continue
-            try:
-                peers[sock].sendall(data)
-            except OSError:
-                return
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (a connection there is refused)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 __all__ = [

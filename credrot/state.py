@@ -148,6 +148,9 @@ def _checked(kind: str, value: object) -> tuple[bool, object]:
         return isinstance(value, str) and len(value) <= 10_000, value
     if base == "bool":
         return isinstance(value, bool), value
+    if base.startswith("dict["):
+        # A mapping of plain records (quota windows): its own module checks each entry.
+        return isinstance(value, dict) and len(value) <= 256, value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False, None
     if base == "int":

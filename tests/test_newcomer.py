@@ -44,7 +44,9 @@ def test_demo_runs_for_every_simulated_tool(tool: str) -> None:
     assert result.exit_code == 0, result.output
     assert f"3 simulated {tool} accounts" in result.stdout
     assert f"Simulated {tool} answer from alice" in result.stdout
-    assert "#1 hit its quota" in result.stdout
+    # Codex reports its usage with each answer: the pool moves off #1 before it fails.
+    if tool != "codex":
+        assert "#1 hit its quota" in result.stdout
     assert "answered by #2" in result.stdout
     assert sorted(home.rglob("*")) == before
 

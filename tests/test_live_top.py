@@ -104,7 +104,7 @@ class Tmux:
         return self.tmux("capture-pane", "-p", *(["-e"] if escapes else []))
 
     def wait_for(self, check: Callable[[str], bool], escapes: bool = False) -> str:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a loaded CI machine starts rich slowly
         text = self.pane(escapes)
         while not check(text):
             if time.monotonic() > deadline:
@@ -133,7 +133,7 @@ def terminal(tmp_path: Path) -> Iterator[Callable[..., Tmux]]:
 
 
 def _wait_file(path: Path) -> str:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while not path.exists() or not path.read_text():
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} was never written")

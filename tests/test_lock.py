@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -230,3 +231,56 @@ def test_a_replaced_lock_file_is_reopened(tmp_path: Path) -> None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(fd)
+
+
+def _switch(home: str, rounds: int) -> None:
+    manager = AccountManager(qwen_dir=Path(home), lock_timeout=60)
+    for _ in range(rounds):
+        manager.switch_next()
+
+
+def test_a_lock_file_deleted_while_held_still_excludes(manager: AccountManager) -> None:
+    """A cleaner deleting ``.credrot.lock`` in a loop must not let two switches overlap."""
+    stop = threading.Event()
+
+    def delete() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(manager.lock_path)
+            time.sleep(0.0005)
+
+    deleter = threading.Thread(target=delete)
+    deleter.start()
+    try:
+        procs = [FORK.Process(target=_switch, args=(str(manager.home), 100)) for _ in range(8)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+    finally:
+        stop.set()
+        deleter.join(10)
+    assert [p.exitcode for p in procs] == [0] * 8
+    assert manager.get_stats()["switches_total"] == 800
+
+
+def test_a_waiting_command_says_whom_it_waits_for(manager: AccountManager) -> None:
+    proc, release = _holder(manager.lock_path)
+    timer = threading.Timer(2.0, release.set)
+    timer.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "credrot", "--home", str(manager.home), "accounts", "next"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        timer.cancel()
+        release.set()
+        proc.join(10)
+    assert done.returncode == 0, done.stderr
+    waiting = [line for line in done.stderr.splitlines() if "waiting for another credrot" in line]
+    assert waiting == [
+        f"credrot: waiting for another credrot (pid {proc.pid}) to release .credrot.lock"
+    ]

@@ -165,6 +165,8 @@ def _manager(ctx: click.Context, tool: str | None = None) -> AccountManager:
         raise click.BadParameter(str(exc), param_hint="'--tool'") from None
     manager = AccountManager(tool=profile, home=root.get("home"), store=root.get("store"))
     ctx.meta.setdefault(_MANAGERS, []).append(manager)
+    # Said at once, not with the notices at the end: the user is waiting now.
+    manager.pool.store.on_wait = lambda message: click.echo(f"credrot: {message}", err=True)
     return manager
 
 

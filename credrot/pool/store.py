@@ -55,6 +55,9 @@ class FileStore:
         self._notice = notice
         self._rebuild = rebuild
         self._loaded_text: str | None = None
+        #: Told at once when the pool lock is held by another process for a while (a
+        #: CLI prints it); without it the wait becomes one of the notices.
+        self.on_wait: Callable[[str], None] | None = None
         #: The shared store mirrored in each transaction, if the pool has one.
         self.shared: Shared | None = None
         self._depth = 0
@@ -127,13 +130,20 @@ class FileStore:
             self.persisted = False
             self._memory = state
 
+    def _blocked(self, pid: int | None) -> None:
+        holder = f" (pid {pid})" if pid is not None and pid != os.getpid() else ""
+        message = f"waiting for another credrot{holder} to release {self.layout.lock_path.name}"
+        (self.on_wait or self._notice)(message)
+
     # --------------------------------------------------------------- transaction
     @contextmanager
     def locked(self) -> Iterator[None]:
         """The pool lock alone (a read-only home is used unlocked when allowed)."""
         if not self.layout.home.is_dir():
             raise ConfigError(f"{self.layout.profile.name} home {self.layout.home} does not exist")
-        lock = PoolLock(self.layout.lock_path, self.lock_timeout)
+        lock = PoolLock(
+            self.layout.lock_path, self.lock_timeout, on_blocked=self._blocked, guard_dir=True
+        )
         try:
             lock.acquire()
         except ReadOnlyHome:

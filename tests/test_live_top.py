@@ -63,7 +63,7 @@ def test_piped_top_prints_one_plain_snapshot(sim: SimPool, canary: str) -> None:
     assert out.splitlines()[0] == f"qwen pool in {sim.home}: 3 accounts, 2 usable"
     assert re.search(r"last switch #1 -> #2 \d+s ago: quota_exhausted", out)
     row = {line.split()[0 if line[0] != "*" else 1]: line for line in out.splitlines()[3:]}
-    assert re.search(r"exhausted +#+ quota spent, resets in \d+h", row["1"])
+    assert re.search(r"exhausted +#+ day spent, resets in \d+h", row["1"])  # its window
     assert row["2"].startswith("*")  # the active account
     assert re.search(
         r"ready +-+ quota not spent +1 +1 +from #1 \d+s ago \(quota_exhausted\)", row["2"]
@@ -236,3 +236,27 @@ def test_the_view_never_waits_for_the_pool_lock(
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(10)
+
+
+def test_each_tracked_window_is_drawn_with_its_reset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from credrot.classify import classify
+    from credrot.tools import get_profile
+
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    pool.add()
+    pool.add()
+    spent = classify(
+        get_profile("claude"), 1, "You've hit your weekly limit · resets 7:12pm (UTC)\n", ""
+    )
+    pool.manager.record(1, spent)
+    shown = subprocess.run(
+        [CREDROT, "--tool", "claude", "--home", str(pool.home), "top", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if re.match(r"\s+1\s", line))
+    assert "week spent, resets in" in row

@@ -91,11 +91,33 @@ def in_flight(layout: Layout) -> dict[int, int]:
     return counts
 
 
+def _when(text: object) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def windows_of(info: AccountInfo, hit: timeline.Record | None) -> tuple[Window, ...]:
-    """The account's windows; today the one its status holds."""
+    """The account's windows: each one the pool tracks (5h, week, ...), else the one its
+    status holds (a mark by hand, a rate limit)."""
+    since = hit.when if hit is not None and hit.account == info.index else None
+    tracked = []
+    for wname, row in sorted(info.windows.items()):
+        until = _when(row.get("spent_until"))
+        used = row.get("used")
+        share = (
+            1.0 if until is not None else (float(used) if isinstance(used, (int, float)) else None)
+        )
+        tracked.append(Window(wname, share, until, since if until is not None else None))
+    if tracked and info.status != "rate_limited" and any(w.until for w in tracked):
+        return tuple(tracked)
+    if tracked and info.status == "ready":
+        return tuple(tracked)
     name = "quota" if info.status != "rate_limited" else "rate limit"
     if info.status in ("exhausted", "rate_limited"):
-        since = hit.when if hit is not None and hit.account == info.index else None
         return (Window(name, 1.0, info.until, since),)
     if info.status in ("needs_login", "disabled") or not info.valid:
         return (Window(name, None),)

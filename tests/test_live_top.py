@@ -66,9 +66,7 @@ def test_piped_top_prints_one_plain_snapshot(sim: SimPool, canary: str) -> None:
     row = {line.split()[0 if line[0] != "*" else 1]: line for line in out.splitlines()[3:]}
     assert re.search(r"exhausted +#+ day spent, resets in \d+h", row["1"])  # its window
     assert row["2"].startswith("*")  # the active account
-    assert re.search(
-        rf"ready +-+ quota not spent +1 +1 +from #1 \d+s ago \({spent}\)", row["2"]
-    )
+    assert re.search(rf"ready +-+ quota not spent +1 +1 +from #1 \d+s ago \({spent}\)", row["2"])
     assert re.search(r"ready +-+ quota not spent +0 +0 +-$", row["3"])
     assert canary not in out + result.stderr
 

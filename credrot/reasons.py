@@ -192,4 +192,68 @@ def readable(reason: str) -> str:
     return CAUSES.get(reason, reason)
 
 
-__all__ = ["CAUSES", "SIGNALS", "Why", "out", "readable", "switch", "when", "window_label"]
+# ------------------------------------------------------------------ explain
+def pool_headline(tool: str, home: str, total: int, usable: int, current: int | None) -> str:
+    """``credrot explain``'s first line."""
+    on = f", on #{current}" if current is not None else ""
+    return f"{tool} pool in {home}: {total} accounts, {usable} usable{on}"
+
+
+@dataclass(frozen=True)
+class LastSwitch:
+    """The latest switch of the log that left or reached one account."""
+
+    ago: str  # ``12m`` (see :func:`credrot.report.human_delta`)
+    source: int | None
+    target: int
+    reason: str  # as the log holds it (a sentence, or an old line's cause)
+    until: float | None = None
+
+
+def explain(
+    index: int,
+    now: float,
+    *,
+    invalid: str | None = None,
+    why: Why | None = None,
+    active: bool = False,
+    last: LastSwitch | None = None,
+) -> str:
+    """One sentence for ``credrot explain``: why account ``index`` is skipped or used, and
+    what the last switch that concerned it said."""
+    if invalid is not None:
+        head = f"#{index} is not a valid credential ({invalid}), so it is never used"
+    elif why is not None:
+        head = f"{why.sentence}, so calls skip it"
+    elif last is not None and last.source == index and last.until is not None and last.until <= now:
+        passed = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(last.until))
+        head = f"#{index} is usable again (what kept it out ended {passed})"
+        head += " and active: the next call starts on it" if active else ""
+    elif active:
+        head = f"#{index} is usable and active: the next call starts on it"
+    else:
+        head = f"#{index} is usable"
+    if last is None:
+        return head
+    said = readable(last.reason)
+    if last.source == index:
+        if why is not None and said == why.sentence:
+            return f"{head}; the pool left it {last.ago} ago for that reason"
+        return f"{head}; the pool left it {last.ago} ago: {said}"
+    came = f" from #{last.source}" if last.source is not None else ""
+    return f"{head}; the pool moved here{came} {last.ago} ago: {said}"
+
+
+__all__ = [
+    "CAUSES",
+    "SIGNALS",
+    "LastSwitch",
+    "Why",
+    "explain",
+    "out",
+    "pool_headline",
+    "readable",
+    "switch",
+    "when",
+    "window_label",
+]

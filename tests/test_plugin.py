@@ -182,6 +182,79 @@ def test_spent_pool_makes_tests_xfail_and_known_spent_bodies_do_not_run(
     assert_no_canary(result)
 
 
+CLOCK = r"\d\d:\d\d UTC"
+
+
+def test_summary_says_each_switch_with_its_window_signal_and_reset(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = SimPool(tmp_path, monkeypatch, tool="claude")
+    sim.add(quota=1, resets_in=7200)  # its 5-hour limit, printed by the tool
+    sim.add(quota=10)  # its configured cap of 2 calls per 5 hours
+    sim.add(quota=10)
+    config = tmp_path / "config.yaml"
+    config.write_text("limits:\n  claude:\n    accounts:\n      2: {caps: {5h: 2}}\n")
+    monkeypatch.setenv("CREDROT_CONFIG", str(config))
+    use_pool(pytester, sim, credrot_tool="claude")
+    pytester.makepyfile(
+        test_switch="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_ask(qwen, n):
+            assert "answer" in qwen(f"question {n}")
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=4)
+    lines = summary(result, sim.home, "claude")
+    assert lines[0] == f"claude pool {sim.home}: requests 4, tool runs 5, successes 4, switches 2"
+    assert re.fullmatch(
+        rf"switched #1 -> #2: #1 spent its 5h window \(the tool's quota message; resets {CLOCK}\)",
+        lines[1],
+    ), lines[1]
+    assert re.fullmatch(
+        r"switched #2 -> #3: #2 reached the cap of its 5h window "
+        rf"\(the configured cap, 2/2 calls; resets {CLOCK}\)",
+        lines[2],
+    ), lines[2]
+    assert lines[3:] == ["accounts exhausted during the run: 1 (#1)", "tests xfailed for quota: 0"]
+    assert [sim.backend.used(n) for n in sim.names.values()] == [1, 2, 1]
+    assert_no_canary(result)
+
+
+def test_summary_says_a_switch_the_tools_own_usage_report_made(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = SimPool(tmp_path, monkeypatch, tool="claude")
+    sim.add(quota=2)  # 2 of 2 used: the tool's stream-json reports 100%, before any limit
+    sim.add(quota=10)
+    use_pool(pytester, sim, credrot_tool="claude")
+    pytester.makepyfile(
+        test_usage="""
+        import pytest
+
+        @pytest.fixture
+        def claude(credrot_wrapper):
+            return credrot_wrapper(extra_args=("--output-format", "stream-json"))
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_ask(claude, n):
+            assert claude.call(f"question {n}").success
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=3)
+    lines = summary(result, sim.home, "claude")
+    assert lines[0] == f"claude pool {sim.home}: requests 3, tool runs 3, successes 3, switches 1"
+    assert re.fullmatch(
+        rf"switched #1 -> #2: #1's 5h window is at 100% \(the tool's own usage report; "
+        rf"resets {CLOCK}\)",
+        lines[1],
+    ), lines[1]
+    assert all(c["outcome"] == "ok" for c in sim.backend.calls())  # no call wasted on a 429
+
+
 SPENT_TESTS = """
 from pathlib import Path
 

@@ -123,7 +123,9 @@ def terminal(tmp_path: Path) -> Iterator[Callable[..., Tmux]]:
     made: list[Tmux] = []
 
     def make(**env: str) -> Tmux:
-        base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX", "COLUMNS", "LINES")}
+        base = {
+            k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX", "COLUMNS", "LINES")
+        }
         base.update(TERM="xterm-256color", TMUX_TMPDIR=str(tmp_path), **env)
         made.append(Tmux(base))
         return made[-1]

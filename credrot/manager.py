@@ -178,9 +178,12 @@ class AccountManager:
         """
         return rotation.switch_next(self.pool, expected, reason)
 
-    def lease(self, exclude: set[int] | frozenset[int] = frozenset()) -> Lease | None:
-        """The account (and its credential) for the next attempt of a call, or None."""
-        return rotation.lease(self.pool, exclude)
+    def lease(
+        self, exclude: set[int] | frozenset[int] = frozenset(), model: str | None = None
+    ) -> Lease | None:
+        """The account (and its credential) for the next attempt of a call (for
+        ``model``, when the call names one), or None."""
+        return rotation.lease(self.pool, exclude, model)
 
     def acquire(self, exclude: set[int] | frozenset[int] = frozenset()) -> int | None:
         """The account the next call should use, moving the pool there if needed.
@@ -228,6 +231,7 @@ class AccountManager:
             mark=mark,
             started=lease.started,
             readings=readings,
+            model=lease.model,
         )
 
     def mark(

@@ -145,7 +145,13 @@ _OUTCOME_OF = {
 
 
 def out(
-    acct: Any, index: int, now: float, limits: windows.Limits = windows.NO_LIMITS
+    acct: Any,
+    index: int,
+    now: float,
+    limits: windows.Limits = windows.NO_LIMITS,
+    *,
+    model: str | None = None,
+    per_model: bool = False,
 ) -> Why | None:
     """Why account ``index`` cannot take a call now, or None when it can.
 
@@ -156,7 +162,7 @@ def out(
     status = acct.effective_status(now)
     if status not in (AccountStatus.READY, AccountStatus.EXHAUSTED):
         return of_status(index, acct, now)
-    block = windows.blocked(acct, index, now, limits)
+    block = windows.blocked(acct, index, now, limits, model=model, per_model=per_model)
     if block is not None:
         entry = windows.entries(acct).get(block.window, {})
         cap = limits.caps_for(index).get(block.window)
@@ -171,15 +177,21 @@ def switch(
     to: int,
     now: float,
     limits: windows.Limits = windows.NO_LIMITS,
+    *,
+    model: str | None = None,
+    per_model: bool = False,
 ) -> Why:
     """Why the pool moves from ``before`` to ``to``: the cause said as a sentence, with
-    the window, signal and deadline of the account left behind when it was out."""
+    the window, signal and deadline of the account left behind when it was out (for a
+    call naming ``model``)."""
     if cause in OUT_CAUSES:
         if before is None:
             return Why(f"no account was active; #{to} is the first usable one")
         if cause == "removed":
             return Why(f"#{before} was removed")
-        found = out(acct, before, now, limits) if acct is not None else None
+        found = None
+        if acct is not None:
+            found = out(acct, before, now, limits, model=model, per_model=per_model)
         if found is not None:
             return found
         if cause == "current unusable":
@@ -218,11 +230,17 @@ def explain(
     why: Why | None = None,
     active: bool = False,
     last: LastSwitch | None = None,
+    per_model: bool = False,
 ) -> str:
     """One sentence for ``credrot explain``: why account ``index`` is skipped or used, and
     what the last switch that concerned it said."""
     if invalid is not None:
         head = f"#{index} is not a valid credential ({invalid}), so it is never used"
+    elif why is not None and per_model and windows.window_model(why.window or ""):
+        model = windows.window_model(why.window or "")
+        head = (
+            f"{why.sentence}, so calls for {model} skip it (a call naming another model may use it)"
+        )
     elif why is not None:
         head = f"{why.sentence}, so calls skip it"
     elif last is not None and last.source == index and last.until is not None and last.until <= now:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from credrot import telemetry
+from credrot import telemetry, windows
 from credrot.callhome import CallHome
 from credrot.classify import classify
 from credrot.errors import CredrotError, ReadOnlyHome, ToolNotFound
@@ -191,6 +191,7 @@ class Wrapper:
         excluded: set[int] = set()
         rate_limits: dict[int, int] = {}
         base_env = dict(os.environ if self.env is None else self.env)
+        model = windows.call_model(argv[1:])  # a per-model window of another is no bar
         self.manager.clean_run_dirs()
 
         while result.attempts < self.max_retries:
@@ -199,7 +200,7 @@ class Wrapper:
                 result.error = f"gave up: the call's time budget of {total:g} s is spent"
                 break
             try:
-                lease = self.manager.lease(exclude=excluded)
+                lease = self.manager.lease(exclude=excluded, model=model)
             except CredrotError as exc:
                 result.error = str(exc)
                 break

@@ -78,7 +78,13 @@ def explain_pool(manager: AccountManager, only: int | None = None) -> dict[str, 
                 until,
             )
         sentence = reasons.explain(
-            index, now, invalid=invalid, why=why, active=index == active, last=last
+            index,
+            now,
+            invalid=invalid,
+            why=why,
+            active=index == active,
+            last=last,
+            per_model=pool.profile.per_model_windows,
         )
         rows.append(
             {

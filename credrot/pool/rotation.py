@@ -38,6 +38,8 @@ class Lease:
     started: float
     #: The tool will refresh this token during the call (see :mod:`.refresh`).
     refresh_due: bool = False
+    #: The model the call names, if any (per-model windows, see :mod:`credrot.windows`).
+    model: str | None = None
 
 
 def switch_to(pool: Pool, index: int) -> int:
@@ -72,14 +74,17 @@ def switch_next(pool: Pool, expected: int | None, reason: str) -> tuple[bool, in
         return True, nxt
 
 
-def lease(pool: Pool, exclude: frozenset[int] | set[int] = frozenset()) -> Lease | None:
+def lease(
+    pool: Pool, exclude: frozenset[int] | set[int] = frozenset(), model: str | None = None
+) -> Lease | None:
     """The account the next attempt should use, with its credential; the pool moves
-    there if needed. None when no usable account is left (beside ``exclude``)."""
+    there if needed. None when no usable account is left (beside ``exclude``).
+    ``model``: the model the call names (a per-model window of another one is no bar)."""
     with pool.store.transaction() as state:
         pointer.sync(pool, state)
         now = time.time()
         while True:
-            choice, reason = select.call_choice(pool, state, exclude=exclude, now=now)
+            choice, reason = select.call_choice(pool, state, exclude=exclude, now=now, model=model)
             if choice is None:
                 return None
             slot = pool.slots.read(choice)
@@ -87,12 +92,11 @@ def lease(pool: Pool, exclude: frozenset[int] | set[int] = frozenset()) -> Lease
                 break
             exclude = {*exclude, choice}  # vanished or damaged since it was listed
         if choice != state.current:
-            pointer.switch(pool, state, choice, reason)
+            pointer.switch(pool, state, choice, reason, model=model)
         last = state.account(choice).last_outcome
         pool.store.began(choice, now)
-        return Lease(
-            choice, slot.raw, slot.data, now, refresh.due(pool.profile, slot.data, last, now)
-        )
+        due = refresh.due(pool.profile, slot.data, last, now)
+        return Lease(choice, slot.raw, slot.data, now, due, model)
 
 
 def hold_refresh(
@@ -111,7 +115,7 @@ def hold_refresh(
         return None
     try:
         upkeep.reap_call_homes(pool)  # a dead holder's refreshed token reaches its slot
-        fresh = _reread(pool, got.index)
+        fresh = _reread(pool, got.index, got.model)
     except BaseException:
         held.release()
         raise
@@ -121,15 +125,15 @@ def hold_refresh(
     return fresh, held
 
 
-def _reread(pool: Pool, index: int) -> Lease | None:
+def _reread(pool: Pool, index: int, model: str | None = None) -> Lease | None:
     with pool.store.transaction() as state:
         now = time.time()
         slot = pool.slots.read(index)
-        if slot.raw is None or slot.data is None or not pool.usable(state, index, now):
+        if slot.raw is None or slot.data is None or not pool.usable(state, index, now, model):
             return None
         last = state.account(index).last_outcome
         due = refresh.due(pool.profile, slot.data, last, now)
-        return Lease(index, slot.raw, slot.data, now, due)
+        return Lease(index, slot.raw, slot.data, now, due, model)
 
 
 def settle(
@@ -144,6 +148,7 @@ def settle(
     until: datetime | None = None,
     started: float | None = None,
     readings: Sequence[Reading] = (),
+    model: str | None = None,
 ) -> int | None:
     """Record what an attempt on ``index`` found, in one transaction with the write-back
     of a token the tool refreshed meanwhile; move the pool off a spent account.
@@ -157,6 +162,11 @@ def settle(
         now = time.time()
         acct = state.account(index)
         before = acct.effective_status(now)
+        per_model = pool.profile.per_model_windows
+        # A per-model window's quota leaves the account's status alone (other models)
+        model_only = outcome.kind is OutcomeKind.QUOTA_EXHAUSTED and not windows.account_wide(
+            outcome.window, per_model
+        )
         spent = marking.apply(
             acct,
             outcome,
@@ -164,9 +174,11 @@ def settle(
             now,
             count_call=count_call,
             until=until,
-            mark=mark,
+            mark=mark and not model_only,
             started=started,
         )
+        if model_only and mark:
+            acct.quota_hits += 1
         windows.after_call(
             acct,
             index,
@@ -176,6 +188,8 @@ def settle(
             limits=pool.limits,
             readings=readings,
             counted=count_call,
+            per_model=per_model,
+            model=model,
         )
         recovered = acct.effective_status(now) is AccountStatus.READY
         if outcome.kind is OutcomeKind.OK and before is not AccountStatus.READY and recovered:
@@ -190,6 +204,9 @@ def settle(
                     pointer.switch(pool, state, nxt, outcome.kind.value)
                 elif nxt is not None:
                     state.current = nxt
+        if model_only and mark:
+            window = windows.entries(acct).get(outcome.window, {}).get("until")
+            pool.events.exhausted(index, outcome, None if window is None else _utc(window))
         pool.store.ended(index)
         return state.current
 

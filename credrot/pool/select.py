@@ -114,12 +114,17 @@ def next_after(
 
 
 def call_choice(
-    pool: Pool, state: st.PoolState, *, exclude: Collection[int], now: float
+    pool: Pool,
+    state: st.PoolState,
+    *,
+    exclude: Collection[int],
+    now: float,
+    model: str | None = None,
 ) -> tuple[int | None, str]:
     return for_call(
         pool.strategy,
         list(pool.slots.listing()),
-        lambda i: pool.usable(state, i, now),
+        lambda i: pool.usable(state, i, now, model),
         _load_of(state, now),
         current=state.current,
         exclude=exclude,

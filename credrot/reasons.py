@@ -180,15 +180,18 @@ def switch(
     *,
     model: str | None = None,
     per_model: bool = False,
+    invalid: str | None = None,
 ) -> Why:
     """Why the pool moves from ``before`` to ``to``: the cause said as a sentence, with
     the window, signal and deadline of the account left behind when it was out (for a
-    call naming ``model``)."""
+    call naming ``model``); ``invalid``: why its file is no credential, if it is not."""
     if cause in OUT_CAUSES:
         if before is None:
             return Why(f"no account was active; #{to} is the first usable one")
         if cause == "removed":
             return Why(f"#{before} was removed")
+        if invalid is not None:
+            return Why(f"#{before} is not a valid credential ({invalid})")
         found = None
         if acct is not None:
             found = out(acct, before, now, limits, model=model, per_model=per_model)

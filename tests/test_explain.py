@@ -255,3 +255,40 @@ def test_a_passed_mark_keeps_nothing_out() -> None:
         "#1 is usable again (what kept it out ended 2026-12-03 11:59 UTC); "
         "the pool left it 5h ago: #1 spent its 5h window (...)"
     )
+
+
+@pytest.mark.parametrize(
+    ("cause", "before", "invalid", "sentence"),
+    [
+        ("manual", 1, None, "switched by hand"),
+        ("removed", 2, None, "#2 was removed"),
+        ("round-robin", 1, None, "round-robin: each call takes the next account"),
+        ("current unusable", None, None, "no account was active; #3 is the first usable one"),
+        (
+            "current unusable",
+            2,
+            "file is missing",
+            "#2 is not a valid credential (file is missing)",
+        ),
+        ("current unusable", 2, None, "#2 was already tried by this call"),
+        ("a reason of the caller's own", 2, None, "a reason of the caller's own"),
+    ],
+)
+def test_why_the_pool_moved(
+    cause: str, before: int | None, invalid: str | None, sentence: str
+) -> None:
+    found = reasons.switch(cause, before, AccountState(), 3, NOW, invalid=invalid)
+    assert found.sentence == sentence
+
+
+def test_a_damaged_account_file_is_said_when_the_pool_moves_off_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = SimPool(tmp_path, monkeypatch)
+    sim.add()
+    sim.add()
+    sim.manager.slot_path(1).write_text("{}")  # overwritten by hand, behind credrot's back
+    assert Wrapper(manager=sim.manager).call("hi").account == 2
+    (moved,) = audit(sim.home)
+    assert (moved["from"], moved["to"]) == (1, 2)
+    assert re.fullmatch(r"#1 is not a valid credential \(.+\)", moved["reason"]), moved["reason"]

@@ -88,8 +88,19 @@ def switch(
     before = state.current
     left = state.accounts.get(before) if before is not None else None
     per_model = pool.profile.per_model_windows
+    invalid = None
+    if before is not None and reason == "current unusable":
+        invalid = pool.slots.read(before).why  # cached: no parse
     why = reasons.switch(
-        reason, before, left, to, time.time(), pool.limits, model=model, per_model=per_model
+        reason,
+        before,
+        left,
+        to,
+        time.time(),
+        pool.limits,
+        model=model,
+        per_model=per_model,
+        invalid=invalid,
     )
     state.current = to
     state.switches_total += 1

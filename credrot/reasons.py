@@ -208,6 +208,9 @@ def readable(reason: str) -> str:
 
 
 # ------------------------------------------------------------------ explain
+NO_ACCOUNTS = "no {tool} accounts in {home}; add one with `credrot accounts add`"
+
+
 def pool_headline(tool: str, home: str, total: int, usable: int, current: int | None) -> str:
     """``credrot explain``'s first line."""
     on = f", on #{current}" if current is not None else ""

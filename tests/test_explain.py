@@ -292,3 +292,14 @@ def test_a_damaged_account_file_is_said_when_the_pool_moves_off_it(
     (moved,) = audit(sim.home)
     assert (moved["from"], moved["to"]) == (1, 2)
     assert re.fullmatch(r"#1 is not a valid credential \(.+\)", moved["reason"]), moved["reason"]
+
+
+def test_explain_on_a_home_without_accounts_says_how_to_add_one(tmp_path: Path) -> None:
+    home = tmp_path / "nowhere"
+    result = invoke("--home", str(home), "explain")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        f"qwen pool in {home}: 0 accounts, 0 usable",
+        f"no qwen accounts in {home}; add one with `credrot accounts add`",
+    ]
+    assert not home.exists()  # explaining creates nothing

@@ -148,4 +148,8 @@ def explain(ctx: click.Context, index: int | None, as_json: bool) -> int:
         )
     for row in data["accounts"]:
         click.echo(row["sentence"])
+    if not data["accounts"]:
+        from credrot.reasons import NO_ACCOUNTS
+
+        click.echo(NO_ACCOUNTS.format(tool=data["tool"], home=data["home"]))
     return EXIT_OK

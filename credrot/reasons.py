@@ -32,7 +32,7 @@ SIGNALS: Mapping[str, str] = {
 #: The causes a switch is made for (``cause`` in the audit line), and what an old log
 #: line that held only the cause as its reason meant.
 CAUSES: Mapping[str, str] = {
-    "manual": "switched by hand",
+    "manual": "asked for by hand",
     "removed": "the active account was removed",
     "round-robin": "round-robin: each call takes the next account",
     "least-used": "least-used: the account with the fewest calls today",

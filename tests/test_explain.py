@@ -76,7 +76,7 @@ def test_a_switch_by_hand_says_so(used: SimPool) -> None:
     assert (last["from"], last["to"], last["reason"], last["cause"]) == (
         3,
         1,
-        "switched by hand",
+        "asked for by hand",
         "manual",
     )
 
@@ -260,7 +260,7 @@ def test_a_passed_mark_keeps_nothing_out() -> None:
 @pytest.mark.parametrize(
     ("cause", "before", "invalid", "sentence"),
     [
-        ("manual", 1, None, "switched by hand"),
+        ("manual", 1, None, "asked for by hand"),
         ("removed", 2, None, "#2 was removed"),
         ("round-robin", 1, None, "round-robin: each call takes the next account"),
         ("current unusable", None, None, "no account was active; #3 is the first usable one"),

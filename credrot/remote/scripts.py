@@ -191,6 +191,12 @@ end
 return 0
 """
 
+#: KEYS: refresh. ARGV: holder, ttl ms. -> 1 when extended, 0 when it was no longer ours.
+RENEW_REFRESH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 #: KEYS: refresh. ARGV: holder. -> 1 when released, 0 when it was no longer ours.
 GIVE_REFRESH = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

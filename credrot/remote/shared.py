@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from credrot import state as st
 from credrot.errors import ConfigError, CredrotError
-from credrot.remote import cache, creds, leases, merge, scripts
+from credrot.remote import cache, creds, leases, merge, scripts, words
 from credrot.remote.client import StoreDown, call, connect, run_script
 from credrot.remote.seal import Sealer
 from credrot.remote.settings import StoreSettings, load_key
@@ -42,7 +42,7 @@ class SharedPool:
         self.pool = pool
         self.settings = settings
         self.keys = scripts.Keys(settings.prefix, pool.profile.name)
-        self.identity = f"{settings.shown}#{self.keys.base}"
+        self.identity = cache.identity(settings, self.keys)
         self._client: Any = None
         self._sealer: Sealer | None = None
         self._key_checked = False
@@ -71,10 +71,7 @@ class SharedPool:
         if self._sealer is None:
             key, where = load_key()
             if key is None:
-                raise ConfigError(
-                    f"the store {self.settings.shown} needs a key for the credentials: "
-                    f"set {where} (make one with `credrot store keygen`)"
-                )
+                raise ConfigError(words.no_key(self.settings.shown, where))
             self._sealer = Sealer(key, where)
         return self._sealer
 

@@ -106,7 +106,7 @@ def hold_refresh(
     """
     if not got.refresh_due:
         return got, None
-    held = RefreshLease(pool.layout, got.index)
+    held = RefreshLease(pool.layout, got.index, pool.store.shared)
     if not held.acquire(deadline):
         return None
     try:

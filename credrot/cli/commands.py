@@ -12,6 +12,7 @@ from credrot.cli.base import (
     _configure_logging,
     _FindingsCommand,
     _manager,
+    pool_option,
 )
 
 
@@ -137,4 +138,4 @@ def demo(ctx: click.Context) -> int:
 
     root = ctx.find_root().params
     _configure_logging(bool(root.get("debug")))
-    return run_demo(click.echo, tool=root.get("tool") or "qwen")
+    return run_demo(click.echo, tool=pool_option(ctx, "tool") or "qwen")

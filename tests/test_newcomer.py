@@ -500,3 +500,45 @@ def test_the_wheel_carries_a_license_expression_and_the_project_urls(tmp_path: P
     readme = (root / "README.md").read_text()
     assert f"repo: {urls['Source']}" in readme
     assert all(url.startswith(urls["Source"]) for url in urls.values())
+
+
+# ----------------------------------------------------------------- vocabulary
+def test_the_demo_and_stats_count_requests_tool_runs_and_successes_alike(
+    tmp_path: Path,
+) -> None:
+    import re
+
+    result = invoke(["demo"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    told = [line for line in out.splitlines() if re.match(r"request \d+: ", line)]
+    runs_told = sum(
+        int(m.group(1)) for line in told if (m := re.search(r"\((\d+) tool runs?\)", line))
+    )
+    answered_told = sum(" answered by #" in line for line in told)
+    summary = re.search(r"^(\d+) requests: (\d+) answered, (\d+) not; (\d+) tool runs", out, re.M)
+    assert summary is not None, out
+    requests, answered, _, runs = map(int, summary.groups())
+    assert (requests, answered, runs) == (len(told), answered_told, runs_told)
+    stats = re.search(r"^requests (\d+), tool runs (\d+), successes (\d+),", out, re.M)
+    assert stats is not None, out
+    assert tuple(map(int, stats.groups())) == (requests, runs, answered)
+    assert requests > answered and runs > answered  # rotation and a spent pool were shown
+    assert "calls" not in out.replace("(call ", "")  # the simulator's answers say "call N"
+
+
+def test_prometheus_help_texts_speak_of_requests_and_tool_runs(sim: SimPool) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sim.add("a", quota=1)
+    sim.add("b")
+    for _ in range(2):
+        assert invoke(["--home", str(sim.home), "run", "--", "-p", "hi"]).exit_code == 0
+    text = invoke(["stats", "--prometheus", "--home", str(sim.home)]).stdout
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["credrot_requests"].samples[0].value == 2
+    runs = {s.labels["account"]: s.value for s in families["credrot_calls"].samples}
+    assert runs == {"1": 2, "2": 1}
+    for family in families.values():
+        assert "call" not in family.documentation.lower(), family.documentation
+    assert "Tool runs" in families["credrot_calls"].documentation

@@ -40,7 +40,7 @@ def _stats(ctx: click.Context, as_json: bool, prom: bool, output: str | None) ->
 
 
 @click.command(
-    cls=_Command, context_settings=CONTEXT, short_help="Counters: calls, quota hits, switches."
+    cls=_Command, context_settings=CONTEXT, short_help="Counters: requests, tool runs, successes, quota hits."
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
@@ -58,7 +58,7 @@ def _stats(ctx: click.Context, as_json: bool, prom: bool, output: str | None) ->
 )
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool, prom: bool, output: str | None) -> int:
-    """Totals and per-account counters: calls, successes, quota hits, switches."""
+    """Totals and per-account counters: requests, tool runs, successes, quota hits, switches."""
     if as_json and prom:
         raise click.UsageError("choose one of --json and --prometheus")
     return _stats(ctx, as_json, prom, output)

@@ -40,7 +40,9 @@ def _stats(ctx: click.Context, as_json: bool, prom: bool, output: str | None) ->
 
 
 @click.command(
-    cls=_Command, context_settings=CONTEXT, short_help="Counters: requests, tool runs, successes, quota hits."
+    cls=_Command,
+    context_settings=CONTEXT,
+    short_help="Counters: requests, tool runs, successes, quota hits.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(

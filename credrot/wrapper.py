@@ -217,6 +217,7 @@ class Wrapper:
             result.attempts += 1
             result.account = index
             attempt = _Attempt(self, lease, rate_limits, deadline, refresh_lease)
+            attempt.first = result.attempts == 1
             run, outcome, now_on = attempt.run(argv, stdin, base_env, min(per_try, remaining))
             if self.on_attempt is not None:
                 self.on_attempt(index, run, outcome)
@@ -270,7 +271,8 @@ class Wrapper:
         result.pool_exhausted = True
         result.first_reset = status.first_reset
         result.error = f"no usable account: {message}"
-        self.manager.note_pool_exhausted(message, status.first_reset)
+        # A call that found no account before any tool run is still a request.
+        self.manager.note_pool_exhausted(message, status.first_reset, result.attempts == 0)
 
 
 class _Attempt:
@@ -294,6 +296,8 @@ class _Attempt:
         self.secrets: list[str] = wrapper.profile.secrets_of(lease.data)
         #: Set when the account is only rate-limited and worth one more try after a wait.
         self.retry_wait: float | None = None
+        #: The call's first tool run: its settlement counts the request.
+        self.first = False
 
     def run(
         self, argv: list[str], stdin: bytes | None, base_env: dict[str, str], timeout: float
@@ -321,7 +325,9 @@ class _Attempt:
             mark = self._should_mark(outcome)
             readings = telemetry.read(run.stdout, home.tool_home, lease.started)
             try:
-                now_on = manager.settle(lease, outcome, refreshed, mark=mark, readings=readings)
+                now_on = manager.settle(
+                    lease, outcome, refreshed, mark=mark, readings=readings, request=self.first
+                )
             except ReadOnlyHome:
                 manager.persisted = False
                 now_on = None

@@ -144,14 +144,17 @@ def settle(
     until: datetime | None = None,
     started: float | None = None,
     readings: Sequence[Reading] = (),
+    request: bool = False,
 ) -> int | None:
     """Record what an attempt on ``index`` found, in one transaction with the write-back
     of a token the tool refreshed meanwhile; move the pool off a spent account.
     ``started``: when the attempt began (a success clears only older marks).
 
-    Returns the account the pool is on afterwards.
+    Returns the account the pool is on afterwards. ``request``: the first attempt of a
+    wrapper call (counted once in ``requests``).
     """
     with pool.store.transaction() as state:
+        state.requests += request
         if refreshed is not None and original is not None:
             accounts.save_refreshed(pool, index, original, refreshed)
         now = time.time()
@@ -233,12 +236,15 @@ def reset(pool: Pool, index: int | None = None) -> list[int]:
         return targets
 
 
-def note_pool_exhausted(pool: Pool, message: str, first_reset: datetime | None) -> None:
+def note_pool_exhausted(
+    pool: Pool, message: str, first_reset: datetime | None, request: bool = False
+) -> None:
     from credrot.errors import ReadOnlyHome
 
     try:
         with pool.store.transaction() as state:
             state.pool_exhausted += 1
+            state.requests += request
     except ReadOnlyHome:
         pass
     pool.events.pool_exhausted(message, first_reset)

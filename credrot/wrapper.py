@@ -199,7 +199,7 @@ class Wrapper:
                 result.error = f"gave up: the call's time budget of {total:g} s is spent"
                 break
             try:
-                lease = self.manager.lease(exclude=excluded)
+                lease = self.manager.lease(exclude=excluded, reserve=True)
             except CredrotError as exc:
                 result.error = str(exc)
                 break
@@ -254,6 +254,8 @@ class Wrapper:
                     )
 
         result.accounts_tried = tried
+        result.warnings += self.manager.pool.unsaved  # where a token without a slot is
+        self.manager.pool.unsaved.clear()
         result.duration = time.monotonic() - started
         result.persisted = self.manager.persisted
         if not result.persisted:
@@ -300,7 +302,9 @@ class _Attempt:
     ) -> tuple[RunResult | None, Outcome, int | None]:
         wrapper, lease = self.wrapper, self.lease
         manager, profile = wrapper.manager, wrapper.profile
-        home = CallHome(manager.pool.layout, profile, lease.index, lease.raw, lease.data)
+        home = CallHome(
+            manager.pool.layout, profile, lease.index, lease.raw, lease.data, lease.home
+        )
         settled = False
         try:
             try:
@@ -313,6 +317,7 @@ class _Attempt:
                     abort_streams=profile.abort_streams,
                     cwd=wrapper.cwd,
                     install_hint=profile.install_hint,
+                    pid_file=home.pid_file,
                 )
             except ToolNotFound as exc:
                 return None, Outcome.error(str(exc)), None
@@ -334,7 +339,7 @@ class _Attempt:
                 refreshed = home.read_back()
                 if refreshed is not None and refreshed != lease.raw:
                     try:
-                        manager.write_back(lease.index, lease.raw, refreshed)
+                        manager.write_back(lease.index, lease.raw, refreshed, lease.generation)
                     except ReadOnlyHome:
                         manager.persisted = False
             home.close()

@@ -208,6 +208,8 @@ class Wrapper:
             result.success = False
             result.error = call_failure(exc, self.manager.home)
         result.accounts_tried = tried
+        result.warnings += self.manager.pool.unsaved  # where a token without a slot is
+        self.manager.pool.unsaved.clear()
         result.duration = time.monotonic() - started
         result.persisted = self.manager.persisted
         if not result.persisted:
@@ -245,7 +247,7 @@ class Wrapper:
                 result.error = f"gave up: the call's time budget of {total:g} s is spent"
                 break
             try:
-                lease = self.manager.lease(exclude=excluded)
+                lease = self.manager.lease(exclude=excluded, reserve=True)
             except CredrotError as exc:
                 result.error = str(exc)
                 break
@@ -344,7 +346,9 @@ class _Attempt:
     ) -> tuple[RunResult | None, Outcome, int | None]:
         wrapper, lease = self.wrapper, self.lease
         manager, profile = wrapper.manager, wrapper.profile
-        home = CallHome(manager.pool.layout, profile, lease.index, lease.raw, lease.data)
+        home = CallHome(
+            manager.pool.layout, profile, lease.index, lease.raw, lease.data, lease.home
+        )
         settled = False
         try:
             try:
@@ -358,6 +362,7 @@ class _Attempt:
                     cwd=wrapper.cwd,
                     install_hint=profile.install_hint,
                     max_output=wrapper.max_output,
+                    pid_file=home.pid_file,
                 )
             except ToolNotFound as exc:
                 return None, Outcome.error(str(exc)), None
@@ -381,7 +386,7 @@ class _Attempt:
                 refreshed = home.read_back()
                 if refreshed is not None and refreshed != lease.raw:
                     try:
-                        manager.write_back(lease.index, lease.raw, refreshed)
+                        manager.write_back(lease.index, lease.raw, refreshed, lease.generation)
                     except ReadOnlyHome:
                         manager.persisted = False
             home.close()

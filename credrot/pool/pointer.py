@@ -22,6 +22,7 @@ from credrot.fsutil import NotARegularFile, atomic_write, read_regular, temp_nam
 from credrot.kinds import TOOL_LOCK_FRESH
 from credrot.pool import select
 from credrot.pool.context import Pool
+from credrot.pool.slots import fingerprint, remember
 
 
 def state_of(pool: Pool) -> str:
@@ -197,7 +198,9 @@ def adopt_file(pool: Pool, state: st.PoolState) -> int | None:
             )
     atomic_write(slot, raw)
     pool.slots.forget(owner)
-    state.account(owner)
+    acct = state.account(owner)
+    acct.generation += 1  # fencing: a call that started before this write is older
+    acct.held = remember(acct.held, fingerprint(profile, data))
     pool.events.audit("adopted", to=owner, reason="refreshed credential saved to its slot")
     return owner
 

@@ -239,7 +239,6 @@ class Wrapper:
         excluded: set[int] = set()
         rate_limits: dict[int, int] = {}
         base_env = dict(os.environ if self.env is None else self.env)
-        model = windows.call_model(argv[1:])  # a per-model window of another is no bar
         self.manager.clean_run_dirs()
 
         while result.attempts < self.max_retries:
@@ -248,7 +247,7 @@ class Wrapper:
                 result.error = f"gave up: the call's time budget of {total:g} s is spent"
                 break
             try:
-                lease = self.manager.lease(exclude=excluded, reserve=True, model=model)
+                lease = self.manager.lease(excluded, reserve=True, model=windows.call_model(argv))
             except CredrotError as exc:
                 result.error = str(exc)
                 break

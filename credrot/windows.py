@@ -313,6 +313,8 @@ def blocked(
     for name, entry in found.items():
         if not entry.get("over") or limits.rotate_at is None:
             continue
+        if not concerns(name, model, per_model):
+            continue
         read = _num(entry, "read") or 0.0
         ends = _num(entry, "resets") or read + READING_LIFETIME.total_seconds()
         if ends > now:

@@ -221,6 +221,10 @@ def test_a_spent_model_window_blocks_calls_for_that_model_only() -> None:
     assert windows.blocked(acct, 1, now, model="sonnet", per_model=True) is None
     assert windows.blocked(acct, 1, now, model=None, per_model=True) is not None
     assert windows.blocked(acct, 1, now, model="sonnet", per_model=False) is not None
+    # the tool's own report that the opus week is nearly spent bars opus calls only too
+    read = AccountState(windows={"week:opus": {"used": 0.97, "read": now, "over": True}})
+    assert windows.blocked(read, 1, now, model="opus", per_model=True) is not None
+    assert windows.blocked(read, 1, now, model="sonnet", per_model=True) is None
 
 
 OPUS_SPENT = "You've hit your Opus limit · resets 7:12pm (UTC)"

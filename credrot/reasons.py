@@ -228,6 +228,33 @@ class LastSwitch:
     until: float | None = None
 
 
+def headroom(
+    acct: Any, index: int, now: float, limits: windows.Limits = windows.NO_LIMITS
+) -> str | None:
+    """How close a usable account is to being kept out: its fullest window, by its cap
+    (calls counted in the current period) or by the tool's own reading; None if unknown."""
+    best: tuple[float, str] | None = None
+    caps = limits.caps_for(index)
+    for name, entry in windows.entries(acct).items():
+        label = window_label(name)
+        ends, calls = entry.get("ends"), entry.get("calls")
+        live = not isinstance(ends, (int, float)) or ends > now
+        cap = caps.get(name)
+        if cap and isinstance(calls, int) and live:
+            share = calls / cap
+            said = f"{calls}/{cap} calls of its {name} cap"
+            if best is None or share > best[0]:
+                best = (share, said)
+        used = entry.get("used")
+        resets = entry.get("resets")
+        fresh = not isinstance(resets, (int, float)) or resets > now
+        if isinstance(used, (int, float)) and not isinstance(used, bool) and fresh:
+            said = f"its {label} at {used:.0%} by the tool's own usage report"
+            if best is None or used > best[0]:
+                best = (float(used), said)
+    return None if best is None else best[1]
+
+
 def explain(
     index: int,
     now: float,
@@ -237,9 +264,11 @@ def explain(
     active: bool = False,
     last: LastSwitch | None = None,
     per_model: bool = False,
+    room: str | None = None,
 ) -> str:
-    """One sentence for ``credrot explain``: why account ``index`` is skipped or used, and
-    what the last switch that concerned it said."""
+    """One sentence for ``credrot explain``: why account ``index`` is skipped or used (with
+    ``room``, how full its fullest window is), and what the last switch that concerned it
+    said."""
     if invalid is not None:
         head = f"#{index} is not a valid credential ({invalid}), so it is never used"
     elif why is not None and per_model and windows.window_model(why.window or ""):
@@ -257,6 +286,8 @@ def explain(
         head = f"#{index} is usable and active: the next call starts on it"
     else:
         head = f"#{index} is usable"
+    if room is not None and why is None and invalid is None:
+        head += f" ({room})"
     if last is None:
         return head
     said = readable(last.reason)
@@ -274,6 +305,7 @@ __all__ = [
     "LastSwitch",
     "Why",
     "explain",
+    "headroom",
     "out",
     "pool_headline",
     "readable",

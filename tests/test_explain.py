@@ -27,6 +27,7 @@ NOW = datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc).timestamp()
 CLOCK = r"\d\d:\d\d UTC"
 DAY = r"\(the tool's quota message; resets 00:00 UTC\)"
 CAP = rf"\(the configured cap, 2/2 calls; resets {CLOCK}\)"
+AGO = r"\d+[smhd](?: \d+[hm])? ago"  # how long ago, however loaded the machine
 
 
 def invoke(*args: str) -> Result:
@@ -87,7 +88,7 @@ def test_explain_says_per_account_why_it_is_skipped_or_used(used: SimPool) -> No
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0] == f"qwen pool in {used.home}: 3 accounts, 1 usable, on #3"
-    ago = r"\d+s ago"
+    ago = AGO
     assert re.fullmatch(
         rf"#1 spent its day window {DAY}, so calls skip it; the pool left it {ago} for that "
         "reason",
@@ -105,8 +106,8 @@ def test_explain_says_per_account_why_it_is_skipped_or_used(used: SimPool) -> No
     ), lines[3]
     assert len(lines) == 4
 
-    one = invoke("--home", str(used.home), "explain", "2")
-    assert one.stdout.splitlines() == [lines[2]]
+    one = invoke("--home", str(used.home), "explain", "2").stdout.splitlines()
+    assert [re.sub(AGO, "ago", line) for line in one] == [re.sub(AGO, "ago", lines[2])]
 
 
 def test_explain_json(used: SimPool) -> None:
@@ -303,3 +304,39 @@ def test_explain_on_a_home_without_accounts_says_how_to_add_one(tmp_path: Path) 
         f"no qwen accounts in {home}; add one with `credrot accounts add`",
     ]
     assert not home.exists()  # explaining creates nothing
+
+
+@pytest.mark.parametrize(
+    ("entries", "caps", "said"),
+    [
+        ({}, {}, None),
+        ({"5h": {"calls": 3, "ends": NOW + HOUR}}, {"5h": 10}, "3/10 calls of its 5h cap"),
+        ({"5h": {"calls": 3, "ends": NOW - 1}}, {"5h": 10}, None),  # that period is over
+        (
+            {"week": {"used": 0.4, "resets": NOW + HOUR}, "5h": {"calls": 1, "ends": NOW + 60}},
+            {"5h": 10},
+            "its week window at 40% by the tool's own usage report",
+        ),
+        ({"week": {"used": 0.4, "resets": NOW - 1}}, {}, None),  # a reading past its reset
+    ],
+)
+def test_how_full_a_usable_account_is(
+    entries: dict[str, Any], caps: dict[str, int], said: str | None
+) -> None:
+    acct = _acct(windows=entries)
+    assert reasons.headroom(acct, 1, NOW, windows.Limits(caps=caps)) == said
+
+
+def test_explain_says_how_full_the_active_account_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("limits:\n  qwen:\n    caps: {5h: 3}\n")
+    monkeypatch.setenv("CREDROT_CONFIG", str(config))
+    sim = SimPool(tmp_path, monkeypatch)
+    sim.add()
+    assert Wrapper(manager=sim.manager).call("hi").success
+    lines = invoke("--home", str(sim.home), "explain").stdout.splitlines()
+    assert lines[1] == (
+        "#1 is usable and active: the next call starts on it (1/3 calls of its 5h cap)"
+    )

@@ -63,9 +63,10 @@ def explain_pool(manager: AccountManager, only: int | None = None) -> dict[str, 
             continue
         acct = state.accounts.get(index)
         invalid = pool.slots.read(index).why
-        why = None
+        why = room = None
         if invalid is None and acct is not None:
             why = reasons.out(acct, index, now, pool.limits)
+            room = reasons.headroom(acct, index, now, pool.limits)
         record = switches.get(index)
         last = None
         if record is not None:
@@ -85,6 +86,7 @@ def explain_pool(manager: AccountManager, only: int | None = None) -> dict[str, 
             active=index == active,
             last=last,
             per_model=pool.profile.per_model_windows,
+            room=room,
         )
         rows.append(
             {

@@ -119,6 +119,7 @@ def test_explain_json(used: SimPool) -> None:
     assert (second["window"], second["signal"]) == ("5h", "cap")
     assert second["last_switch"]["cause"] == "current unusable"
     assert (third["usable"], third["active"], third["window"]) == (True, True, None)
+    assert third["headroom"] is None and second["headroom"] is None
     assert third["last_switch"]["from"] == 2 and third["last_switch"]["to"] == 3
 
 

@@ -97,6 +97,7 @@ def explain_pool(manager: AccountManager, only: int | None = None) -> dict[str, 
                 "window": why.window if why else None,
                 "signal": why.signal if why else None,
                 "until": _iso(why.until) if why else None,
+                "headroom": room if why is None and invalid is None else None,
                 "last_switch": None
                 if record is None
                 else {

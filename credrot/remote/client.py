@@ -87,3 +87,47 @@ def run_script(client: Any, source: str, keys: list[str], args: list[Any]) -> An
     if script is None:
         script = cache[source] = client.register_script(source)
     return script(keys=keys, args=args)
+
+
+class Batch:
+    """Commands and scripts sent to the server in one round trip (a pipeline, not a
+    transaction: each script is atomic by itself).
+
+    Scripts go by EVALSHA of their digest, computed here; one the server does not hold
+    yet (a new or restarted server) answers NOSCRIPT without running, and is then run
+    once more by EVAL, which also caches it there.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._pipe = client.pipeline(transaction=False)
+        self._items: list[tuple[str, list[str], list[Any]] | None] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def script(self, source: str, keys: list[str], args: list[Any]) -> None:
+        self._pipe.evalsha(_digest(source), len(keys), *keys, *args)
+        self._items.append((source, keys, args))
+
+    def command(self, name: str, *args: Any) -> None:
+        getattr(self._pipe, name)(*args)
+        self._items.append(None)
+
+    def run(self) -> list[Any]:
+        import redis.exceptions as rx
+
+        got: list[Any] = self._pipe.execute(raise_on_error=False)
+        for pos, (item, answer) in enumerate(zip(self._items, got, strict=True)):
+            if isinstance(answer, rx.NoScriptError) and item is not None:
+                source, keys, args = item
+                got[pos] = self.client.eval(source, len(keys), *keys, *args)
+            elif isinstance(answer, Exception):
+                raise answer
+        return got
+
+
+def _digest(source: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()

@@ -8,6 +8,7 @@ credrot needs — a setup mistake, reported and not papered over).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -60,6 +61,8 @@ def call(settings: StoreSettings, what: Callable[[], T]) -> T:
 
     try:
         return what()
+    except CredrotError:
+        raise  # already ours (a wrong key is a PermissionError, not a store that is down)
     except rx.NoPermissionError as exc:
         raise StoreRefused(
             f"store {settings.shown} refused: {_first(exc)} (check its ACL)"
@@ -75,8 +78,13 @@ def call(settings: StoreSettings, what: Callable[[], T]) -> T:
         raise StoreRefused(f"store {settings.shown} answered an error: {text}") from None
 
 
+#: What the client puts before an error inside a pipeline (with the command's first
+#: arguments, which a message never repeats).
+_PIPELINE_NOTE = re.compile(r"^Command # \d+ \(.*?\) of pipeline caused error: ", re.S)
+
+
 def _first(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = _PIPELINE_NOTE.sub("", str(exc).strip()) or type(exc).__name__
     return text.splitlines()[0][:200]
 
 

@@ -10,6 +10,7 @@ could answer" is said in one line. No git, no subprocess, no rotation here.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -99,17 +100,33 @@ VERDICT_TAIL = 3
 
 
 # ------------------------------------------------------------------- secrets
+@functools.cache
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """The glob patterns as one regex (one compile instead of one per pattern)."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(pat)})" for pat in patterns))
+
+
+@functools.cache
+def _path_globs() -> dict[int, re.Pattern[str]]:
+    """:data:`SECRET_PATHS` by how many path parts each spans."""
+    depths = sorted({pat.count("/") + 1 for pat in SECRET_PATHS})
+    return {
+        depth: _globs(tuple(p for p in SECRET_PATHS if p.count("/") + 1 == depth))
+        for depth in depths
+    }
+
+
 def secret_name(path: str) -> bool:
-    """True when the file's name or location says it likely holds a secret."""
+    """True when the file's name or location says it likely holds a secret (glob rules,
+    as ``fnmatch.fnmatchcase`` reads them)."""
     norm = path.replace("\\", "/").lower()
     base = norm.rsplit("/", 1)[-1]
-    if any(fnmatch.fnmatchcase(base, pat) for pat in SECRET_NAMES):
+    if _globs(SECRET_NAMES).match(base):
         return True
     parts = norm.split("/")
-    for pat in SECRET_PATHS:
-        depth = pat.count("/") + 1
+    for depth, pattern in _path_globs().items():
         for start in range(len(parts) - depth + 1):
-            if fnmatch.fnmatchcase("/".join(parts[start : start + depth]), pat):
+            if pattern.match("/".join(parts[start : start + depth])):
                 return True
     return False
 

@@ -67,6 +67,9 @@ class AccountState:
     marked_at: float | None = None
     #: Bumped at every write of a new credential into the account's slot (fencing).
     generation: int = 0
+    #: Fingerprints of the credentials the slot has held, newest last (never a token:
+    #: see :func:`credrot.pool.slots.fingerprint`); an older copy is never written back.
+    held: str = ""
     #: Quota windows by name, plain dicts (see :mod:`credrot.windows`).
     windows: dict[str, Any] = field(default_factory=dict)
 

@@ -36,8 +36,9 @@ class ToolNotFound(CredrotError, FileNotFoundError):
 
 
 #: What ``Wrapper.call`` turns into a failed result instead of raising: a full disk, a
-#: file it cannot read or write (``OSError``), a number out of range (``OverflowError``).
-NEVER_RAISED: tuple[type[BaseException], ...] = (OSError, OverflowError)
+#: file it cannot read or write (``OSError``), a number out of range (``OverflowError``),
+#: a value a tool or a file got wrong (``ValueError``).
+NEVER_RAISED: tuple[type[BaseException], ...] = (OSError, OverflowError, ValueError)
 
 
 def call_failure(exc: BaseException, home: object) -> str:

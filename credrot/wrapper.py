@@ -360,7 +360,8 @@ class _Attempt:
             refreshed = self._refreshed(home)
             outcome = self._classify(run, timeout, profile.json_output(argv))
             mark = self._should_mark(outcome)
-            readings = telemetry.read(run.stdout, home.tool_home, lease.started)
+            shown = run.stdout if profile.json_output(argv) else ""  # text: the model's words
+            readings = telemetry.read(shown, home.tool_home, lease.started)
             try:
                 now_on = manager.settle(lease, outcome, refreshed, mark=mark, readings=readings)
             except ReadOnlyHome:

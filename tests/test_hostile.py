@@ -896,3 +896,18 @@ def test_usage_readings_with_absurd_numbers_are_clamped(
             stdin=subprocess.DEVNULL,
         )
         assert "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def test_a_described_tool_says_where_it_prints_its_login_prompt() -> None:
+    """Row: an answer quotes the login box or a JSON quota message — a tool described in
+    the config file watches stderr for its login prompt unless ``abort_streams`` says
+    otherwise; a stream that does not exist is one clear error."""
+    from credrot.config import parse_config
+    from credrot.errors import ConfigError
+
+    head = "tools:\n  t:\n    credential: a.json\n    abort_patterns: [log in]\n"
+    assert parse_config(head)["t"].abort_streams == ("stderr",)
+    both = parse_config(head + "    abort_streams: [stdout, stderr]\n")["t"]
+    assert both.abort_streams == ("stdout", "stderr")
+    with pytest.raises(ConfigError, match=r"tools\.t\.abort_streams: expected a list of stderr"):
+        parse_config(head + "    abort_streams: [stdin]\n")

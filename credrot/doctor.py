@@ -385,6 +385,16 @@ def _check_temp(manager: AccountManager) -> list[Finding]:
     ]
 
 
+def _check_store(manager: AccountManager) -> list[Finding]:
+    """The shared store, when one is set: it answers, this user may, the key opens."""
+    settings = getattr(manager.pool.store.shared, "settings", None)
+    if settings is None:
+        return []
+    from credrot.remote.check import diagnose as store_findings
+
+    return [Finding("store", *f) for f in store_findings(settings, manager.profile.name)]
+
+
 def diagnose(manager: AccountManager, *, tool: bool = True) -> list[Finding]:
     """Every finding about the pool of ``manager`` (and its tool, unless ``tool=False``)."""
     now = datetime.now(timezone.utc)
@@ -395,6 +405,10 @@ def diagnose(manager: AccountManager, *, tool: bool = True) -> list[Finding]:
     if not exists:
         return found
     found += _check_state(manager)
+    store = _check_store(manager)
+    found += store
+    if any(f.level in ("warn", "error") for f in store):
+        manager.pool.store.shared = None  # the rest looks at this machine's files alone
     found += _check_accounts(manager, now)
     found += _check_pointer(manager)
     found += _check_locks(manager)

@@ -208,6 +208,8 @@ class Wrapper:
             result.success = False
             result.error = call_failure(exc, self.manager.home)
         result.accounts_tried = tried
+        result.warnings += self.manager.pool.unsaved  # where a token without a slot is
+        self.manager.pool.unsaved.clear()
         result.duration = time.monotonic() - started
         result.persisted = self.manager.persisted
         if not result.persisted:
@@ -245,7 +247,7 @@ class Wrapper:
                 result.error = f"gave up: the call's time budget of {total:g} s is spent"
                 break
             try:
-                lease = self.manager.lease(exclude=excluded)
+                lease = self.manager.lease(exclude=excluded, reserve=True)
             except CredrotError as exc:
                 result.error = str(exc)
                 break
@@ -263,6 +265,7 @@ class Wrapper:
             result.attempts += 1
             result.account = index
             attempt = _Attempt(self, lease, rate_limits, deadline, refresh_lease)
+            attempt.first = result.attempts == 1
             run, outcome, now_on = attempt.run(argv, stdin, base_env, min(per_try, remaining))
             if self.on_attempt is not None:
                 self.on_attempt(index, run, outcome)
@@ -310,7 +313,8 @@ class Wrapper:
         result.pool_exhausted = True
         result.first_reset = status.first_reset
         result.error = f"no usable account: {message}"
-        self.manager.note_pool_exhausted(message, status.first_reset)
+        # A call that found no account before any tool run is still a request.
+        self.manager.note_pool_exhausted(message, status.first_reset, result.attempts == 0)
 
 
 class _Attempt:
@@ -334,13 +338,17 @@ class _Attempt:
         self.secrets: list[str] = wrapper.profile.secrets_of(lease.data)
         #: Set when the account is only rate-limited and worth one more try after a wait.
         self.retry_wait: float | None = None
+        #: The call's first tool run: its settlement counts the request.
+        self.first = False
 
     def run(
         self, argv: list[str], stdin: bytes | None, base_env: dict[str, str], timeout: float
     ) -> tuple[RunResult | None, Outcome, int | None]:
         wrapper, lease = self.wrapper, self.lease
         manager, profile = wrapper.manager, wrapper.profile
-        home = CallHome(manager.pool.layout, profile, lease.index, lease.raw, lease.data)
+        home = CallHome(
+            manager.pool.layout, profile, lease.index, lease.raw, lease.data, lease.home
+        )
         settled = False
         try:
             try:
@@ -354,6 +362,7 @@ class _Attempt:
                     cwd=wrapper.cwd,
                     install_hint=profile.install_hint,
                     max_output=wrapper.max_output,
+                    pid_file=home.pid_file,
                 )
             except ToolNotFound as exc:
                 return None, Outcome.error(str(exc)), None
@@ -363,7 +372,9 @@ class _Attempt:
             shown = run.stdout if profile.json_output(argv) else ""  # text: the model's words
             readings = telemetry.read(shown, home.tool_home, lease.started)
             try:
-                now_on = manager.settle(lease, outcome, refreshed, mark=mark, readings=readings)
+                now_on = manager.settle(
+                    lease, outcome, refreshed, mark=mark, readings=readings, request=self.first
+                )
             except ReadOnlyHome:
                 manager.persisted = False
                 now_on = None
@@ -376,7 +387,7 @@ class _Attempt:
                 refreshed = home.read_back()
                 if refreshed is not None and refreshed != lease.raw:
                     try:
-                        manager.write_back(lease.index, lease.raw, refreshed)
+                        manager.write_back(lease.index, lease.raw, refreshed, lease.generation)
                     except ReadOnlyHome:
                         manager.persisted = False
             home.close()

@@ -16,11 +16,13 @@ from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
 
+from credrot import reasons
 from credrot import state as st
 from credrot.fsutil import NotARegularFile, atomic_write, read_regular, temp_name
 from credrot.kinds import TOOL_LOCK_FRESH
 from credrot.pool import select
 from credrot.pool.context import Pool
+from credrot.pool.slots import fingerprint, remember
 
 
 def state_of(pool: Pool) -> str:
@@ -102,15 +104,21 @@ def link(pool: Pool, index: int, state: st.PoolState, *, adopt: bool = True) -> 
 
 
 def switch(pool: Pool, state: st.PoolState, to: int, reason: str) -> None:
-    """Make ``to`` the active account: state, pointer, and the event."""
+    """Make ``to`` the active account: state, pointer, and the event.
+
+    ``reason`` is the cause (``quota_exhausted``, ``current unusable``, ``manual`` ...);
+    the event says it as one sentence about the account left behind (:mod:`credrot.reasons`).
+    """
     before = state.current
+    left = state.accounts.get(before) if before is not None else None
+    why = reasons.switch(reason, before, left, to, time.time(), pool.limits)
     state.current = to
     state.switches_total += 1
     state.last_switch = time.time()
     state.last_switch_from, state.last_switch_to = before, to
     state.account(to).switches_to += 1
     link(pool, to, state)
-    pool.events.switched(before, to, reason)
+    pool.events.switched(before, to, why.sentence, cause=reason, **why.fields())
 
 
 def backup(pool: Pool, raw: bytes, label: str) -> Path:
@@ -190,7 +198,9 @@ def adopt_file(pool: Pool, state: st.PoolState) -> int | None:
             )
     atomic_write(slot, raw)
     pool.slots.forget(owner)
-    state.account(owner)
+    acct = state.account(owner)
+    acct.generation += 1  # fencing: a call that started before this write is older
+    acct.held = remember(acct.held, fingerprint(profile, data))
     pool.events.audit("adopted", to=owner, reason="refreshed credential saved to its slot")
     return owner
 

@@ -13,6 +13,7 @@ import stat
 from contextlib import suppress
 from pathlib import Path
 
+from credrot import callhome
 from credrot.errors import CredrotError
 from credrot.fsutil import STALE_TEMP, NotARegularFile, chmod_regular, pid_alive, read_regular
 from credrot.pool import accounts, pointer
@@ -89,21 +90,14 @@ def clean_stale_temp(pool: Pool) -> list[str]:
 
 
 def dead_call_homes(pool: Pool) -> list[Path]:
-    """Private call homes whose process has died (each may hold a token copy)."""
-    try:
-        entries = list(os.scandir(pool.layout.run_dir))
-    except OSError:
-        return []
-    dead = []
-    for entry in entries:
-        parsed = pool.layout.parse_call_dir(entry.name)
-        if parsed is not None and not pid_alive(parsed[0]):
-            dead.append(Path(entry.path))
-    return dead
+    """Private call homes whose caller and tool have died (each may hold a token copy)."""
+    return callhome.dead(pool.layout)
 
 
 def reap_call_homes(pool: Pool) -> int:
-    """Remove the call homes of dead processes, saving a refreshed token in each first."""
+    """Remove the call homes of dead processes, saving a refreshed token in each first;
+    write back tokens kept when their slot could not be written."""
+    accounts.restore_kept(pool)
     dead = dead_call_homes(pool)
     for root in dead:
         parsed = pool.layout.parse_call_dir(root.name)

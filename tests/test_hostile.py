@@ -911,3 +911,63 @@ def test_a_described_tool_says_where_it_prints_its_login_prompt() -> None:
     assert both.abort_streams == ("stdout", "stderr")
     with pytest.raises(ConfigError, match=r"tools\.t\.abort_streams: expected a list of stderr"):
         parse_config(head + "    abort_streams: [stdin]\n")
+
+
+_FILLING_CALLER = r"""
+import dataclasses, json, signal, sys
+from credrot.manager import AccountManager
+from credrot.tools.qwen import QWEN
+from credrot.wrapper import Wrapper
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit gets EFBIG
+profile = dataclasses.replace(QWEN, executable=sys.argv[2])
+result = Wrapper(manager=AccountManager(tool=profile, home=sys.argv[1])).call("hi", timeout=20)
+print(json.dumps({"success": result.success, "output": result.output,
+                  "warnings": result.warnings, "error": result.error}))
+"""
+
+
+def test_a_disk_that_fills_during_the_call_keeps_the_answer_and_the_token(
+    tmp_path: Path, make_cred: Callable[..., bytes], outside: Outside
+) -> None:
+    """Row: disk full, unreadable state, out-of-range times — the disk fills while the
+    tool runs, after it refreshed its token (the tool takes its caller's right to write,
+    ``prlimit``): the answer comes back with a warning that the outcome was not
+    recorded, and the refreshed token reaches its slot on the next call."""
+    refreshed = tmp_path / "refreshed.json"
+    refreshed.write_bytes(make_cred(1, version=1))
+    tool = tmp_path / "tool"
+    tool.write_text(
+        f"#!{sys.executable}\n"
+        "import os, resource, shutil, sys\n"
+        "sys.stdin.read()\n"
+        f"shutil.copyfile({str(refreshed)!r}, os.environ['HOME'] + '/.qwen/oauth_creds.json')\n"
+        f"if os.getppid() == {os.getpid()}: raise SystemExit('not in the test process')\n"
+        "resource.prlimit(os.getppid(), resource.RLIMIT_FSIZE, (16, 16))\n"
+        "print('the answer')\n"
+    )
+    tool.chmod(0o755)
+    profile = dataclasses.replace(QWEN, executable=str(tool))
+    home = tmp_path / "home"
+    manager = AccountManager(tool=profile, home=home)
+    for i in (1, 2):
+        manager.import_account(make_cred(i))
+    done = subprocess.run(
+        [sys.executable, "-c", _FILLING_CALLER, str(home), str(tool)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["success"] and seen["output"] == "the answer\n", seen["error"]
+    (warning,) = [w for w in seen["warnings"] if w.startswith("the outcome was not recorded")]
+    assert warning.endswith(": File too large"), warning
+    assert CANARY not in done.stdout + done.stderr
+    assert manager.read_credential(1) == make_cred(1)  # not written yet: the disk was full
+    # The next call (a tool that only answers) finds the dead caller's home and its token.
+    tool.write_text("#!/bin/sh\ncat >/dev/null\necho 'the answer'\n")
+    again = Wrapper(manager=AccountManager(tool=profile, home=home)).call("hello", timeout=20)
+    assert again.success, again.error
+    assert AccountManager(tool=profile, home=home).read_credential(1) == make_cred(1, version=1)

@@ -971,3 +971,27 @@ def test_a_disk_that_fills_during_the_call_keeps_the_answer_and_the_token(
     again = Wrapper(manager=AccountManager(tool=profile, home=home)).call("hello", timeout=20)
     assert again.success, again.error
     assert AccountManager(tool=profile, home=home).read_credential(1) == make_cred(1, version=1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Claude AI usage limit reached|99999999999",
+        "Your quota will reset after 99999999999d.",
+        "Your quota will reset after 1d" + "9" * 500 + "h.",
+        "try again at Apr 23rd, 9999 3:51 PM",
+        "retry after 99999999999999999999 seconds",
+        "try again in " + "9" * 5000 + " minutes",
+    ],
+)
+def test_every_parser_cuts_a_time_past_the_longest_window(text: str) -> None:
+    """Row: disk full, unreadable state, out-of-range times — no text a tool prints
+    overflows a date: each parser gives a time within 62 days, or none."""
+    from credrot.classify import parse_retry_after
+
+    now = datetime.now(timezone.utc)
+    for parser in resets.PARSERS.values():
+        when = parser(text, now)
+        assert when is None or now <= when <= now + resets.MAX_AHEAD, parser
+    wait = parse_retry_after(text)
+    assert wait is None or 0 <= wait <= resets.MAX_AHEAD.total_seconds()

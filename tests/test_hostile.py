@@ -995,3 +995,40 @@ def test_every_parser_cuts_a_time_past_the_longest_window(text: str) -> None:
         assert when is None or now <= when <= now + resets.MAX_AHEAD, parser
     wait = parse_retry_after(text)
     assert wait is None or 0 <= wait <= resets.MAX_AHEAD.total_seconds()
+
+
+@pytest.mark.parametrize("left", ["fifo", "link outside", "100 MB file"])
+def test_what_the_tool_leaves_as_its_credential_is_read_safely(
+    tmp_path: Path, make_cred: Callable[..., bytes], outside: Outside, left: str
+) -> None:
+    """Row: slot is a FIFO, socket or directory — the tool replaces the credential in its
+    call home with a FIFO, a link to a file outside (a newer token of the same account)
+    or a 100 MB file: the call returns its answer at once, nothing is read through the
+    link or copied into the slot."""
+    newer = tmp_path / "newer.json"
+    newer.write_bytes(make_cred(1, version=5))
+    make = {
+        "fifo": 'mkfifo "$C"',
+        "link outside": f'ln -s {newer} "$C"',
+        "100 MB file": 'head -c 104857600 /dev/zero > "$C"',
+    }[left]
+    body = f"""
+        C="$HOME/.qwen/oauth_creds.json"
+        rm -f "$C"
+        {make}
+        echo "the answer"
+    """
+    manager = scripted_pool(tmp_path / "pool", body, make_cred)
+    done = subprocess.run(
+        [sys.executable, "-c", _CALLER, str(manager.home), manager.profile.executable, "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["success"] is True
+    assert AccountManager(tool=manager.profile, home=manager.home).read_credential(1) == (
+        make_cred(1)
+    )
+    assert newer.read_bytes() == make_cred(1, version=5)

@@ -315,3 +315,65 @@ def test_a_second_quota_mark_keeps_the_later_deadline(
     assert _status(pool, 1).until == late
     gate2.touch()
     assert json.loads(other.communicate(timeout=60)[0])["account"] == 2
+
+
+# ------------------------------------------------------------ in-flight spreading
+#: One caller process that also reports every attempt: (account, outcome, when the
+#: tool started, when credrot had settled it), one JSON line each.
+SPREAD_DRIVER = """
+import json, sys, time
+from credrot.wrapper import Wrapper
+home, calls = sys.argv[1], int(sys.argv[2])
+w = Wrapper("qwen", home=home, timeout=60, max_retries=6, backoff="none")
+def seen(index, run, outcome):
+    now = time.time()
+    start = now - (run.duration if run is not None else 0.0)
+    print(json.dumps({"attempt": index, "kind": outcome.kind.value, "start": start,
+                      "settled": now}), flush=True)
+w.on_attempt = seen
+for n in range(calls):
+    r = w.call(f"question {n}")
+    print(json.dumps({"ok": r.success, "account": r.account, "error": r.error}), flush=True)
+"""
+
+
+def test_parallel_callers_spread_over_the_accounts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """8 processes x 6 overlapping calls on 4 accounts of 10 quota each, default
+    strategy: all 40 units are served, few tool runs meet a spent account, and no tool
+    run starts on an account more than a second after credrot knew it was spent."""
+    procs, calls, accounts, quota = 8, 6, 4, 10
+    pool = SimPool(tmp_path, monkeypatch)
+    for _ in range(accounts):
+        pool.add(quota=quota, latency=0.2)
+    script = pool.root / "spread.py"
+    script.write_text(SPREAD_DRIVER)
+    running = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(pool.home), str(calls)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(procs)
+    ]
+    lines: list[dict[str, object]] = []
+    for proc in running:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        lines += [json.loads(line) for line in out.splitlines()]
+    results = [r for r in lines if "ok" in r]
+    attempts = [a for a in lines if "attempt" in a]
+    assert len(results) == procs * calls
+    assert sum(1 for r in results if r["ok"]) == accounts * quota
+    assert sum(pool.backend.used(f"acct{i}") for i in range(1, accounts + 1)) == 40
+    spent_runs = [c for c in pool.backend.calls() if c["outcome"] == "quota"]
+    # Two calls in flight per account when it runs out, and a caller that moved from an
+    # account that ran out a moment before (all callers on one account: about 30).
+    assert len(spent_runs) <= 3 * accounts, [c["account"] for c in spent_runs]
+    for index in range(1, accounts + 1):
+        mine = [a for a in attempts if a["attempt"] == index]
+        knew = min(float(str(a["settled"])) for a in mine if a["kind"] == "quota_exhausted")
+        late = [float(str(a["start"])) - knew for a in mine if float(str(a["start"])) > knew + 1]
+        assert late == [], f"account {index}: runs started {late} s after it was known spent"

@@ -377,3 +377,107 @@ def test_parallel_callers_spread_over_the_accounts(
         knew = min(float(str(a["settled"])) for a in mine if a["kind"] == "quota_exhausted")
         late = [float(str(a["start"])) - knew for a in mine if float(str(a["start"])) > knew + 1]
         assert late == [], f"account {index}: runs started {late} s after it was known spent"
+
+
+# ------------------------------------------------------------------ killed callers
+#: A caller that is killed with SIGKILL mid-call; argv[3] == "nodeathsig" runs the tool
+#: as a platform without the parent-death signal would (the tool outlives its caller).
+KILLED_DRIVER = """
+import sys
+import credrot.deathsig as deathsig
+from credrot.wrapper import Wrapper
+if sys.argv[3] == "nodeathsig":
+    deathsig.LAUNCHER.broken = True
+    deathsig.PDEATHSIG.available = False
+Wrapper(sys.argv[1], home=sys.argv[2], timeout=120).call("hi")
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaped yet does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat.rpartition(b")")[2].split()[0] != b"Z"
+
+
+def _until(check: object, what: str) -> None:
+    for _ in range(1500):
+        if callable(check) and check():
+            return
+        time.sleep(0.02)
+    raise AssertionError(what)
+
+
+def _call_homes(pool: SimPool) -> list[Path]:
+    run_dir = pool.home / ".credrot-run"
+    return [p for p in run_dir.iterdir() if p.name[0].isdigit()] if run_dir.exists() else []
+
+
+def _kill_mid_refresh(pool: SimPool, gate: Path, mode: str) -> int:
+    """Start a caller whose tool refreshes the expired token and then waits at the
+    gate; kill -9 the caller. Returns the tool's pid."""
+    script = pool.root / "killed.py"
+    script.write_text(KILLED_DRIVER)
+    pool.backend.set("acct1", gate=str(gate))
+    caller = subprocess.Popen([sys.executable, str(script), pool.tool, str(pool.home), mode])
+    _wait_for_calls(pool.backend, 1)
+    pool.backend.set("acct1", gate=None)
+    assert pool.backend.calls()[0]["refreshed"]
+    caller.kill()
+    caller.wait()
+    return int(pool.backend.calls()[0]["pid"])
+
+
+def test_a_killed_callers_tool_dies_with_it_and_its_token_reaches_the_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 of a caller whose tool has just refreshed a single-use token: the tool
+    dies with its caller, and the next call starts from the refreshed token (one
+    refresh in all, nothing revoked)."""
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    pool.add(expired=True)
+    tool = _kill_mid_refresh(pool, tmp_path / "gate", "deathsig")
+    _until(lambda: not _running(tool), "the tool outlived its killed caller")
+    out, err = _start_caller(pool).communicate(timeout=60)
+    assert json.loads(out)["ok"], err
+    assert pool.token_in_slot(1) == pool.backend.latest_token("acct1")
+    assert int(str(pool.backend.account("acct1")["refreshes"])) == 1
+    assert not pool.backend.account("acct1").get("revoked")
+    assert _call_homes(pool) == []
+
+
+def test_a_call_home_is_not_reaped_while_a_killed_callers_tool_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the parent-death signal the tool outlives its killed caller: its call
+    home stays while it runs, yet the token it refreshed reaches the slot at once, so
+    the next caller neither reuses the spent refresh token nor loses the account; once
+    the tool is gone the home is reaped."""
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    pool.add(expired=True)
+    gate = tmp_path / "gate"
+    tool = _kill_mid_refresh(pool, gate, "nodeathsig")
+    assert _running(tool)
+    try:
+        out, err = _start_caller(pool).communicate(timeout=60)
+        assert json.loads(out)["ok"], err
+        assert _running(tool)
+        assert len(_call_homes(pool)) == 1  # the live tool's home is still there
+        assert pool.token_in_slot(1) == pool.backend.latest_token("acct1")
+        assert not pool.backend.account("acct1").get("revoked")
+    finally:
+        gate.touch()
+    _until(lambda: not _running(tool), "the tool did not finish")
+    done = subprocess.run(
+        [sys.executable, "-m", "credrot", "--tool", "claude", "--home", str(pool.home)]
+        + ["doctor", "--fix"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert CANARY not in done.stdout + done.stderr
+    assert _call_homes(pool) == []
+    assert int(str(pool.backend.account("acct1")["refreshes"])) == 1
+    assert not pool.backend.account("acct1").get("revoked")

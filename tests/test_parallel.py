@@ -393,6 +393,9 @@ Wrapper(sys.argv[1], home=sys.argv[2], timeout=120).call("hi")
 """
 
 
+FIX = ("doctor", "--fix")
+
+
 def _running(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie nobody reaped yet does not)."""
     try:
@@ -471,8 +474,7 @@ def test_a_call_home_is_not_reaped_while_a_killed_callers_tool_runs(
         gate.touch()
     _until(lambda: not _running(tool), "the tool did not finish")
     done = subprocess.run(
-        [sys.executable, "-m", "credrot", "--tool", "claude", "--home", str(pool.home)]
-        + ["doctor", "--fix"],
+        [sys.executable, "-m", "credrot", "--tool", "claude", "--home", str(pool.home), *FIX],
         capture_output=True,
         text=True,
         timeout=60,

@@ -79,6 +79,8 @@ def alive(root: Path, caller: int) -> bool:
     """Whether the call in ``root`` (made by process ``caller``) may still be running."""
     if pid_alive(caller):
         return True
+    if root.is_symlink():
+        return False  # planted in place of a call home: never followed
     try:
         text = (root / TOOL_PID).read_text(encoding="ascii").strip()
     except (OSError, ValueError):

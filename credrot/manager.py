@@ -219,6 +219,7 @@ class AccountManager:
         *,
         mark: bool = True,
         readings: Sequence[Reading] = (),
+        request: bool = False,
     ) -> int | None:
         """:meth:`record` and the write-back of a refreshed token, in one transaction
         (with the usage the tool reported, ``readings``)."""
@@ -231,6 +232,7 @@ class AccountManager:
             mark=mark,
             started=lease.started,
             readings=readings,
+            request=request,
             generation=lease.generation,
         )
 
@@ -245,8 +247,10 @@ class AccountManager:
         """Forget what is known about one account (or all): they are ready again."""
         return rotation.reset(self.pool, index)
 
-    def note_pool_exhausted(self, message: str, first_reset: datetime | None) -> None:
-        rotation.note_pool_exhausted(self.pool, message, first_reset)
+    def note_pool_exhausted(
+        self, message: str, first_reset: datetime | None, request: bool = False
+    ) -> None:
+        rotation.note_pool_exhausted(self.pool, message, first_reset, request)
 
     # -------------------------------------------------------- account files
     def write_back(

@@ -123,7 +123,7 @@ def hold_refresh(
     """
     if not got.refresh_due:
         return got, None
-    held = RefreshLease(pool.layout, got.index)
+    held = RefreshLease(pool.layout, got.index, pool.store.shared)
     try:
         if not held.acquire(deadline):
             callhome.discard(got.home)
@@ -174,6 +174,7 @@ def settle(
     until: datetime | None = None,
     started: float | None = None,
     readings: Sequence[Reading] = (),
+    request: bool = False,
     generation: int | None = None,
 ) -> int | None:
     """Record what an attempt on ``index`` found, in one transaction with the write-back
@@ -181,9 +182,11 @@ def settle(
     ``started``: when the attempt began (a success clears only older marks);
     ``generation``: the slot's generation then (fencing, see :mod:`.accounts`).
 
-    Returns the account the pool is on afterwards.
+    Returns the account the pool is on afterwards. ``request``: the first attempt of a
+    wrapper call (counted once in ``requests``).
     """
     with pool.store.transaction() as state:
+        state.requests += request
         if refreshed is not None and original is not None:
             accounts.save_refreshed(pool, state, index, original, refreshed, generation)
         now = time.time()
@@ -265,12 +268,15 @@ def reset(pool: Pool, index: int | None = None) -> list[int]:
         return targets
 
 
-def note_pool_exhausted(pool: Pool, message: str, first_reset: datetime | None) -> None:
+def note_pool_exhausted(
+    pool: Pool, message: str, first_reset: datetime | None, request: bool = False
+) -> None:
     from credrot.errors import ReadOnlyHome
 
     try:
         with pool.store.transaction() as state:
             state.pool_exhausted += 1
+            state.requests += request
     except ReadOnlyHome:
         pass
     pool.events.pool_exhausted(message, first_reset)

@@ -46,14 +46,12 @@ def repair(pool: Pool) -> list[str]:
     return done
 
 
-def clean_stale_temp(pool: Pool) -> list[str]:
-    """Temporary files of writers that died before their rename (``kill -9``).
-
-    A pointer or state temp file is removed; a credential's is moved to ``backups/``,
-    since it may hold the only copy of a token refreshed just before the crash.
-    """
-    done: list[str] = []
-    for folder, keep in ((pool.home, False), (pool.layout.accounts_dir, True)):
+def stale_temp(pool: Pool) -> list[tuple[Path, str, bool]]:
+    """``(path, name it was for, in accounts/)`` of each temporary file a writer that
+    died left (``kill -9`` before its rename). Only files and links count: a folder
+    with such a name is not credrot's."""
+    found: list[tuple[Path, str, bool]] = []
+    for folder, in_accounts in ((pool.home, False), (pool.layout.accounts_dir, True)):
         try:
             entries = list(os.scandir(folder))
         except OSError:
@@ -62,17 +60,32 @@ def clean_stale_temp(pool: Pool) -> list[str]:
             m = STALE_TEMP.match(entry.name)
             if m is None or pid_alive(int(m.group(2))):
                 continue
-            if keep:
-                try:
-                    raw = read_regular(entry.path)
-                except (FileNotFoundError, NotARegularFile):
-                    continue
-                dest = pointer.backup(pool, raw, f"unfinished-{m.group(1)}")
-                os.unlink(entry.path)
-                done.append(f"unfinished write {entry.name} kept as {dest}")
-            else:
-                os.unlink(entry.path)
-                done.append(f"removed {entry.name}, left by a process that died")
+            with suppress(OSError):
+                if not entry.is_dir(follow_symlinks=False):
+                    found.append((Path(entry.path), m.group(1), in_accounts))
+    return found
+
+
+def clean_stale_temp(pool: Pool) -> list[str]:
+    """Remove the temporary files of writers that died before their rename.
+
+    A pointer or state temp file is removed; a credential's is moved to ``backups/``,
+    since it may hold the only copy of a token refreshed just before the crash. A link
+    is removed itself (credrot never writes one there), its target never read.
+    """
+    done: list[str] = []
+    for path, stem, in_accounts in stale_temp(pool):
+        if in_accounts and not path.is_symlink():
+            try:
+                raw = read_regular(path)
+            except (FileNotFoundError, NotARegularFile):
+                continue
+            dest = pointer.backup(pool, raw, f"unfinished-{stem}")
+            path.unlink(missing_ok=True)
+            done.append(f"unfinished write {path.name} kept as {dest}")
+        else:
+            path.unlink(missing_ok=True)
+            done.append(f"removed {path.name}, left by a process that died")
     return done
 
 
@@ -98,7 +111,12 @@ def reap_call_homes(pool: Pool) -> int:
             cred = pool.profile.private_home(root) / pool.profile.credential_name
             with suppress(OSError, CredrotError):
                 accounts.write_back(pool, index, b"", read_regular(cred))
-        if not callhome.alive(root, caller):
+        if callhome.alive(root, caller):
+            continue
+        removed += 1
+        if root.is_dir() and not root.is_symlink():
             shutil.rmtree(root, ignore_errors=True)
-            removed += 1
+        else:  # a file or a link in its place: never followed
+            with suppress(OSError):
+                root.unlink()
     return removed

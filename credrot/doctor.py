@@ -332,10 +332,22 @@ def _check_locks(manager: AccountManager) -> list[Finding]:
 
 
 def _check_run_dirs(manager: AccountManager) -> list[Finding]:
+    found = [
+        Finding(
+            "run",
+            "warn",
+            f"account #{index}: a refreshed token could not be written to its slot; "
+            f"kept in {where}",
+            "write it back (once the slot can be written)",
+            fixable=True,
+        )
+        for index, where in manager.kept_tokens()
+    ]
     dead = len(manager.dead_run_dirs())
     if not dead:
-        return []
+        return found
     return [
+        *found,
         Finding(
             "run",
             "warn",
@@ -343,7 +355,7 @@ def _check_run_dirs(manager: AccountManager) -> list[Finding]:
             "(they hold token copies)",
             "remove them",
             fixable=True,
-        )
+        ),
     ]
 
 
@@ -454,6 +466,7 @@ def apply_fixes(manager: AccountManager, findings: list[Finding]) -> list[str]:
                 path.unlink()
                 done.append(f"removed the stale {path.name}")
     if "run" in todo:
+        done += manager.restore_kept()
         removed = manager.clean_run_dirs()
         if removed:
             done.append(f"removed {removed} private call homes left by dead processes")

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from credrot import callhome
 from credrot.errors import AccountNotFound, ConfigError
 from credrot.kinds import TOOL_LOCK_FRESH, Outcome
 from credrot.pool import accounts, pointer, rotation, upkeep, views
@@ -263,6 +264,14 @@ class AccountManager:
         slot never held). One that cannot be written is kept and said. True when written.
         """
         return bool(accounts.write_back(self.pool, index, original, refreshed, generation))
+
+    def kept_tokens(self) -> list[tuple[int, str]]:
+        """(account, where) of each refreshed token kept because its slot could not be
+        written (a file in the call-home base, or this process's memory)."""
+        return [
+            (item.index, str(item.path) if item.path else f"the memory of process {os.getpid()}")
+            for item in callhome.kept(self.pool.layout)
+        ]
 
     def restore_kept(self) -> list[str]:
         """Write refreshed tokens kept when their slot could not be written back."""

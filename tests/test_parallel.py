@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import cast
 
 import pytest
 from creds import CANARY, canary_leaks
@@ -483,3 +484,84 @@ def test_a_call_home_is_not_reaped_while_a_killed_callers_tool_runs(
     assert _call_homes(pool) == []
     assert int(str(pool.backend.account("acct1")["refreshes"])) == 1
     assert not pool.backend.account("acct1").get("revoked")
+
+
+# ------------------------------------------------------------ a slot that cannot be written
+#: One call; prints whether it was answered and the result's warnings.
+WARN_DRIVER = """
+import json, sys
+from credrot.wrapper import Wrapper
+r = Wrapper(sys.argv[1], home=sys.argv[2], timeout=60, backoff="none").call("hi")
+print(json.dumps({"ok": r.success, "error": r.error, "warnings": r.warnings}))
+"""
+
+
+def _immutable(path: Path, on: bool) -> bool:
+    """``chattr +i`` (or ``-i``): even root cannot create or rename files in ``path``."""
+    try:
+        done = subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True)
+    except FileNotFoundError:
+        return False
+    return done.returncode == 0
+
+
+def _one_call(pool: SimPool) -> dict[str, object]:
+    script = pool.root / "warn.py"
+    script.write_text(WARN_DRIVER)
+    done = subprocess.run(
+        [sys.executable, str(script), pool.tool, str(pool.home)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert CANARY not in done.stdout + done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_a_refreshed_token_its_slot_cannot_take_is_kept_and_written_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The accounts folder cannot be written (immutable): a token the tool refreshed is
+    kept in a named file, the result says where, the next call starts from it (the
+    slot's single-use refresh token is spent), and `doctor --fix` writes it back."""
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    pool.add(expired=True)
+    before = pool.token_in_slot(1)
+    folder = pool.home / "accounts"
+    if not _immutable(folder, True):
+        pytest.skip("chattr +i is not available here")
+    try:
+        first = _one_call(pool)
+        assert first["ok"], first
+        warnings = cast("list[str]", first["warnings"])
+        assert len(warnings) == 1 and "could not be written to its slot" in warnings[0]
+        kept = sorted((pool.home / ".credrot-run").glob("kept-1-*"))
+        assert len(kept) == 1 and str(kept[0]) in warnings[0]
+        assert kept[0].stat().st_mode & 0o777 == 0o600
+        assert pool.backend.latest_token("acct1") in kept[0].read_text()
+        assert pool.token_in_slot(1) == before
+        second = _one_call(pool)  # starts from the kept token: no second refresh
+        assert second["ok"], second
+        assert int(str(pool.backend.account("acct1")["refreshes"])) == 1
+        doctor = _doctor(pool, "doctor")
+        assert "account #1: a refreshed token could not be written" in doctor.stdout
+    finally:
+        _immutable(folder, False)
+    fixed = _doctor(pool, *FIX)
+    assert CANARY not in fixed.stdout + fixed.stderr
+    assert pool.token_in_slot(1) == pool.backend.latest_token("acct1") != before
+    assert list((pool.home / ".credrot-run").glob("kept-*")) == []
+    assert not pool.backend.account("acct1").get("revoked")
+    assert _one_call(pool)["ok"]
+    assert int(str(pool.backend.account("acct1")["refreshes"])) == 1
+
+
+def _doctor(pool: SimPool, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "credrot", "--tool", pool.tool, "--home", str(pool.home), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

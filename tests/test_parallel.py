@@ -565,3 +565,53 @@ def _doctor(pool: SimPool, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+# ------------------------------------------------------------------------ fencing
+def _claude_cred(access: str, refresh: str, expires_ms: int) -> bytes:
+    oauth = {"accessToken": access, "refreshToken": refresh, "expiresAt": expires_ms}
+    return json.dumps({"claudeAiOauth": {**oauth, "scopes": ["user:inference"]}}).encode()
+
+
+def test_a_write_back_never_overwrites_a_newer_generation_with_an_older_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls A and B start on account 1 at the same generation, in this order:
+    B writes back the token its tool refreshed (T1); A then brings back its copy of
+    the token it started from, written differently; a later call refreshes again (T2);
+    then a dead home's copy of T1 comes back with a later expiry stamped on it, and
+    the pointer file is replaced by T1 by hand. The slot keeps T2 each time; only a
+    credential really newer than T2 (later expiry, tokens never held) replaces it."""
+    from credrot.kinds import Outcome
+
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    pool.add()
+    manager = pool.manager
+    soon = int(time.time() * 1000) + 3_600_000
+    a, b = manager.lease(), manager.lease()
+    assert a is not None and b is not None and a.generation == b.generation
+    t0 = json.loads(a.raw)["claudeAiOauth"]
+    t1 = _claude_cred(f"{CANARY}-access-1", f"{CANARY}-refresh-1", soon + 1000)
+    manager.settle(b, Outcome.success(), t1)
+    assert pool.token_in_slot(1) == f"{CANARY}-access-1"
+    again = _claude_cred(t0["accessToken"], t0["refreshToken"], int(t0["expiresAt"]))
+    assert again != a.raw  # the tool rewrote the file: same tokens, other bytes
+    manager.settle(a, Outcome.success(), again)
+    assert pool.token_in_slot(1) == f"{CANARY}-access-1"
+    c = manager.lease()
+    assert c is not None and c.generation == a.generation + 1
+    t2 = _claude_cred(f"{CANARY}-access-2", f"{CANARY}-refresh-2", soon + 2000)
+    manager.settle(c, Outcome.success(), t2)
+    stale = _claude_cred(f"{CANARY}-access-1", f"{CANARY}-refresh-1", soon + 9000)
+    assert not manager.write_back(1, b"", stale)  # later expiry, but tokens it held
+    assert pool.token_in_slot(1) == f"{CANARY}-access-2"
+    pointer = pool.home / ".credentials.json"
+    pointer.unlink()
+    pointer.write_bytes(stale)
+    assert manager.switch_to(1) == 1  # adopts the pointer file first
+    assert pool.token_in_slot(1) == f"{CANARY}-access-2"
+    assert list((pool.home / "backups").glob("older-1-*"))
+    t3 = _claude_cred(f"{CANARY}-access-3", f"{CANARY}-refresh-3", soon + 3000)
+    assert manager.write_back(1, b"", t3)
+    assert pool.token_in_slot(1) == f"{CANARY}-access-3"
+    assert CANARY not in (pool.home / "state.yaml").read_text()

@@ -615,3 +615,29 @@ def test_a_write_back_never_overwrites_a_newer_generation_with_an_older_copy(
     assert manager.write_back(1, b"", t3)
     assert pool.token_in_slot(1) == f"{CANARY}-access-3"
     assert CANARY not in (pool.home / "state.yaml").read_text()
+
+
+# ------------------------------------------------------------------- pytest-xdist
+def test_xdist_workers_on_expired_single_use_tokens_all_answer(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pytest -n 4`` through the plugin, 16 tests on 3 claude accounts whose access
+    tokens have expired: every test is answered, each account refreshed at most once,
+    none revoked."""
+    pool = _pool(tmp_path, "claude", monkeypatch, expired=True)
+    pytester.makeini(f"[pytest]\ncredrot_home = {pool.home}\ncredrot_tool = claude\n")
+    pytester.makepyfile(
+        test_many="""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(16))
+        def test_call(credrot_wrapper, i):
+            result = credrot_wrapper().call(f"question {i}")
+            assert result.success, result.error
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "4", "-p", "xdist")
+    result.assert_outcomes(passed=16)
+    assert _refreshes(pool.backend) <= ACCOUNTS
+    assert _revoked(pool.backend) == []
+    assert CANARY not in "\n".join(result.outlines + result.errlines)

@@ -332,31 +332,14 @@ def _check_locks(manager: AccountManager) -> list[Finding]:
 
 
 def _check_run_dirs(manager: AccountManager) -> list[Finding]:
-    found = [
-        Finding(
-            "run",
-            "warn",
-            f"account #{index}: a refreshed token could not be written to its slot; "
-            f"kept in {where}",
-            "write it back (once the slot can be written)",
-            fixable=True,
-        )
-        for index, where in manager.kept_tokens()
-    ]
+    found = [Finding("run", "warn", kept, "write it back", True) for kept in manager.kept_tokens()]
     dead = len(manager.dead_run_dirs())
-    if not dead:
-        return found
-    return [
-        *found,
-        Finding(
-            "run",
-            "warn",
-            f"{dead} private call homes in {RUN_DIR}/ were left by processes that died "
-            "(they hold token copies)",
-            "remove them",
-            fixable=True,
-        ),
-    ]
+    if dead:
+        where = f"{dead} private call homes in {RUN_DIR}/ were left by processes that died"
+        found.append(
+            Finding("run", "warn", f"{where} (they hold token copies)", "remove them", True)
+        )
+    return found
 
 
 def check_config() -> list[Finding]:

@@ -265,11 +265,12 @@ class AccountManager:
         """
         return bool(accounts.write_back(self.pool, index, original, refreshed, generation))
 
-    def kept_tokens(self) -> list[tuple[int, str]]:
-        """(account, where) of each refreshed token kept because its slot could not be
-        written (a file in the call-home base, or this process's memory)."""
+    def kept_tokens(self) -> list[str]:
+        """One sentence per refreshed token kept because its slot could not be written
+        (where it is: a file in the call-home base, or this process's memory)."""
         return [
-            (item.index, str(item.path) if item.path else f"the memory of process {os.getpid()}")
+            f"account #{item.index}: a refreshed token could not be written to its slot; "
+            + (f"kept in {item.path}" if item.path else f"kept in process {os.getpid()}")
             for item in callhome.kept(self.pool.layout)
         ]
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from credrot import callhome
 from credrot.errors import AccountNotFound, ConfigError
 from credrot.kinds import TOOL_LOCK_FRESH, Outcome
 from credrot.pool import accounts, pointer, rotation, upkeep, views
@@ -269,6 +270,15 @@ class AccountManager:
         slot never held). One that cannot be written is kept and said. True when written.
         """
         return bool(accounts.write_back(self.pool, index, original, refreshed, generation))
+
+    def kept_tokens(self) -> list[str]:
+        """One sentence per refreshed token kept because its slot could not be written
+        (where it is: a file in the call-home base, or this process's memory)."""
+        return [
+            f"account #{item.index}: a refreshed token could not be written to its slot; "
+            + (f"kept in {item.path}" if item.path else f"kept in process {os.getpid()}")
+            for item in callhome.kept(self.pool.layout)
+        ]
 
     def restore_kept(self) -> list[str]:
         """Write refreshed tokens kept when their slot could not be written back."""

@@ -203,7 +203,12 @@ def adopt_file(pool: Pool, state: st.PoolState) -> int | None:
         old_data, _ = profile.parse_credential(old)
         old_exp = profile.expiry(old_data) if old_data else None
         new_exp = profile.expiry(data)
+        mine = fingerprint(profile, data)
+        now = fingerprint(profile, old_data) if old_data else ""
+        older = mine != now and mine in state.account(owner).held.split()  # held before
         if confirmed and old_exp is not None and new_exp is not None and new_exp < old_exp:
+            older = True
+        if older:
             dest = backup(pool, raw, f"older-{owner}")
             pool.events.audit("adopted", to=owner, reason=f"older copy kept as {dest.name}")
             return owner

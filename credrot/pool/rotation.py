@@ -116,9 +116,25 @@ def lease(
             pointer.switch(pool, state, choice, reason, model=model)
         acct = state.account(start)
         pool.store.began(start, now)
-        due = refresh.due(pool.profile, slot.data, acct.last_outcome, now)
+        raw, data = slot.raw, slot.data
+        if reserve:
+            raw, data = _kept_or(pool, start, acct.generation, raw, data)
+        due = refresh.due(pool.profile, data, acct.last_outcome, now)
         home = callhome.reserve(pool.layout, start) if reserve else None
-        return Lease(start, slot.raw, slot.data, now, due, home, acct.generation, model)
+        return Lease(start, raw, data, now, due, home, acct.generation, model)
+
+
+def _kept_or(
+    pool: Pool, index: int, generation: int, raw: bytes, data: dict[str, object]
+) -> tuple[bytes, dict[str, object]]:
+    """A refreshed token kept because the slot could not take it is newer than the
+    slot: a call starts from it (with a single-use refresh token the slot's is spent)."""
+    for item in reversed(callhome.kept(pool.layout)):  # the newest first
+        if item.index == index and item.generation == generation:
+            kept_data, _ = pool.profile.parse_credential(item.raw)
+            if kept_data is not None:
+                return item.raw, kept_data
+    return raw, data
 
 
 def hold_refresh(

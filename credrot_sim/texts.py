@@ -198,6 +198,12 @@ CODEX_REFRESH_REUSED_TEXT = (
 )
 
 
+CODEX_REVOKED_TEXT = (
+    "Your access token could not be refreshed because your refresh token was revoked. "
+    "Please log out and sign in again."
+)
+
+
 CODEX_REFRESH_FAIL_TEXT = (
     "Your access token could not be refreshed because your refresh token has expired. "
     "Please log out and sign in again."

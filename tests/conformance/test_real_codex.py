@@ -108,6 +108,9 @@ def test_spent_account_is_skipped_until_its_printed_reset(
     )
     assert _errors(first.stderr) == [line, line]
     record("codex", mode, first, attempts[0].outcome.kind.value)
+    answered = attempts[1].run
+    assert answered is not None and answered.stdout == "Mock answer from spare.\n"
+    record("codex", "ok", answered, attempts[1].outcome.kind.value)
     info = {a.index: a for a in manager.list_accounts()}
     assert info[1].status == "exhausted"
     assert info[1].until == _minute(resets)
@@ -154,6 +157,30 @@ def test_revoked_token_parks_the_account_as_needing_login(setup: Setup) -> None:
     assert status_of(manager, 1) == "needs_login"
     again = wrapper.call(PROMPT)
     assert again.success and again.attempts == 1 and again.account == 2
+
+
+def test_replayed_refresh_token_parks_the_account_and_revokes_nothing_else(setup: Setup) -> None:
+    """A slot holding a refresh token that was already spent (a copy refreshed elsewhere):
+    codex presents it, the provider refuses it and revokes the account's family; credrot
+    parks that account as needing login and the call moves on."""
+    mock = setup.mock
+    cred = mock.add_account("copied", expires_in=-60)
+    acct = mock.account("copied")
+    assert mock.book.refresh(acct.refresh_token)[1] == "ok"  # spent by someone else
+    manager = setup.pool(cred, mock.add_account("spare"))
+    wrapper, attempts = setup.wrapper(manager)
+    result = wrapper.call(PROMPT)
+    assert result.success and result.account == 2, result.error
+    first = attempts[0].run
+    assert first is not None and first.exit_code == 1
+    line = (
+        "ERROR: Your access token could not be refreshed because your refresh token was "
+        "already used. Please log out and sign in again."
+    )
+    assert _errors(first.stderr) == [line, line]
+    record("codex", "refresh_reused", first, "auth_failed")
+    assert acct.revoked and not mock.account("spare").revoked
+    assert status_of(manager, 1) == "needs_login"
 
 
 def test_expired_api_token_fails_as_auth(setup: Setup) -> None:

@@ -136,6 +136,9 @@ CODEX = ToolProfile(
     # `codex exec` refuses to run outside a git repository without this flag; `-` makes
     # it read the prompt from stdin.
     base_args=("exec", "--skip-git-repo-check"),
+    # `--json` prints JSONL events; its `-o` is `--output-last-message FILE`.
+    format_flags=(),
+    json_switches=("--json", "--experimental-json"),
     tail_args=("-",),
     # `codex login` runs its own OAuth sign-in and writes auth.json into CODEX_HOME.
     login_args=("login",),

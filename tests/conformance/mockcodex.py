@@ -73,6 +73,8 @@ class MockCodex(ProviderMock):
     def __init__(self, token_prefix: str = "mock") -> None:
         #: exp claim for the next access token made for an account (name -> epoch)
         self.next_exp: dict[str, float] = {}
+        #: usage headers per account: slot (primary, secondary) -> (percent, minutes, reset)
+        self.usage: dict[str, dict[str, tuple[float, int, float]]] = {}
         super().__init__(token_prefix)
 
     def make_token(self, kind: str, name: str) -> str:
@@ -310,7 +312,23 @@ class _Handler(MockHandler):
             "response.completed",
             {"response": {**response, "status": "completed", "output": [message], "usage": usage}},
         )
-        self.send(200, "".join(events).encode(), "text/event-stream")
+        self.send(200, "".join(events).encode(), "text/event-stream", headers=self._usage())
+
+    def _usage(self) -> dict[str, str]:
+        """The usage headers the backend sends with an answer (codex keeps them in its
+        rollout as ``token_count`` ``rate_limits``)."""
+        acct = self._account()
+        if acct is None:
+            return {}
+        usage = self.mock.usage.get(acct.name)
+        if usage is None:
+            return {}
+        headers = {}
+        for slot, (percent, minutes, resets_at) in usage.items():
+            headers[f"x-codex-{slot}-used-percent"] = str(percent)
+            headers[f"x-codex-{slot}-window-minutes"] = str(minutes)
+            headers[f"x-codex-{slot}-reset-at"] = str(int(resets_at))
+        return headers
 
 
 MockCodex.handler = _Handler

@@ -120,6 +120,30 @@ def test_spent_account_is_skipped_until_its_printed_reset(
     assert_no_secret(mock.secrets(), result, again, first.stderr)
 
 
+def test_usage_codex_reports_moves_the_pool_before_its_limit(setup: Setup) -> None:
+    """The backend's usage headers land in codex's own rollout (``token_count``
+    ``rate_limits``) inside the call home; credrot reads them from there, and an account
+    at 97 % of its 5-hour window is left before the tool ever refuses it."""
+    mock = setup.mock
+    manager = setup.pool(mock.add_account("busy"), mock.add_account("spare"))
+    five_reset, week_reset = time.time() + 3600, time.time() + 3 * 86400
+    mock.usage["busy"] = {"primary": (97.0, 300, five_reset), "secondary": (7.5, 10080, week_reset)}
+    wrapper, _ = setup.wrapper(manager)
+    first = wrapper.call(PROMPT)
+    assert first.success and first.account == 1, first.error
+    state = json.loads((setup.pool_home / "state.yaml").read_text())
+    windows = state["accounts"]["1"]["windows"]
+    assert windows["5h"]["used"] == pytest.approx(0.97)
+    assert windows["5h"]["resets"] == pytest.approx(int(five_reset), abs=1)
+    assert windows["week"]["used"] == pytest.approx(0.075)
+    assert windows["week"]["resets"] == pytest.approx(int(week_reset), abs=1)
+    again = wrapper.call(PROMPT)
+    assert again.success and again.account == 2 and again.attempts == 1
+    assert len(mock.chats("busy")) == 1
+    # the rollouts (they hold the prompt) stayed in the call homes
+    assert not (setup.pool_home / "sessions").exists()
+
+
 def test_rate_limit_is_backed_off_not_remembered(setup: Setup) -> None:
     mock = setup.mock
     manager = setup.pool(mock.add_account("busy", mode="rate_limit"), mock.add_account("spare"))

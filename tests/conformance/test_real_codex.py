@@ -10,9 +10,6 @@ that parallel callers never spend a single-use refresh token twice.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -24,13 +21,12 @@ from credrot.kinds import OutcomeKind
 from credrot.process import run_tool
 from credrot.tools import CODEX
 
+from .callers import run_callers
 from .genuine import PROMPT, Setup, assert_no_secret, cli_bin, slot_json, status_of
 from .mockcodex import MockCodex
 from .transcribe import record
 
 pytestmark = pytest.mark.conformance
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -293,54 +289,15 @@ def test_refresh_by_hand_writes_beside_the_link_target(setup: Setup) -> None:
     assert acct.refreshed == 1 and not acct.revoked
 
 
-_CALLER = """
-import sys
-from credrot.manager import AccountManager
-from credrot.tools import CODEX
-from credrot.wrapper import Wrapper
-import json, os
-env = json.loads(os.environ.pop("CALLER_ENV"))
-manager = AccountManager(home=sys.argv[1], tool=CODEX)
-result = Wrapper(manager=manager, env=env, cwd=sys.argv[2], timeout=90.0, backoff="none").call(
-    "Reply with one short sentence."
-)
-print(json.dumps({"success": result.success, "account": result.account,
-                  "output": result.output, "error": result.error}))
-"""
-
-
 def test_parallel_callers_spend_each_refresh_token_once(setup: Setup) -> None:
     """Six processes, two accounts whose access tokens have expired: codex's refresh
-    tokens are single-use (a replay revokes the account), so each account must be
-    refreshed exactly once and every other caller must start from that new token."""
+    tokens are single-use (a replay revokes the account), so an account is refreshed by
+    one caller at most and every other caller starts from the token it got."""
     mock = setup.mock
     manager = setup.pool(
         mock.add_account("left", expires_in=-60), mock.add_account("right", expires_in=-60)
     )
-    del manager
-    env = {**os.environ, "CALLER_ENV": json.dumps(setup.env())}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _CALLER, str(setup.pool_home), str(setup.workdir)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
-        for _ in range(6)
-    ]
-    results = []
-    try:
-        for proc in procs:
-            out, err = proc.communicate(timeout=240)
-            assert proc.returncode == 0, err[-1500:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    results = run_callers(setup, 6)
     assert all(r["success"] for r in results), results
     for name in ("left", "right"):
         acct = mock.account(name)
@@ -348,9 +305,8 @@ def test_parallel_callers_spend_each_refresh_token_once(setup: Setup) -> None:
         assert acct.refreshed <= 1, f"{name} refreshed {acct.refreshed} times"
     assert sum(mock.account(n).refreshed for n in ("left", "right")) >= 1
     assert not [h for h in mock.refreshes() if h.status != 200]
-    after = setup.pool(*())
     for index, name in ((1, "left"), (2, "right")):
         acct = mock.account(name)
         if acct.refreshed:
-            assert slot_json(after, index)["tokens"]["refresh_token"] == acct.refresh_token
+            assert slot_json(manager, index)["tokens"]["refresh_token"] == acct.refresh_token
     assert_no_secret(mock.secrets(), *(json.dumps(r) for r in results))

@@ -36,6 +36,7 @@ SETUPS: dict[str, dict[str, Any]] = {
     "revoked": {"mode": "revoked"},
     "unauthorized": {"mode": "auth"},
     "refresh_reused": {"expired": True},
+    "connection_error": {"mode": "connection_error"},
 }
 _MOMENT = (
     # `try again at 5:10 PM` / `try again at Dec 5th, 2026 4:10 PM`

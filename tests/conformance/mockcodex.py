@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import socket
 import time
 import uuid
 from typing import Any
@@ -75,6 +76,8 @@ class MockCodex(ProviderMock):
         self.next_exp: dict[str, float] = {}
         #: usage headers per account: slot (primary, secondary) -> (percent, minutes, reset)
         self.usage: dict[str, dict[str, tuple[float, int, float]]] = {}
+        #: accounts whose Responses requests are cut off unanswered (a dropped connection)
+        self.drop: set[str] = set()
         super().__init__(token_prefix)
 
     def make_token(self, kind: str, name: str) -> str:
@@ -253,6 +256,11 @@ class _Handler(MockHandler):
         acct, outcome = book.chat_outcome(self.bearer())
         name = acct.name if acct else None
         prompt = _last_user_text(request)
+        if name in self.mock.drop:
+            book.record(self.hit(0, name, "chat", prompt))
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if outcome in ("quota", "quota_long"):
             assert acct is not None
             book.record(self.hit(429, name, "chat", prompt))

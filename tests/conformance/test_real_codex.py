@@ -160,6 +160,23 @@ def test_rate_limit_is_backed_off_not_remembered(setup: Setup) -> None:
     assert (info.until - datetime.now(timezone.utc)).total_seconds() < 600
 
 
+def test_dropped_connection_is_an_error_not_a_rotation(setup: Setup) -> None:
+    mock = setup.mock
+    manager = setup.pool(mock.add_account("cut"), mock.add_account("spare"))
+    mock.drop.add("cut")
+    wrapper, attempts = setup.wrapper(manager, extra_args=NO_RETRIES)
+    result = wrapper.call(PROMPT)
+    assert not result.success and result.accounts_tried == [1]
+    assert [a.outcome.kind for a in attempts] == [OutcomeKind.ERROR]
+    first = attempts[0].run
+    assert first is not None and first.exit_code == 1
+    line = "ERROR: stream disconnected before completion: error sending request"
+    assert _errors(first.stderr) == [line, line]
+    record("codex", "connection_error", first, "error")
+    assert status_of(manager, 1) == "ready"
+    assert not mock.chats("spare")
+
+
 def test_revoked_token_parks_the_account_as_needing_login(setup: Setup) -> None:
     mock = setup.mock
     manager = setup.pool(mock.add_account("gone", mode="revoked"), mock.add_account("spare"))

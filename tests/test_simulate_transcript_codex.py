@@ -37,6 +37,9 @@ SETUPS: dict[str, dict[str, Any]] = {
     "unauthorized": {"mode": "auth"},
     "refresh_reused": {"expired": True},
     "connection_error": {"mode": "connection_error"},
+    # `codex exec --json`: JSONL events on stdout
+    "ok_json": {"answer": ANSWER},
+    "quota_json": {"quota": 0, "resets_in": 3 * 3600.0},
 }
 _MOMENT = (
     # `try again at 5:10 PM` / `try again at Dec 5th, 2026 4:10 PM`
@@ -56,15 +59,29 @@ def _load() -> dict[str, dict[str, Any]]:
 CASES = _load()
 
 
+def shape(text: str) -> str:
+    for pattern, replacement in _MOMENT:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def error_lines(stderr: str) -> list[str]:
     """The ``ERROR: ...`` lines a failed run ends with (not its reconnect notes)."""
-    lines = []
-    for line in stderr.splitlines():
-        if line.startswith("ERROR: ") and not line.startswith("ERROR: Reconnecting"):
-            for pattern, shape in _MOMENT:
-                line = pattern.sub(shape, line)
-            lines.append(line)
-    return lines
+    return [
+        shape(line)
+        for line in stderr.splitlines()
+        if line.startswith("ERROR: ") and not line.startswith("ERROR: Reconnecting")
+    ]
+
+
+def events(stdout: str) -> list[dict[str, Any]]:
+    """``--json`` output: one compact JSON object per line (serde_json's separators)."""
+    lines = stdout.splitlines()
+    assert stdout.endswith("\n") and all(lines), stdout[:200]
+    parsed = [json.loads(line) for line in lines]
+    for line, obj in zip(lines, parsed, strict=True):
+        assert line == json.dumps(obj, ensure_ascii=False, separators=(",", ":")), line
+    return parsed
 
 
 def run_simulator(tmp_path: Path, case: str, canary: str) -> RunResult:
@@ -91,8 +108,10 @@ def run_simulator(tmp_path: Path, case: str, canary: str) -> RunResult:
         "TZ": "UTC",
     }
 
+    argv = CODEX.argv(extra=["--json"] if case.endswith("_json") else [])
+
     def run() -> RunResult:
-        return run_tool(CODEX.argv(), stdin=PROMPT.encode(), env=env, timeout=20.0, cwd=str(work))
+        return run_tool(argv, stdin=PROMPT.encode(), env=env, timeout=20.0, cwd=str(work))
 
     if case == "refresh_reused":  # a copy of the credential is refreshed elsewhere first
         copy = tmp_path / "copy.json"
@@ -114,8 +133,20 @@ def test_simulator_matches_the_recorded_cli(case: str, tmp_path: Path, canary: s
     sim = run_simulator(tmp_path, case, canary)
 
     assert sim.exit_code == real["exit_code"], sim.stderr[-500:]
-    assert sim.stdout == real["stdout"]
     assert error_lines(sim.stderr) == error_lines(real["stderr"])
+    if case.endswith("_json"):
+        sim_events, real_events = events(sim.stdout), events(real["stdout"])
+        assert [e["type"] for e in sim_events] == [e["type"] for e in real_events]
+        for sim_event, real_event in zip(sim_events, real_events, strict=True):
+            assert list(sim_event) == list(real_event), real_event["type"]
+            for key in ("item", "usage", "error"):
+                if key in real_event:
+                    assert list(sim_event[key]) == list(real_event[key]), key
+            for key in ("message", "item", "error"):
+                if key in real_event:
+                    assert shape(json.dumps(sim_event[key])) == shape(json.dumps(real_event[key]))
+    else:
+        assert sim.stdout == real["stdout"]
     sim_kind = classify(CODEX, sim.exit_code, sim.stdout, sim.stderr).kind
     real_kind = classify(CODEX, real["exit_code"], real["stdout"], real["stderr"]).kind
     assert sim_kind is real_kind

@@ -116,6 +116,37 @@ def test_spent_account_is_skipped_until_its_printed_reset(
     assert_no_secret(mock.secrets(), result, again, first.stderr)
 
 
+def test_json_events_carry_the_quota_and_the_answer(setup: Setup) -> None:
+    """``codex exec --json``: JSONL events on stdout, nothing on stderr but a warning;
+    the quota is in an ``error`` and a ``turn.failed`` event, exit 1."""
+    mock = setup.mock
+    resets = time.time() + 3 * 3600
+    manager = setup.pool(
+        mock.add_account("spent", mode="quota", resets_at=resets), mock.add_account("spare")
+    )
+    wrapper, attempts = setup.wrapper(manager, extra_args=["--json"])
+    result = wrapper.call(PROMPT)
+    assert result.success and result.accounts_tried == [1, 2], result.error
+    spent, answered = (a.run for a in attempts)
+    assert spent is not None and answered is not None
+    assert spent.exit_code == 1 and not _errors(spent.stderr)
+    events = [json.loads(line) for line in spent.stdout.splitlines()]
+    assert [e["type"] for e in events] == ["thread.started", "turn.started", "error", "turn.failed"]
+    assert events[2]["message"].startswith("You\u2019ve hit your usage limit.")
+    assert events[3]["error"]["message"] == events[2]["message"]
+    record("codex", "quota_json", spent, attempts[0].outcome.kind.value)
+    assert status_of(manager, 1) == "exhausted"
+    assert manager.list_accounts()[0].until == _minute(resets)
+    events = [json.loads(line) for line in answered.stdout.splitlines()]
+    assert [e["type"] for e in events][-2:] == ["item.completed", "turn.completed"]
+    assert events[-2]["item"] == {
+        "id": "item_0",
+        "type": "agent_message",
+        "text": "Mock answer from spare.",
+    }
+    record("codex", "ok_json", answered, attempts[1].outcome.kind.value)
+
+
 def test_usage_codex_reports_moves_the_pool_before_its_limit(setup: Setup) -> None:
     """The backend's usage headers land in codex's own rollout (``token_count``
     ``rate_limits``) inside the call home; credrot reads them from there, and an account

@@ -61,6 +61,17 @@ def _minute(epoch: float) -> datetime:
     return datetime.fromtimestamp(int(epoch) // 60 * 60, timezone.utc)
 
 
+def _try_again_at(epoch: float) -> str:
+    """How 0.171.0 prints a reset in UTC: ``5:10 PM``, another day ``Dec 5th, 2026 4:10 PM``."""
+    at, now = time.gmtime(epoch), time.gmtime()
+    when = time.strftime("%-I:%M %p", at)
+    if (at.tm_year, at.tm_yday) == (now.tm_year, now.tm_yday):
+        return when
+    day = at.tm_mday
+    suffix = "th" if 11 <= day <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"{time.strftime('%b', at)} {day}{suffix}, {at.tm_year} {when}"
+
+
 def _errors(stderr: str) -> list[str]:
     """The ``ERROR: ...`` lines codex ends a failed run with (its reconnect notes aside)."""
     return [
@@ -87,15 +98,7 @@ def test_spent_account_is_skipped_until_its_printed_reset(
     first = attempts[0].run
     assert first is not None and first.exit_code == 1 and first.stdout == ""
     # printed twice, in the process's zone (TZ=UTC here); another day names the date
-    when = time.strftime("%-I:%M %p", time.gmtime(resets))
-    if mode == "quota_long":
-        at = time.gmtime(resets)
-        suffix = (
-            "th"
-            if 11 <= at.tm_mday <= 13
-            else {1: "st", 2: "nd", 3: "rd"}.get(at.tm_mday % 10, "th")
-        )
-        when = f"{time.strftime('%b', at)} {at.tm_mday}{suffix}, {at.tm_year} {when}"
+    when = _try_again_at(resets)
     line = (
         "ERROR: You\u2019ve hit your usage limit. Upgrade to Pro "
         "(https://chatgpt.com/explore/pro), visit https://chatgpt.com/settings/usage "

@@ -10,6 +10,9 @@ that parallel callers never spend a single-use refresh token twice.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -117,6 +120,46 @@ def test_spent_account_is_skipped_until_its_printed_reset(
     assert again.success and again.attempts == 1 and again.account == 2
     assert len(mock.chats("spent")) == 1  # never asked again
     assert_no_secret(mock.secrets(), result, again, first.stderr)
+
+
+def test_credrot_run_rotates_codex_as_a_user_types_it(setup: Setup) -> None:
+    """``credrot --tool codex run -- exec --skip-git-repo-check -`` with the prompt piped
+    in: the answer alone on stdout, the switch said on stderr, the pool remembers."""
+    mock = setup.mock
+    resets = time.time() + 3 * 3600
+    setup.pool(mock.add_account("spent", mode="quota", resets_at=resets), mock.add_account("spare"))
+    env = setup.env()
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    argv = ["credrot", "--tool", "codex", "run", "--", "exec", "--skip-git-repo-check", "-"]
+    done = subprocess.run(
+        argv,
+        input=PROMPT,
+        env=env,
+        cwd=setup.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout == "Mock answer from spare.\n"
+    said = [line for line in done.stderr.splitlines() if line.startswith("credrot:")]
+    spent_until = _minute(resets).strftime("%H:%M")
+    assert said == [f"credrot: account #1 spent (resets {spent_until} UTC); trying #2"]
+    listed = subprocess.run(
+        ["credrot", "--tool", "codex", "accounts", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    accounts = {a["index"]: a for a in json.loads(listed.stdout)["accounts"]}
+    assert accounts[1]["status"] == "exhausted" and accounts[2]["active"]
+    assert accounts[1]["until"] == _minute(resets).isoformat()
+    assert mock.book.token_prefix not in listed.stdout + done.stdout + done.stderr
+    assert len(mock.chats("spent")) == 1
 
 
 def test_json_events_carry_the_quota_and_the_answer(setup: Setup) -> None:

@@ -37,6 +37,7 @@ SETUPS: dict[str, dict[str, Any]] = {
     "revoked": {"mode": "revoked"},
     "unauthorized": {"mode": "auth"},
     "refresh_reused": {"expired": True},
+    "refresh_fail": {"mode": "refresh_fail", "expired": True},
     "connection_error": {"mode": "connection_error"},
     # `codex exec --json`: JSONL events on stdout
     "ok_json": {"answer": ANSWER},

@@ -273,6 +273,28 @@ def test_revoked_token_parks_the_account_as_needing_login(setup: Setup) -> None:
     assert again.success and again.attempts == 1 and again.account == 2
 
 
+def test_expired_refresh_token_parks_the_account_and_keeps_its_slot(setup: Setup) -> None:
+    mock = setup.mock
+    manager = setup.pool(
+        mock.add_account("lapsed", expires_in=-60, refresh="invalid_grant"),
+        mock.add_account("spare"),
+    )
+    before = manager.slot_path(1).read_bytes()
+    wrapper, attempts = setup.wrapper(manager)
+    result = wrapper.call(PROMPT)
+    assert result.success and result.account == 2, result.error
+    first = attempts[0].run
+    assert first is not None and first.exit_code == 1
+    line = (
+        "ERROR: Your access token could not be refreshed because your refresh token has "
+        "expired. Please log out and sign in again."
+    )
+    assert _errors(first.stderr) == [line, line]
+    record("codex", "refresh_fail", first, "auth_failed")
+    assert status_of(manager, 1) == "needs_login"
+    assert manager.slot_path(1).read_bytes() == before  # nothing of the failed call kept
+
+
 def test_replayed_refresh_token_parks_the_account_and_revokes_nothing_else(setup: Setup) -> None:
     """A slot holding a refresh token that was already spent (a copy refreshed elsewhere):
     codex presents it, the provider refuses it and revokes the account's family; credrot

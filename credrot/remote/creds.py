@@ -6,7 +6,8 @@ synced was changed here (an import, a token the tool refreshed during a call, on
 while the store was down): it is offered to the store as the next generation of the one
 it came from. If another machine got there first the offer is refused and this machine
 takes the store's copy instead — so a refresh on one machine is used by all, and a stale
-copy never replaces a newer one.
+copy never replaces a newer one. The refused bytes are kept in ``backups/`` (they may be
+an account imported here under a number another machine took at the same moment).
 """
 
 from __future__ import annotations
@@ -83,10 +84,14 @@ def offer(
     newer = fetch(client, keys, sealer, index)
     if newer is not None:
         if newer[1] != slot.raw:
+            from credrot.pool.pointer import backup
+
+            kept = backup(pool, slot.raw, f"account-{index}-not-stored")
             pool.events.audit(
                 "store-refused",
                 to=index,
-                reason=f"generation {newer[0]} in the store is newer; this copy was not kept",
+                reason=f"generation {newer[0]} in the store is newer; this copy is kept as "
+                f"{kept.parent.name}/{kept.name}",
             )
         install(pool, mark, index, *newer)
     return None

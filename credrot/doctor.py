@@ -332,19 +332,14 @@ def _check_locks(manager: AccountManager) -> list[Finding]:
 
 
 def _check_run_dirs(manager: AccountManager) -> list[Finding]:
+    found = [Finding("run", "warn", kept, "write it back", True) for kept in manager.kept_tokens()]
     dead = len(manager.dead_run_dirs())
-    if not dead:
-        return []
-    return [
-        Finding(
-            "run",
-            "warn",
-            f"{dead} private call homes in {RUN_DIR}/ were left by processes that died "
-            "(they hold token copies)",
-            "remove them",
-            fixable=True,
+    if dead:
+        where = f"{dead} private call homes in {RUN_DIR}/ were left by processes that died"
+        found.append(
+            Finding("run", "warn", f"{where} (they hold token copies)", "remove them", True)
         )
-    ]
+    return found
 
 
 def check_config() -> list[Finding]:
@@ -453,6 +448,7 @@ def apply_fixes(manager: AccountManager, findings: list[Finding]) -> list[str]:
                 path.unlink()
                 done.append(f"removed the stale {path.name}")
     if "run" in todo:
+        done += manager.restore_kept()
         removed = manager.clean_run_dirs()
         if removed:
             done.append(f"removed {removed} private call homes left by dead processes")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from credrot.fsutil import atomic_write
@@ -84,9 +85,7 @@ def offer(
     newer = fetch(client, keys, sealer, index)
     if newer is not None:
         if newer[1] != slot.raw:
-            from credrot.pool.pointer import backup
-
-            kept = backup(pool, slot.raw, f"account-{index}-not-stored")
+            kept = _backup(pool, index, slot.raw)
             pool.events.audit(
                 "store-refused",
                 to=index,
@@ -95,6 +94,16 @@ def offer(
             )
         install(pool, mark, index, *newer)
     return None
+
+
+def _backup(pool: Pool, index: int, raw: bytes) -> Path:
+    """Keep bytes the store refused where credentials that belong nowhere go."""
+    folder = pool.layout.backup_dir
+    folder.mkdir(mode=0o700, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time_ns() % 10**9:09d}Z"
+    dest = folder / f"account-{index}-not-stored-{stamp}{pool.profile.account_suffix}"
+    atomic_write(dest, raw)
+    return dest
 
 
 def offer_changed(

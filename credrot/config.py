@@ -63,6 +63,7 @@ TOOL_KEYS: dict[str, str] = {
     "default_approval": "a string",
     "patterns": "a mapping of outcome to regular expressions",
     "abort_patterns": "a list of regular expressions",
+    "abort_streams": "a list of stderr and stdout: where the tool prints its login prompt",
     "exit_codes": "a mapping of exit code to outcome",
     "resets": "a list of reset parser names",
     "reset_window": "a duration like 5h or 24h, or midnight [zone]",
@@ -372,6 +373,7 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
         expiry=expiry_at(_str(spec, "expiry_key", err), unit or "ms"),
         rules=tuple(rules),
         abort_rules=(Rule.of(OutcomeKind.AUTH_FAILED, *aborts),) if aborts else (),
+        abort_streams=_abort_streams(spec, err),
         exit_codes=exit_codes,
         json_error_prefixes=_str_list(spec, "json_error_prefixes", err),
         format_flags=_str_list(spec, "output_format_flags", err)
@@ -390,6 +392,13 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
             spec.get("refresh_margin", 300), "refresh_margin", err
         ).total_seconds(),
     )
+
+
+def _abort_streams(spec: Mapping[str, object], err: _Errors) -> tuple[str, ...]:
+    streams = _str_list(spec, "abort_streams", err) if "abort_streams" in spec else ("stderr",)
+    if not streams or set(streams) - {"stderr", "stdout"}:
+        raise err("abort_streams", TOOL_KEYS["abort_streams"], ", ".join(streams))
+    return streams
 
 
 def _max_output(spec: Mapping[str, object], err: _Errors) -> int | None:

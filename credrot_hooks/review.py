@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from credrot_hooks.secrets import SECRET_NAMES as SECRET_NAMES
-from credrot_hooks.secrets import SECRET_PATHS as SECRET_PATHS
-from credrot_hooks.secrets import secret_content as secret_content
-from credrot_hooks.secrets import secret_name as secret_name
+from credrot_hooks.withheld import SECRET_NAMES as SECRET_NAMES
+from credrot_hooks.withheld import SECRET_PATHS as SECRET_PATHS
+from credrot_hooks.withheld import secret_content as secret_content
+from credrot_hooks.withheld import secret_name as secret_name
 
 if TYPE_CHECKING:
     from credrot.manager import PoolStatus

@@ -1,6 +1,5 @@
-"""Which staged files are likely secrets and must never leave the machine: by name or
-location (globs, matched without a regular expression where the shape allows, since the
-hook runs on every commit) and by content."""
+"""What ``qwen-review`` never sends: files whose name, place or content says they likely
+hold a secret."""
 
 from __future__ import annotations
 
@@ -75,6 +74,7 @@ _SECRET_CONTENT = (
 )
 
 
+# ------------------------------------------------------------------- secrets
 def _glob(pattern: str) -> Callable[[str], bool]:
     """``fnmatch.fnmatchcase`` for one pattern; the usual shapes (``name``, ``*.ext``,
     ``prefix*``, ``pre*suf``) without a regular expression, the rest through fnmatch."""

@@ -80,7 +80,7 @@ def alive(root: Path, caller: int) -> bool:
     if pid_alive(caller):
         return True
     try:
-        text = (root / TOOL_PID).read_text(encoding="ascii").strip()
+        text = read_regular(root / TOOL_PID, cap=64).decode("ascii").strip()  # never a FIFO
     except (OSError, ValueError):
         return False
     return text.isdigit() and int(text) > 1 and _group_alive(int(text))

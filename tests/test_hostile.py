@@ -1032,3 +1032,63 @@ def test_what_the_tool_leaves_as_its_credential_is_read_safely(
         make_cred(1)
     )
     assert newer.read_bytes() == make_cred(1, version=5)
+
+
+def test_files_a_dead_call_left_never_block_the_next_call(
+    tmp_path: Path, make_cred: Callable[..., bytes], outside: Outside
+) -> None:
+    """Row: slot is a FIFO, socket or directory — a call home of a dead caller whose
+    tool pid file is a FIFO, and a tool that leaves a FIFO as its session rollout: the
+    next call, ``doctor`` and ``doctor --fix`` end at once, and the dead home is reaped."""
+    dead = tmp_path / "pool" / "home" / ".credrot-run" / "999999999-1-abc"
+    manager = scripted_pool(tmp_path / "pool", 'echo "the answer"\n', make_cred)
+    dead.mkdir(parents=True)
+    os.mkfifo(dead / ".credrot-tool.pid")
+    seen = _call_in_child(manager.home, manager.profile.executable, "-")
+    assert seen["success"] is True
+    assert not dead.exists()
+    dead.mkdir(parents=True)
+    os.mkfifo(dead / ".credrot-tool.pid")
+    assert "call homes" in cli(manager.home, "doctor", "--skip-tool").stdout
+    cli(manager.home, "doctor", "--skip-tool", "--fix")
+    assert not dead.exists()
+
+
+def test_a_fifo_as_a_session_rollout_does_not_hold_the_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: Outside
+) -> None:
+    """Row: slot is a FIFO, socket or directory — Codex's usage is read from its session
+    rollouts: one that is a FIFO (or a link outside) is skipped, the answer returns."""
+    sim = SimPool(tmp_path / "sim", monkeypatch, tool="codex")
+    sim.add()
+    folder = tmp_path / "t"
+    folder.mkdir()
+    body = f"""
+        mkdir -p "$CODEX_HOME/sessions/2026"
+        mkfifo "$CODEX_HOME/sessions/2026/rollout-1.jsonl"
+        ln -s {outside.path} "$CODEX_HOME/sessions/2026/rollout-2.jsonl"
+        echo "the answer"
+    """
+    profile = dataclasses.replace(CODEX, executable=tool_script(folder, body))
+    done = subprocess.run(
+        [sys.executable, "-c", _CODEX_CALLER, str(sim.home), profile.executable],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout == "the answer\n"
+
+
+_CODEX_CALLER = r"""
+import dataclasses, sys
+from credrot.manager import AccountManager
+from credrot.tools.codex import CODEX
+from credrot.wrapper import Wrapper
+
+profile = dataclasses.replace(CODEX, executable=sys.argv[2])
+result = Wrapper(manager=AccountManager(tool=profile, home=sys.argv[1])).call("hi", timeout=20)
+assert result.success, result.error
+print(result.output, end="")
+"""

@@ -34,6 +34,8 @@ from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 from credrot import resets
+from credrot.configpath import CONFIG_ENV as CONFIG_ENV
+from credrot.configpath import config_path as config_path
 from credrot.errors import ConfigError
 from credrot.kinds import OutcomeKind, Rule
 from credrot.live.settings import NotifySettings, parse_notify
@@ -45,8 +47,6 @@ from credrot.profile import (
     expiry_at,
     json_validator,
 )
-
-CONFIG_ENV = "CREDROT_CONFIG"
 
 #: Every key a tool may have, with what it expects (also the text of the errors).
 TOOL_KEYS: dict[str, str] = {
@@ -93,19 +93,6 @@ _cache: dict[Path, tuple[tuple[int, int, int], dict[str, ToolProfile]]] = {}
 
 #: The sections a config file may have.
 TOP_LEVEL_KEYS = ("tools", "limits", "notify", "store", "version")
-
-
-def config_path(environ: Mapping[str, str] | None = None) -> Path:
-    """``$CREDROT_CONFIG``, else ``$XDG_CONFIG_HOME/credrot/config.yaml`` (an absolute
-    ``XDG_CONFIG_HOME`` only, as the XDG spec says), else ``~/.config/credrot/config.yaml``."""
-    env = os.environ if environ is None else environ
-    if env.get(CONFIG_ENV):
-        return Path(env[CONFIG_ENV]).expanduser()
-    xdg = env.get("XDG_CONFIG_HOME", "")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "credrot" / "config.yaml"
-    home = env.get("HOME") or str(Path.home())
-    return Path(home) / ".config" / "credrot" / "config.yaml"
 
 
 def check_config() -> str | None:

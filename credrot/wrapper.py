@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from credrot import telemetry
+from credrot import telemetry, windows
 from credrot.backoff import BACKOFF_KINDS as BACKOFF_KINDS
 from credrot.backoff import Backoff as Backoff
 from credrot.callhome import CallHome
@@ -228,7 +228,7 @@ class Wrapper:
                 result.error = f"gave up: the call's time budget of {total:g} s is spent"
                 break
             try:
-                lease = self.manager.lease(exclude=excluded, reserve=True)
+                lease = self.manager.lease(excluded, reserve=True, model=windows.call_model(argv))
             except CredrotError as exc:
                 result.error = str(exc)
                 break

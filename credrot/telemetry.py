@@ -82,7 +82,7 @@ def claude_events(stdout: str) -> Iterator[Reading]:
             continue
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # a nesting bomb is no JSON
             continue
         if not isinstance(obj, dict) or obj.get("type") != "rate_limit_event":
             continue
@@ -137,7 +137,7 @@ def _last_rate_limits(path: Path) -> list[Reading]:
             continue
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # a nesting bomb is no JSON
             continue
         payload = obj.get("payload") if isinstance(obj, dict) else None
         if not isinstance(payload, dict) or payload.get("type") != "token_count":

@@ -11,6 +11,7 @@ depth in ``tests/test_process.py``; the wrapper-level checks are here.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -1092,3 +1093,43 @@ result = Wrapper(manager=AccountManager(tool=profile, home=sys.argv[1])).call("h
 assert result.success, result.error
 print(result.output, end="")
 """
+
+
+# ------------------------------------------------------------------- nesting bombs
+_NESTED = "[" * 200_000
+
+
+def test_a_nested_json_bomb_as_a_credential_is_invalid(
+    make_pool: Callable[..., AccountManager], outside: Outside
+) -> None:
+    """Row: state.yaml wrong types — a slot of 200 000 ``[`` (under the size cap) is an
+    invalid account with its reason; every command still runs."""
+    home = make_pool(2).home
+    (home / "accounts" / "oauth_creds_3.json").write_text(_NESTED)
+    rows = listed(home)
+    assert rows[3]["valid"] is False
+    assert "nested too deeply" in str(rows[3]["invalid_reason"])
+    for args in (("accounts", "next"), ("doctor", "--skip-tool"), ("stats",)):
+        assert cli(home, *args).returncode in (0, 1)
+    token = "x." + base64.urlsafe_b64encode(_NESTED.encode()).decode().rstrip("=") + ".y"
+    assert CODEX.expiry({"tokens": {"access_token": token}}) is None
+
+
+@pytest.mark.parametrize(
+    "stdout",
+    [_NESTED, '{"type":"result","result":' * 100_000 + "1" + "}" * 100_000],
+    ids=["array", "objects"],
+)
+def test_a_nested_json_bomb_as_a_json_answer_does_not_break_the_call(
+    tmp_path: Path, make_cred: Callable[..., bytes], stdout: str
+) -> None:
+    """Row: an answer quotes the login box or a JSON quota message — a json-mode run
+    whose output (exit 0) nests past any parser's depth: the call returns it, the
+    account is not marked."""
+    (tmp_path / "out.txt").write_text(stdout)
+    manager = scripted_pool(tmp_path / "pool", f"cat {tmp_path / 'out.txt'}\n", make_cred)
+    wrapper = Wrapper(manager=manager, extra_args=("--output-format", "stream-json"))
+    result = wrapper.call("hello", timeout=20)
+    assert result.success, result.error
+    assert result.output == stdout
+    assert [a.status for a in manager.list_accounts()] == ["ready", "ready"]

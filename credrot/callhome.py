@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from credrot.fsutil import NotARegularFile, pid_alive, read_regular
+from credrot.fsutil import NotARegularFile, own_dir, pid_alive, read_regular
 from credrot.pool.layout import POOL_ENTRIES, Layout
 from credrot.profile import ToolProfile
 
@@ -36,8 +36,8 @@ def reserve(layout: Layout, index: int) -> Path:
     """A new, empty call home root for account ``index`` (counted in flight at once)."""
     base = layout.run_dir
     try:
-        base.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(base, 0o700)
+        own_dir(base)
+        os.chmod(base, 0o700)  # a real folder (own_dir): never a link's target
         return Path(tempfile.mkdtemp(prefix=layout.call_dir_prefix(index), dir=base))
     except OSError:
         return Path(tempfile.mkdtemp(prefix=f"credrot-{layout.call_dir_prefix(index)}"))
@@ -137,7 +137,7 @@ def keep(layout: Layout, index: int, generation: int, raw: bytes) -> Kept:
     name = f"{KEPT_PREFIX}{index}-g{generation}-{tail}"
     path = layout.run_dir / name
     try:
-        layout.run_dir.mkdir(mode=0o700, exist_ok=True)
+        own_dir(layout.run_dir)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:

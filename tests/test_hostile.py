@@ -15,6 +15,7 @@ import base64
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -1133,3 +1134,45 @@ def test_a_nested_json_bomb_as_a_json_answer_does_not_break_the_call(
     assert result.success, result.error
     assert result.output == stdout
     assert [a.status for a in manager.list_accounts()] == ["ready", "ready"]
+
+
+# --------------------------------------------------------------- planted folders
+def test_folders_of_the_home_planted_as_links_are_never_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_cred: Callable[..., bytes]
+) -> None:
+    """Row: slot is a symlink outside the home — ``.credrot-run``, ``backups``,
+    ``trash`` and ``.credrot-leases`` replaced by links to folders outside: calls,
+    backups and removals work inside the home, the links are moved aside (kept), and
+    nothing outside is written or chmodded."""
+    sim = SimPool(tmp_path / "sim", monkeypatch)
+    sim.add()
+    sim.add(expired=True)  # its call takes the refresh lease in .credrot-leases
+    sim.add()
+    home = sim.home
+    elsewhere = tmp_path / "elsewhere"
+    outsides = {}
+    for name in (".credrot-run", "backups", "trash", ".credrot-leases"):
+        target = elsewhere / name.strip(".")
+        target.mkdir(parents=True)
+        target.chmod(0o755)
+        shutil.rmtree(home / name, ignore_errors=True)
+        (home / name).symlink_to(target)
+        outsides[name] = target
+    result = QwenWrapper(home=home).call("hello", timeout=20)
+    assert result.success, result.error
+    stranger = make_cred(9)
+    pointer = home / "oauth_creds.json"
+    pointer.unlink()
+    pointer.write_bytes(stranger)  # bytes of no account: kept in backups/
+    assert cli(home, "accounts", "list").returncode == 0
+    assert cli(home, "accounts", "switch", "2").returncode == 0
+    assert QwenWrapper(home=home).call("hello", timeout=20).success
+    assert cli(home, "accounts", "remove", "3").returncode == 0
+    for name, target in outsides.items():
+        assert list(target.iterdir()) == [], name
+        assert target.stat().st_mode & 0o777 == 0o755, name
+        assert (home / name).is_dir() and not (home / name).is_symlink(), name
+        (moved,) = home.glob(f"{name}.moved-*")
+        assert os.readlink(moved) == str(target)
+    assert list((home / "backups").iterdir())  # the stranger's bytes were kept, inside
+    assert len(list((home / "trash").iterdir())) == 1

@@ -253,7 +253,7 @@ class CallHome:
         if self.profile.env_kind:
             return None
         try:
-            return self.credential.read_bytes()
+            return read_regular(self.credential)  # a FIFO or a link the tool left: None
         except OSError:
             return None
 

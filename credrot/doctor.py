@@ -382,12 +382,11 @@ def _check_temp(manager: AccountManager) -> list[Finding]:
 
 def _check_store(manager: AccountManager) -> list[Finding]:
     """The shared store, when one is set: it answers, this user may, the key opens."""
-    settings = getattr(manager.pool.store.shared, "settings", None)
-    if settings is None:
-        return []
     from credrot.remote.check import diagnose as store_findings
 
-    return [Finding("store", *f) for f in store_findings(settings, manager.profile.name)]
+    settings = getattr(manager.pool.store.shared, "settings", None)
+    found = store_findings(settings, manager.profile.name) if settings is not None else []
+    return [Finding("store", *f) for f in found]
 
 
 def diagnose(manager: AccountManager, *, tool: bool = True) -> list[Finding]:

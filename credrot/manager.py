@@ -180,11 +180,16 @@ class AccountManager:
         return rotation.switch_next(self.pool, expected, reason)
 
     def lease(
-        self, exclude: set[int] | frozenset[int] = frozenset(), *, reserve: bool = False
+        self,
+        exclude: set[int] | frozenset[int] = frozenset(),
+        *,
+        reserve: bool = False,
+        model: str | None = None,
     ) -> Lease | None:
-        """The account (and its credential) for the next attempt of a call, or None;
-        with ``reserve``, its call home too (counted in flight from now on)."""
-        return rotation.lease(self.pool, exclude, reserve=reserve)
+        """The account (and its credential) for the next attempt of a call (for
+        ``model``, when the call names one), or None; with ``reserve``, its call home
+        too (counted in flight from now on)."""
+        return rotation.lease(self.pool, exclude, reserve=reserve, model=model)
 
     def acquire(self, exclude: set[int] | frozenset[int] = frozenset()) -> int | None:
         """The account the next call should use, moving the pool there if needed.
@@ -235,6 +240,7 @@ class AccountManager:
             readings=readings,
             request=request,
             generation=lease.generation,
+            model=lease.model,
         )
 
     def mark(

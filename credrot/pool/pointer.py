@@ -103,15 +103,32 @@ def link(pool: Pool, index: int, state: st.PoolState, *, adopt: bool = True) -> 
         pool.slots.touched(index)
 
 
-def switch(pool: Pool, state: st.PoolState, to: int, reason: str) -> None:
+def switch(
+    pool: Pool, state: st.PoolState, to: int, reason: str, *, model: str | None = None
+) -> None:
     """Make ``to`` the active account: state, pointer, and the event.
 
     ``reason`` is the cause (``quota_exhausted``, ``current unusable``, ``manual`` ...);
-    the event says it as one sentence about the account left behind (:mod:`credrot.reasons`).
+    the event says it as one sentence about the account left behind (:mod:`credrot.reasons`);
+    ``model``: the model of the call the pool moves for.
     """
     before = state.current
     left = state.accounts.get(before) if before is not None else None
-    why = reasons.switch(reason, before, left, to, time.time(), pool.limits)
+    per_model = pool.profile.per_model_windows
+    invalid = None
+    if before is not None and reason == "current unusable":
+        invalid = pool.slots.read(before).why  # cached: no parse
+    why = reasons.switch(
+        reason,
+        before,
+        left,
+        to,
+        time.time(),
+        pool.limits,
+        model=model,
+        per_model=per_model,
+        invalid=invalid,
+    )
     state.current = to
     state.switches_total += 1
     state.last_switch = time.time()

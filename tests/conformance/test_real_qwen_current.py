@@ -14,16 +14,18 @@ from __future__ import annotations
 import concurrent.futures
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from credrot.manager import AccountManager
+from credrot.process import RunResult
 from credrot.tools import QWEN_KEY
 from credrot.wrapper import WrapperResult
 
+from . import install
 from .genuine import PROMPT, Setup, assert_no_secret, cli_bin, status_of
 from .harness import Attempt
 from .mockqwenkey import MockQwenKey
@@ -55,6 +57,16 @@ def qwen_current_bin() -> Path:
 def mock(canary: str) -> Iterator[MockQwenKey]:
     with MockQwenKey(token_prefix=canary) as server:
         yield server
+
+
+def _kept(run: RunResult) -> RunResult:
+    """What a transcript keeps of a run: the cache's path on this machine is left out."""
+    where = str(install.cache_root())
+    return replace(
+        run,
+        stdout=run.stdout.replace(where, "<cache>"),
+        stderr=run.stderr.replace(where, "<cache>"),
+    )
 
 
 def _setup(bin_dir: Path, mock: MockQwenKey, root: Path) -> Setup:
@@ -112,7 +124,7 @@ def test_spent_keys_rotate_and_each_quota_lands_in_its_window(
         run = sc.attempts[0].run
         assert run is not None and run.exit_code == 1 and run.stdout == ""
         assert f"[API Error: 429 {window} allocated quota exceeded]" in run.stderr
-        record("qwen-current", f"quota_{window}", run, sc.attempts[0].outcome.kind.value)
+        record("qwen-current", f"quota_{window}", _kept(run), sc.attempts[0].outcome.kind.value)
         assert sc.attempts[0].outcome.window == named
         info = {a.index: a for a in sc.manager.list_accounts()}
         assert info[1].status == "exhausted" and info[1].until is not None
@@ -137,10 +149,10 @@ def test_a_refused_key_needs_a_new_one_and_the_next_key_answers(
     run = attempts[0].run
     assert run is not None and run.exit_code == 1
     assert "[API Error: 401 Incorrect API key provided." in run.stderr
-    record("qwen-current", "unauthorized", run, attempts[0].outcome.kind.value)
+    record("qwen-current", "unauthorized", _kept(run), attempts[0].outcome.kind.value)
     ok = attempts[1].run
     assert ok is not None
-    record("qwen-current", "ok", ok, attempts[1].outcome.kind.value)
+    record("qwen-current", "ok", _kept(ok), attempts[1].outcome.kind.value)
     assert status_of(manager, 1) == "needs_login"
     # the prompt reached the plan once, with the good key; no file holds a key
     assert [PROMPT in h.prompt for h in mock.chats("good")] == [True]

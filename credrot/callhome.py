@@ -5,6 +5,14 @@ Parallel callers can then use different accounts at once, the tool's chat histor
 headless call stays out of the user's, and a token the tool refreshed during the call
 can be read back and written to the slot it came from. For an ``env`` account no file
 is written: its variables go into the tool's environment and nothing comes back.
+
+This module is also the one owner of what the call homes say about the pool: the calls
+in flight per account (the pool spreads parallel callers by them; ``credrot top`` shows
+them) and which homes are dead. A home is reserved under the pool lock when its account
+is chosen, so the next caller's choice already counts it. It stays alive while its
+caller lives *or* while any process of its tool still runs (``.credrot-tool.pid`` names the
+tool's process group): a home is never reaped under a live tool, so a token the tool
+refreshes late still reaches its slot.
 """
 
 from __future__ import annotations
@@ -13,10 +21,164 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from credrot.fsutil import NotARegularFile, pid_alive, read_regular
 from credrot.pool.layout import POOL_ENTRIES, Layout
 from credrot.profile import ToolProfile
+
+#: In a call home's root: the tool's pid (also its process group) while it may run.
+TOOL_PID = ".credrot-tool.pid"
+
+
+def reserve(layout: Layout, index: int) -> Path:
+    """A new, empty call home root for account ``index`` (counted in flight at once)."""
+    base = layout.run_dir
+    try:
+        base.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(base, 0o700)
+        return Path(tempfile.mkdtemp(prefix=layout.call_dir_prefix(index), dir=base))
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix=f"credrot-{layout.call_dir_prefix(index)}"))
+
+
+def discard(root: Path | None) -> None:
+    """Give back a reserved root no tool ran in."""
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (a zombie does not count: a
+    caller killed with ``kill -9`` leaves its dead tool to whoever adopts it)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        procs = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in procs:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] != b"Z":
+            return True
+    return False
+
+
+def alive(root: Path, caller: int) -> bool:
+    """Whether the call in ``root`` (made by process ``caller``) may still be running."""
+    if pid_alive(caller):
+        return True
+    try:
+        text = (root / TOOL_PID).read_text(encoding="ascii").strip()
+    except (OSError, ValueError):
+        return False
+    return text.isdigit() and int(text) > 1 and _group_alive(int(text))
+
+
+def homes(layout: Layout) -> list[tuple[Path, int, int | None]]:
+    """Every call home of the pool: (root, caller pid, account)."""
+    try:
+        entries = list(os.scandir(layout.run_dir))
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        parsed = layout.parse_call_dir(entry.name)
+        if parsed is not None:
+            found.append((Path(entry.path), parsed[0], parsed[1]))
+    return found
+
+
+def in_flight(layout: Layout) -> dict[int, int]:
+    """Calls running now, per account: the live call homes."""
+    counts: dict[int, int] = {}
+    for root, caller, index in homes(layout):
+        if index is not None and alive(root, caller):
+            counts[index] = counts.get(index, 0) + 1
+    return counts
+
+
+def dead(layout: Layout) -> list[Path]:
+    """Call homes whose caller has died and whose tool no longer runs."""
+    return [root for root, caller, _ in homes(layout) if not alive(root, caller)]
+
+
+# ---------------------------------------------------- tokens that found no slot
+#: A refreshed token that could not be written to its slot (read-only home, disk
+#: full): ``kept-<N>-g<generation>-<random>`` in the call-home base, else in memory.
+KEPT_PREFIX = "kept-"
+_KEPT_IN_MEMORY: dict[tuple[str, int], tuple[int, bytes]] = {}
+
+
+@dataclass(frozen=True)
+class Kept:
+    index: int
+    generation: int
+    raw: bytes
+    path: Path | None  # None: held in this process's memory
+
+
+def keep(layout: Layout, index: int, generation: int, raw: bytes) -> Kept:
+    """Keep ``raw`` where it survives until its slot can take it; never lost silently."""
+    tail = f"{os.urandom(4).hex()}{layout.profile.account_suffix}"
+    name = f"{KEPT_PREFIX}{index}-g{generation}-{tail}"
+    path = layout.run_dir / name
+    try:
+        layout.run_dir.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(raw)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
+    except OSError:
+        _KEPT_IN_MEMORY[(str(layout.home), index)] = (generation, raw)
+        return Kept(index, generation, raw, None)
+    return Kept(index, generation, raw, path)
+
+
+def kept(layout: Layout) -> list[Kept]:
+    """Every token kept for this home: files in the call-home base, then memory."""
+    found: list[Kept] = []
+    try:
+        entries = [e for e in os.scandir(layout.run_dir) if e.name.startswith(KEPT_PREFIX)]
+    except OSError:
+        entries = []
+    for entry in entries:
+        parts = entry.name[len(KEPT_PREFIX) :].split("-", 2)
+        if len(parts) < 3 or not parts[0].isdigit() or not parts[1][1:].isdigit():
+            continue
+        try:
+            raw = read_regular(entry.path)
+        except (OSError, NotARegularFile):
+            continue
+        found.append(Kept(int(parts[0]), int(parts[1][1:]), raw, Path(entry.path)))
+    for (home, index), (generation, raw) in list(_KEPT_IN_MEMORY.items()):
+        if home == str(layout.home):
+            found.append(Kept(index, generation, raw, None))
+    return found
+
+
+def drop_kept(layout: Layout, item: Kept) -> None:
+    """Forget a kept token once its slot has it (or holds something newer)."""
+    if item.path is not None:
+        item.path.unlink(missing_ok=True)
+    elif _KEPT_IN_MEMORY.get((str(layout.home), item.index), (0, b""))[1] == item.raw:
+        del _KEPT_IN_MEMORY[(str(layout.home), item.index)]
 
 
 class CallHome:
@@ -27,17 +189,20 @@ class CallHome:
         index: int,
         raw: bytes,
         data: Mapping[str, object],
+        root: Path | None = None,
     ) -> None:
         self.profile = profile
-        base = layout.run_dir
+        self.root = root if root is not None else reserve(layout, index)
+        self.pid_file = self.root / TOOL_PID
         try:
-            base.mkdir(mode=0o700, exist_ok=True)
-            os.chmod(base, 0o700)
-            root = Path(tempfile.mkdtemp(prefix=layout.call_dir_prefix(index), dir=base))
-        except OSError:
-            root = Path(tempfile.mkdtemp(prefix=f"credrot-{layout.call_dir_prefix(index)}"))
-        self.root = root
-        self.tool_home = profile.private_home(root)
+            self._make(layout, raw, data)
+        except BaseException:
+            self.close()
+            raise
+
+    def _make(self, layout: Layout, raw: bytes, data: Mapping[str, object]) -> None:
+        profile = self.profile
+        self.tool_home = profile.private_home(self.root)
         self.tool_home.mkdir(mode=0o700, exist_ok=True)
         self._link_shared(layout.home)
         self.credential = self.tool_home / profile.credential_name

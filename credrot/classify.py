@@ -2,7 +2,8 @@
 
 The answer a model gives is never searched for error words: a review that quotes
 "HTTP 429" is a success. Only the tool's error channel (stderr, or stdout when the tool
-failed, or an error result in its json output) is read. Pure: no I/O, no clock but ``now``.
+failed, or an error result in its json output when the run asked for json) is read.
+Pure: no I/O, no clock but ``now``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from credrot import windows
 from credrot.kinds import Outcome, OutcomeKind
+from credrot.resets import clamp_seconds
 
 if TYPE_CHECKING:
     from credrot.profile import ToolProfile
@@ -30,16 +32,18 @@ _STACK_FRAME = re.compile(r"at (?:async )?\S+(?: \(.*\))?$")
 
 
 def parse_retry_after(text: str) -> float | None:
+    """The wait in seconds a rate-limit message names, cut to :data:`resets.MAX_AHEAD`
+    (``retry after 99999999999999999999 seconds`` is a wait, not an overflow)."""
     m = _RETRY_AFTER.search(text)
     if not m:
         return None
     value = float(m.group(1))
     unit = m.group(2).lower()
     if unit.startswith("m") and unit not in ("m", "min", "mins", "minute", "minutes"):
-        return value / 1000.0
-    if unit in ("m", "min", "mins", "minute", "minutes"):
-        return value * 60.0
-    return value
+        value /= 1000.0
+    elif unit in ("m", "min", "mins", "minute", "minutes"):
+        value *= 60.0
+    return clamp_seconds(value)
 
 
 def _matched_line(text: str, match: re.Match[str]) -> str:
@@ -111,14 +115,18 @@ def classify(
     stderr: str,
     *,
     now: datetime | None = None,
+    json_output: bool | None = None,
 ) -> Outcome:
     """Classify one finished (or stopped) run of ``profile``'s tool.
 
     ``exit_code`` None or negative means the process was stopped by a signal.
+    ``json_output`` says whether the run printed JSON (``profile.json_output(argv)``):
+    an exit-0 answer is searched for an error result only then. None (the caller does
+    not know the argv) reads stdout as JSON when it parses as the tool's JSON output.
     """
     now = now or datetime.now(timezone.utc)
     if exit_code == 0:
-        text = _json_error_text(profile, stdout)
+        text = None if json_output is False else _json_error_text(profile, stdout)
         if text is None:
             return Outcome.success()
     else:

@@ -76,6 +76,9 @@ TOOL_KEYS: dict[str, str] = {
     "tool_lock": "a file name",
     "install_hint": "a string",
     "json_error_prefixes": "a list of strings",
+    "output_format_flags": "a list of options whose value picks the output format",
+    "json_flags": "a list of options that turn on JSON output",
+    "max_output": "a whole number of bytes (at least 1024), like 16777216",
 }
 #: Outcomes a pattern can mean, in the order they are tried.
 PATTERN_OUTCOMES = ("disabled", "auth_failed", "quota_exhausted", "rate_limited")
@@ -384,6 +387,11 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
         abort_rules=(Rule.of(OutcomeKind.AUTH_FAILED, *aborts),) if aborts else (),
         exit_codes=exit_codes,
         json_error_prefixes=_str_list(spec, "json_error_prefixes", err),
+        format_flags=_str_list(spec, "output_format_flags", err)
+        if "output_format_flags" in spec
+        else ("--output-format",),
+        json_switches=_str_list(spec, "json_flags", err),
+        max_output=_max_output(spec, err),
         reset_parsers=tuple(resets.PARSERS[p] for p in parsers),
         default_reset=_window(spec.get("reset_window", "midnight UTC"), err),
         install_hint=_str(spec, "install_hint", err) or "",
@@ -395,6 +403,15 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
             spec.get("refresh_margin", 300), "refresh_margin", err
         ).total_seconds(),
     )
+
+
+def _max_output(spec: Mapping[str, object], err: _Errors) -> int | None:
+    value = spec.get("max_output")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+        raise err("max_output", TOOL_KEYS["max_output"], str(value))
+    return value
 
 
 def _env_validator(required: tuple[str, ...]) -> Callable[[object], str | None]:

@@ -88,7 +88,7 @@ def run_demo(
     tool: str = "qwen",
     calls: int = CALLS,
 ) -> int:
-    """Tell the story to ``write`` (one line per call). ``root`` keeps the files (tests)."""
+    """Tell the story to ``write`` (one line per request). ``root`` keeps the files (tests)."""
     if root is not None:
         root.mkdir(parents=True, exist_ok=True)
         return _story(write, Path(root), tool, calls)
@@ -128,17 +128,26 @@ def _story(write: Callable[[str], None], root: Path, tool: str, calls: int) -> i
     for name, quota, refresh in ACCOUNTS:
         cred = backend.add_account(name, quota=quota, refresh_every=refresh, tool=tool)
         index = manager.import_account(json.dumps(cred, indent=2).encode("utf-8"))
-        extra = f"; its token gets refreshed every {refresh} calls" if refresh else ""
+        extra = f"; its token gets refreshed every {refresh} tool runs" if refresh else ""
         answers = f"{quota} answer" + ("s" if quota != 1 else "")
         write(f"  account #{index} ({name}): {answers} left today{extra}")
     write("")
 
     wrapper = Wrapper(tool, manager=manager, env=env, backoff="none", timeout=30.0)
+    total_runs = answered = 0
     for n in range(1, calls + 1):
         runs_before = len(backend.calls())
         result = wrapper.call(PROMPT)
         runs = len(backend.calls()) - runs_before
+        total_runs += runs
+        answered += result.success
         write(_narrate(n, result, runs, manager))
+    write("")
+    write(
+        f"{calls} request{'s' if calls != 1 else ''}: {answered} answered, "
+        f"{calls - answered} not; {total_runs} tool run{'s' if total_runs != 1 else ''} "
+        "(one per account a request tried)"
+    )
 
     write("")
     write("what the pool knows now:")
@@ -179,7 +188,7 @@ def _narrate(n: int, result: WrapperResult, runs: int, manager: AccountManager) 
     if result.success:
         answer = result.output.strip().splitlines()[0] if result.output.strip() else ""
         head = "; ".join(parts) + " -> " if parts else ""
-        return f"call {n}: {head}answered by #{result.account} ({run_text}): {answer}"
+        return f"request {n}: {head}answered by #{result.account} ({run_text}): {answer}"
     known = sorted(
         i for i, info in infos.items() if not info.usable and i not in result.accounts_tried
     )
@@ -191,8 +200,8 @@ def _narrate(n: int, result: WrapperResult, runs: int, manager: AccountManager) 
     if runs == 0:
         reset = result.first_reset or datetime.now(timezone.utc)
         return (
-            f"call {n}: no tool run at all: every account is remembered as spent "
+            f"request {n}: no tool run at all: every account is remembered as spent "
             f"(first reset {_fmt(reset)}); `credrot run` would exit 3"
         )
     head = "; ".join(parts) if parts else "failed"
-    return f"call {n}: {head}{memo} -> no usable account ({run_text}); `credrot run` exits 3"
+    return f"request {n}: {head}{memo} -> no usable account ({run_text}); `credrot run` exits 3"

@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from credrot.fsutil import STALE_TEMP, pid_alive
 from credrot.manager import RUN_DIR, TOOL_LOCK_FRESH
+from credrot.pool import upkeep
+from credrot.pool.pointer import TOOL_LOCK_SKEW, tool_lock_fresh
 from credrot.report import relative
 from credrot.state import load_state
 
@@ -301,7 +302,18 @@ def _check_locks(manager: AccountManager) -> list[Finding]:
             age = time.time() - path.stat().st_mtime
         except OSError:
             age = None
-        if age is not None and age >= TOOL_LOCK_FRESH:
+        if age is not None and age < -TOOL_LOCK_SKEW:
+            found.append(
+                Finding(
+                    "lock",
+                    "warn",
+                    f"{tool_lock} is dated {int(-age)} s in the future (the clock was set "
+                    "back?); it cannot be told from a refresh in progress",
+                    "delete it",
+                    fixable=True,
+                )
+            )
+        elif age is not None and age >= TOOL_LOCK_FRESH:
             found.append(
                 Finding(
                     "lock",
@@ -358,13 +370,7 @@ def check_config() -> list[Finding]:
 
 
 def _check_temp(manager: AccountManager) -> list[Finding]:
-    stale = []
-    for folder in (manager.home, manager.accounts_dir):
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(folder):
-                m = STALE_TEMP.match(entry.name)
-                if m is not None and not pid_alive(int(m.group(2))):
-                    stale.append(entry.name)
+    stale = [path.name for path, _, _ in upkeep.stale_temp(manager.pool)]
     if not stale:
         return []
     return [
@@ -379,6 +385,16 @@ def _check_temp(manager: AccountManager) -> list[Finding]:
     ]
 
 
+def _check_store(manager: AccountManager) -> list[Finding]:
+    """The shared store, when one is set: it answers, this user may, the key opens."""
+    settings = getattr(manager.pool.store.shared, "settings", None)
+    if settings is None:
+        return []
+    from credrot.remote.check import diagnose as store_findings
+
+    return [Finding("store", *f) for f in store_findings(settings, manager.profile.name)]
+
+
 def diagnose(manager: AccountManager, *, tool: bool = True) -> list[Finding]:
     """Every finding about the pool of ``manager`` (and its tool, unless ``tool=False``)."""
     now = datetime.now(timezone.utc)
@@ -389,6 +405,10 @@ def diagnose(manager: AccountManager, *, tool: bool = True) -> list[Finding]:
     if not exists:
         return found
     found += _check_state(manager)
+    store = _check_store(manager)
+    found += store
+    if any(f.level in ("warn", "error") for f in store):
+        manager.pool.store.shared = None  # the rest looks at this machine's files alone
     found += _check_accounts(manager, now)
     found += _check_pointer(manager)
     found += _check_locks(manager)
@@ -430,7 +450,7 @@ def apply_fixes(manager: AccountManager, findings: list[Finding]) -> list[str]:
     if "lock" in todo and manager.profile.tool_lock_name:
         path = manager.home / manager.profile.tool_lock_name
         with contextlib.suppress(OSError):
-            if time.time() - path.stat().st_mtime >= TOOL_LOCK_FRESH:
+            if not tool_lock_fresh(time.time() - path.stat().st_mtime):
                 path.unlink()
                 done.append(f"removed the stale {path.name}")
     if "run" in todo:

@@ -33,3 +33,16 @@ class ConfigError(CredrotError, ValueError):
 
 class ToolNotFound(CredrotError, FileNotFoundError):
     """The tool's executable is not installed or not on PATH."""
+
+
+#: What ``Wrapper.call`` turns into a failed result instead of raising: a full disk, a
+#: file it cannot read or write (``OSError``), a number out of range (``OverflowError``).
+NEVER_RAISED: tuple[type[BaseException], ...] = (OSError, OverflowError)
+
+
+def call_failure(exc: BaseException, home: object) -> str:
+    """One line for a call stopped by ``exc``: the file (else the home) and the reason."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return f"the call could not go on: {exc.filename or home}: {reason}"
+    return f"the call could not go on: {exc}"

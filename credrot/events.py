@@ -228,8 +228,10 @@ class Events:
         record["pid"] = os.getpid()
         self._notify("credrot_audit", record=record)
 
-    def switched(self, from_index: int | None, to_index: int, reason: str) -> None:
-        self.audit("switch", **{"from": from_index, "to": to_index, "reason": reason})
+    def switched(self, from_index: int | None, to_index: int, reason: str, **why: Any) -> None:
+        """``reason``: one sentence; ``why``: its parts for the audit line (``cause``,
+        ``window``, ``signal``, ``until``), which older lines do not have."""
+        self.audit("switch", **{"from": from_index, "to": to_index, "reason": reason, **why})
         self._notify(
             "credrot_account_switched",
             tool=self.tool,

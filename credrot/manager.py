@@ -178,9 +178,12 @@ class AccountManager:
         """
         return rotation.switch_next(self.pool, expected, reason)
 
-    def lease(self, exclude: set[int] | frozenset[int] = frozenset()) -> Lease | None:
-        """The account (and its credential) for the next attempt of a call, or None."""
-        return rotation.lease(self.pool, exclude)
+    def lease(
+        self, exclude: set[int] | frozenset[int] = frozenset(), *, reserve: bool = False
+    ) -> Lease | None:
+        """The account (and its credential) for the next attempt of a call, or None;
+        with ``reserve``, its call home too (counted in flight from now on)."""
+        return rotation.lease(self.pool, exclude, reserve=reserve)
 
     def acquire(self, exclude: set[int] | frozenset[int] = frozenset()) -> int | None:
         """The account the next call should use, moving the pool there if needed.
@@ -216,6 +219,7 @@ class AccountManager:
         *,
         mark: bool = True,
         readings: Sequence[Reading] = (),
+        request: bool = False,
     ) -> int | None:
         """:meth:`record` and the write-back of a refreshed token, in one transaction
         (with the usage the tool reported, ``readings``)."""
@@ -228,6 +232,8 @@ class AccountManager:
             mark=mark,
             started=lease.started,
             readings=readings,
+            request=request,
+            generation=lease.generation,
         )
 
     def mark(
@@ -241,17 +247,26 @@ class AccountManager:
         """Forget what is known about one account (or all): they are ready again."""
         return rotation.reset(self.pool, index)
 
-    def note_pool_exhausted(self, message: str, first_reset: datetime | None) -> None:
-        rotation.note_pool_exhausted(self.pool, message, first_reset)
+    def note_pool_exhausted(
+        self, message: str, first_reset: datetime | None, request: bool = False
+    ) -> None:
+        rotation.note_pool_exhausted(self.pool, message, first_reset, request)
 
     # -------------------------------------------------------- account files
-    def write_back(self, index: int, original: bytes, refreshed: bytes) -> bool:
+    def write_back(
+        self, index: int, original: bytes, refreshed: bytes, generation: int | None = None
+    ) -> bool:
         """Save a credential the tool refreshed during a call into *its own* slot.
 
-        Written only if the slot still holds what the call started from, or the refreshed
-        token expires later than what the slot holds now. Returns True when written.
+        Written if the slot is still at ``generation`` and holds what the call started
+        from, or the refreshed token is really newer (a later expiry and secrets the
+        slot never held). One that cannot be written is kept and said. True when written.
         """
-        return accounts.write_back(self.pool, index, original, refreshed)
+        return bool(accounts.write_back(self.pool, index, original, refreshed, generation))
+
+    def restore_kept(self) -> list[str]:
+        """Write refreshed tokens kept when their slot could not be written back."""
+        return accounts.restore_kept(self.pool)
 
     def import_account(
         self, source: str | os.PathLike[str] | bytes, index: int | None = None

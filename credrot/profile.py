@@ -185,7 +185,17 @@ class ToolProfile:
     #: prompt. Not stdout by default: an answer may quote that prompt.
     abort_streams: tuple[str, ...] = ("stderr",)
     exit_codes: Mapping[int, OutcomeKind] = field(default_factory=dict)
+    #: Read only in runs whose output is JSON (see :meth:`json_output`): a text answer
+    #: that happens to be JSON quoting a quota message is an answer.
     json_error_prefixes: tuple[str, ...] = ()
+    #: Options whose value chooses the output format (``--output-format json``,
+    #: ``-o stream-json``); the last one given wins.
+    format_flags: tuple[str, ...] = ("--output-format",)
+    #: Options that alone turn on JSON output (``codex exec --json``).
+    json_switches: tuple[str, ...] = ()
+    #: Bytes kept of each output stream of a run (None: the runner's default); the rest
+    #: is read and thrown away, and the result says so.
+    max_output: int | None = None
     reset_parsers: tuple[ResetParser, ...] = ()
     default_reset: Callable[[datetime], datetime] = next_utc_midnight
     install_hint: str = ""
@@ -336,6 +346,24 @@ class ToolProfile:
         if self.approval_flag and mode:
             args += [self.approval_flag, mode]
         return args + list(extra) + fill(self.tail_args)
+
+    def json_output(self, argv: Sequence[str]) -> bool:
+        """Whether a run with ``argv`` prints JSON (``json`` or ``stream-json``): only
+        then is an error looked for inside an exit-0 answer."""
+        fmt = "text"
+        switched = False
+        args = list(argv[1:])
+        for i, arg in enumerate(args):
+            if arg == "--":
+                break
+            if arg in self.json_switches:
+                switched = True
+            for flag in self.format_flags:
+                if arg == flag and i + 1 < len(args):
+                    fmt = args[i + 1]
+                elif flag.startswith("--") and arg.startswith(flag + "="):
+                    fmt = arg[len(flag) + 1 :]
+        return switched or fmt in ("json", "stream-json")
 
     @property
     def prompt_in_argv(self) -> bool:

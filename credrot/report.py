@@ -2,6 +2,10 @@
 
 Pure functions over what :class:`~credrot.manager.AccountManager` reports, so every
 surface prints the same thing. Nothing here reads a credential: the inputs hold none.
+
+One vocabulary on every screen: a *request* is what the user asked (one wrapper call, one
+prompt); it takes one or more *tool runs* (one per account tried, and per rate-limit
+retry); a *success* is a request answered (the run that answered it).
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ def status_text(info: AccountInfo, now: datetime) -> str:
 
 
 def windows_text(shown: Mapping[str, Mapping[str, Any]], now: datetime) -> str:
-    """An account's windows in a few words: ``5h spent until 19:12 UTC; week 12 calls``."""
+    """An account's windows in a few words: ``5h spent until 19:12 UTC; week 12 runs``."""
     parts = []
     for name, row in shown.items():
         bits = []
@@ -70,7 +74,7 @@ def windows_text(shown: Mapping[str, Mapping[str, Any]], now: datetime) -> str:
             until = datetime.fromisoformat(row["spent_until"])
             bits.append(f"spent until {local_time(until, now)}")
         if row.get("calls"):
-            bits.append(f"{row['calls']} calls")
+            bits.append(f"{row['calls']} runs")
         if row.get("used") is not None:
             bits.append(f"{float(row['used']):.0%} used")
         if bits:
@@ -90,7 +94,7 @@ def _table(rows: Sequence[Sequence[str]]) -> list[str]:
 def accounts_table(infos: Sequence[AccountInfo], now: datetime | None = None) -> list[str]:
     """The lines of ``credrot accounts list``: ``*`` marks the active account."""
     now = now or datetime.now(timezone.utc)
-    rows: list[list[str]] = [["", "#", "status", "today", "last used", "token expires"]]
+    rows: list[list[str]] = [["", "#", "status", "runs today", "last used", "token expires"]]
     shows_windows = any(info.windows for info in infos)
     if shows_windows:
         rows[0].append("windows")
@@ -128,15 +132,16 @@ def stats_lines(stats: Mapping[str, Any], now: datetime | None = None) -> list[s
         f"{stats['usable_accounts']} usable, current "
         + (f"#{current}" if current is not None else "none")
         + f" (strategy {stats['strategy']})",
-        f"calls {stats['calls']}, successes {stats['successes']}, "
-        f"quota hits {stats['quota_hits']}, switches {stats['switches_total']}, "
-        f"pool exhausted {stats['pool_exhausted']} times",
+        f"requests {stats.get('requests', 0)}, tool runs {stats['calls']}, "
+        f"successes {stats['successes']}, quota hits {stats['quota_hits']}, "
+        f"switches {stats['switches_total']}, pool exhausted {stats['pool_exhausted']} times",
     ]
     per: Mapping[str, Mapping[str, Any]] = stats.get("accounts") or {}
     most = stats.get("most_used")
     most_text = "none"
     if most is not None:
-        most_text = f"#{most} ({per.get(str(most), {}).get('calls', 0)} calls)"
+        runs = per.get(str(most), {}).get("calls", 0)
+        most_text = f"#{most} ({runs} tool run{'s' if runs != 1 else ''})"
     last = stats.get("last_switch")
     last_text = "never"
     if last:
@@ -147,7 +152,9 @@ def stats_lines(stats: Mapping[str, Any], now: datetime | None = None) -> list[s
         )
     lines.append(f"most used: {most_text}; last switch: {last_text}")
     if per:
-        rows = [["", "#", "calls", "successes", "quota hits", "switches to", "today", "status"]]
+        rows = [
+            ["", "#", "tool runs", "successes", "quota hits", "switches to", "runs today", "status"]
+        ]
         shows_windows = any(acct.get("windows") for acct in per.values())
         if shows_windows:
             rows[0].append("windows")
@@ -218,7 +225,7 @@ def prometheus(
     out.family(
         "credrot_accounts_usable",
         "gauge",
-        "Accounts that can take a call now.",
+        "Accounts that can take a request now.",
         [(pool, stats["usable_accounts"])],
     )
     current = stats.get("current_account")
@@ -237,8 +244,14 @@ def prometheus(
     out.family(
         "credrot_pool_exhausted_total",
         "counter",
-        "Calls that found no usable account.",
+        "Requests that found no usable account.",
         [(pool, stats["pool_exhausted"])],
+    )
+    out.family(
+        "credrot_requests_total",
+        "counter",
+        "Requests made (one per prompt); each takes one or more tool runs.",
+        [(pool, stats.get("requests", 0))],
     )
     last = stats.get("last_switch")
     if last:
@@ -252,9 +265,17 @@ def prometheus(
     def per(attr: str) -> list[tuple[str, float | int]]:
         return [(_labels(tool=tool, account=str(i.index)), getattr(i, attr)) for i in infos]
 
-    out.family("credrot_calls_total", "counter", "Tool invocations per account.", per("calls"))
     out.family(
-        "credrot_successes_total", "counter", "Successful calls per account.", per("successes")
+        "credrot_calls_total",
+        "counter",
+        "Tool runs per account (one per account a request tried).",
+        per("calls"),
+    )
+    out.family(
+        "credrot_successes_total",
+        "counter",
+        "Requests answered, per account (by its tool run).",
+        per("successes"),
     )
     out.family(
         "credrot_quota_hits_total", "counter", "Quota exhaustions per account.", per("quota_hits")
@@ -268,13 +289,13 @@ def prometheus(
     out.family(
         "credrot_calls_today",
         "gauge",
-        "Calls per account on the current UTC day.",
+        "Tool runs per account on the current UTC day.",
         per("calls_today"),
     )
     out.family(
         "credrot_account_usable",
         "gauge",
-        "1 when the account can take a call now.",
+        "1 when the account can take a request now.",
         [(_labels(tool=tool, account=str(i.index)), i.usable) for i in infos],
     )
     out.family(
@@ -333,7 +354,7 @@ def _window_families(out: _Exposition, tool: str, infos: Sequence[AccountInfo]) 
     out.family(
         "credrot_window_calls",
         "gauge",
-        "Calls counted in the window's current period.",
+        "Tool runs counted in the window's current period.",
         [(labels(i, n), row["calls"]) for i, n, row in rows],
     )
     used = [(labels(i, n), row["used"]) for i, n, row in rows if row.get("used") is not None]

@@ -38,6 +38,8 @@ def next_utc_midnight(now: datetime) -> datetime:
 #: How far in the past a printed reset may be and still count as "now", not tomorrow.
 GRACE = timedelta(minutes=5)
 #: A dated reset further away than this is not a quota window: treat it as unparsable.
+#: A printed wait longer than this (``reset after 99999999999d``) is cut to it: no quota
+#: window is longer, and a time that far out would overflow a date.
 MAX_AHEAD = timedelta(days=62)
 
 _MONTHS = {
@@ -170,9 +172,10 @@ def claude_epoch(text: str, now: datetime) -> datetime | None:
     if value > 10**11:  # milliseconds
         value //= 1000
     try:
-        return datetime.fromtimestamp(value, timezone.utc)
+        when = datetime.fromtimestamp(value, timezone.utc)
     except (OverflowError, OSError, ValueError):
         return None
+    return min(when, _utc(now + MAX_AHEAD))
 
 
 def claude_resets(text: str, now: datetime) -> datetime | None:
@@ -232,12 +235,25 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(text: str) -> timedelta | None:
-    """``8h44m7s``, ``90s``, ``1d2h``, ``500ms`` -> timedelta; anything else None."""
+    """``8h44m7s``, ``90s``, ``1d2h``, ``500ms`` -> timedelta; anything else None.
+
+    A duration past :data:`MAX_AHEAD` comes back as :data:`MAX_AHEAD`.
+    """
     text = text.strip()
     parts = _DURATION_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts).lower() != text.lower():
         return None
-    return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u.lower()] for n, u in parts))
+    return timedelta(
+        seconds=clamp_seconds(sum(float(n) * _UNIT_SECONDS[u.lower()] for n, u in parts))
+    )
+
+
+def clamp_seconds(seconds: float) -> float:
+    """A wait a tool printed, cut to ``0 .. MAX_AHEAD``; a NaN counts as no wait."""
+    limit = MAX_AHEAD.total_seconds()
+    if seconds != seconds:  # NaN
+        return 0.0
+    return min(max(seconds, 0.0), limit)
 
 
 def gemini_reset_after(text: str, now: datetime) -> datetime | None:

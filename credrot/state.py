@@ -67,6 +67,9 @@ class AccountState:
     marked_at: float | None = None
     #: Bumped at every write of a new credential into the account's slot (fencing).
     generation: int = 0
+    #: Fingerprints of the credentials the slot has held, newest last (never a token:
+    #: see :func:`credrot.pool.slots.fingerprint`); an older copy is never written back.
+    held: str = ""
     #: Quota windows by name, plain dicts (see :mod:`credrot.windows`).
     windows: dict[str, Any] = field(default_factory=dict)
 
@@ -97,7 +100,7 @@ _ACCOUNTS_OPEN = ', "accounts": {'
 _STATUS_ALT = "|".join(STATUSES)
 #: The start of one account line as ``to_text`` writes it (status first, one line each).
 _LINE_KEY = re.compile(rf'\n  "(\d{{1,15}})": {{"status": "(?:{_STATUS_ALT})"')
-_HEAD_INTS = ("generation", "switches_total", "pool_exhausted")
+_HEAD_INTS = ("generation", "switches_total", "pool_exhausted", "requests")
 _HEAD_OPT_INTS = ("current", "last_switch_from", "last_switch_to")
 
 
@@ -250,6 +253,8 @@ class PoolState:
     last_switch_from: int | None = None
     last_switch_to: int | None = None
     pool_exhausted: int = 0
+    #: Wrapper calls (what was asked); each takes one or more tool runs (``calls``).
+    requests: int = 0
     accounts: AccountTable = field(default_factory=AccountTable)
     #: The pointer fields as loaded (None: not loaded from a file, so every save is durable).
     _loaded_head: tuple[object, ...] | None = field(default=None, repr=False, compare=False)

@@ -8,6 +8,7 @@ to the slot it came from — never to whichever account is active by then.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -19,12 +20,12 @@ from typing import Any
 from credrot import telemetry
 from credrot.callhome import CallHome
 from credrot.classify import classify
-from credrot.errors import CredrotError, ReadOnlyHome, ToolNotFound
+from credrot.errors import NEVER_RAISED, CredrotError, ReadOnlyHome, ToolNotFound, call_failure
 from credrot.kinds import Outcome, OutcomeKind
 from credrot.manager import AccountManager, Lease, PoolStatus
 from credrot.pool import rotation
 from credrot.pool.refresh import RefreshLease
-from credrot.process import RunResult, run_tool
+from credrot.process import DEFAULT_MAX_OUTPUT, RunResult, run_tool
 from credrot.profile import PromptTooLarge, ToolProfile
 
 BACKOFF_KINDS = ("none", "constant", "exponential")
@@ -49,6 +50,11 @@ class WrapperResult:
     first_reset: datetime | None = None
     switches: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: The streams of the last run cut at ``max_output`` bytes (``"stdout"``,
+    #: ``"stderr"``); a warning says it too.
+    truncated: tuple[str, ...] = ()
+    #: Bytes kept of each output stream.
+    max_output: int = DEFAULT_MAX_OUTPUT
 
     def __bool__(self) -> bool:
         return self.success
@@ -84,6 +90,11 @@ class Wrapper:
 
     ``max_retries`` caps the tool invocations of one call (the seed's name for it);
     ``timeout`` is per invocation, ``budget`` bounds the whole call including back-off.
+    ``max_output`` caps the bytes kept of each output stream of a run (default: the
+    profile's, else 16 MiB); the rest is read and discarded, and the result says so.
+
+    A call never raises for a full disk, a state file it cannot read, or a time a tool
+    printed that is out of range: it returns a failed :class:`WrapperResult` saying why.
     """
 
     def __init__(
@@ -102,6 +113,7 @@ class Wrapper:
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         strategy: str = "fill-first",
+        max_output: int | None = None,
     ) -> None:
         if manager is None:
             manager = AccountManager(tool=tool, home=home, strategy=strategy)
@@ -121,6 +133,13 @@ class Wrapper:
             backoff = Backoff(kind=backoff)
         self.backoff = backoff
         self.max_rate_limits = max_rate_limits
+        if max_output is None:
+            max_output = self.profile.max_output
+        if max_output is None:
+            max_output = DEFAULT_MAX_OUTPUT
+        if max_output < 0:
+            raise CredrotError("max_output must not be negative")
+        self.max_output = max_output
         self.env = env
         self.cwd = str(cwd) if cwd is not None else None
         #: Called after every run of the tool with (account, run, outcome): for tests
@@ -180,14 +199,43 @@ class Wrapper:
     ) -> WrapperResult:
         """The retry loop: lease an account -> run in its call home -> classify ->
         settle (record + write-back) -> next account, until an answer or a stop."""
+        started = time.monotonic()
+        result = WrapperResult(success=False, output="", max_output=self.max_output)
+        tried: list[int] = []
+        try:
+            self._loop(result, tried, argv, stdin, timeout, budget, started)
+        except NEVER_RAISED as exc:
+            result.success = False
+            result.error = call_failure(exc, self.manager.home)
+        result.accounts_tried = tried
+        result.warnings += self.manager.pool.unsaved  # where a token without a slot is
+        self.manager.pool.unsaved.clear()
+        result.duration = time.monotonic() - started
+        result.persisted = self.manager.persisted
+        if not result.persisted:
+            note = f"state could not be persisted: {self.manager.home} is read-only"
+            result.warnings.append(note)
+            if result.error:
+                result.error = f"{result.error}; {note}"
+        with contextlib.suppress(*NEVER_RAISED):
+            self.manager.events.call_finished(result)
+        return result
+
+    def _loop(
+        self,
+        result: WrapperResult,
+        tried: list[int],
+        argv: list[str],
+        stdin: bytes | None,
+        timeout: float | None,
+        budget: float | None,
+        started: float,
+    ) -> None:
         per_try = self.timeout if timeout is None else timeout
         total = budget if budget is not None else self.budget
         if total is None:
             total = per_try * self.max_retries + 60.0
-        started = time.monotonic()
         deadline = started + total
-        result = WrapperResult(success=False, output="")
-        tried: list[int] = []
         excluded: set[int] = set()
         rate_limits: dict[int, int] = {}
         base_env = dict(os.environ if self.env is None else self.env)
@@ -199,7 +247,7 @@ class Wrapper:
                 result.error = f"gave up: the call's time budget of {total:g} s is spent"
                 break
             try:
-                lease = self.manager.lease(exclude=excluded)
+                lease = self.manager.lease(exclude=excluded, reserve=True)
             except CredrotError as exc:
                 result.error = str(exc)
                 break
@@ -217,6 +265,7 @@ class Wrapper:
             result.attempts += 1
             result.account = index
             attempt = _Attempt(self, lease, rate_limits, deadline, refresh_lease)
+            attempt.first = result.attempts == 1
             run, outcome, now_on = attempt.run(argv, stdin, base_env, min(per_try, remaining))
             if self.on_attempt is not None:
                 self.on_attempt(index, run, outcome)
@@ -228,6 +277,11 @@ class Wrapper:
             result.stderr = _redact(run.stderr, attempt.secrets)
             result.exit_code = run.exit_code
             result.outcome = outcome
+            result.truncated = run.truncated
+            if run.truncated:
+                note = f"the answer was cut: {run.cap_note()}"
+                result.warnings.append(note)
+                self.manager.pool.notice(note)
             if attempt.retry_wait is not None:
                 time.sleep(attempt.retry_wait)
                 continue
@@ -253,24 +307,14 @@ class Wrapper:
                         f"(max_retries={self.max_retries}); last: {result.error}"
                     )
 
-        result.accounts_tried = tried
-        result.duration = time.monotonic() - started
-        result.persisted = self.manager.persisted
-        if not result.persisted:
-            note = f"state could not be persisted: {self.manager.home} is read-only"
-            result.warnings.append(note)
-            if result.error:
-                result.error = f"{result.error}; {note}"
-        self.manager.events.call_finished(result)
-        return result
-
     def _pool_exhausted(self, result: WrapperResult, excluded: set[int]) -> None:
         status: PoolStatus = self.manager.pool_status(exclude=excluded)
         message = status.describe(self.profile.name)
         result.pool_exhausted = True
         result.first_reset = status.first_reset
         result.error = f"no usable account: {message}"
-        self.manager.note_pool_exhausted(message, status.first_reset)
+        # A call that found no account before any tool run is still a request.
+        self.manager.note_pool_exhausted(message, status.first_reset, result.attempts == 0)
 
 
 class _Attempt:
@@ -294,13 +338,17 @@ class _Attempt:
         self.secrets: list[str] = wrapper.profile.secrets_of(lease.data)
         #: Set when the account is only rate-limited and worth one more try after a wait.
         self.retry_wait: float | None = None
+        #: The call's first tool run: its settlement counts the request.
+        self.first = False
 
     def run(
         self, argv: list[str], stdin: bytes | None, base_env: dict[str, str], timeout: float
     ) -> tuple[RunResult | None, Outcome, int | None]:
         wrapper, lease = self.wrapper, self.lease
         manager, profile = wrapper.manager, wrapper.profile
-        home = CallHome(manager.pool.layout, profile, lease.index, lease.raw, lease.data)
+        home = CallHome(
+            manager.pool.layout, profile, lease.index, lease.raw, lease.data, lease.home
+        )
         settled = False
         try:
             try:
@@ -313,15 +361,19 @@ class _Attempt:
                     abort_streams=profile.abort_streams,
                     cwd=wrapper.cwd,
                     install_hint=profile.install_hint,
+                    max_output=wrapper.max_output,
+                    pid_file=home.pid_file,
                 )
             except ToolNotFound as exc:
                 return None, Outcome.error(str(exc)), None
             refreshed = self._refreshed(home)
-            outcome = self._classify(run, timeout)
+            outcome = self._classify(run, timeout, profile.json_output(argv))
             mark = self._should_mark(outcome)
             readings = telemetry.read(run.stdout, home.tool_home, lease.started)
             try:
-                now_on = manager.settle(lease, outcome, refreshed, mark=mark, readings=readings)
+                now_on = manager.settle(
+                    lease, outcome, refreshed, mark=mark, readings=readings, request=self.first
+                )
             except ReadOnlyHome:
                 manager.persisted = False
                 now_on = None
@@ -334,7 +386,7 @@ class _Attempt:
                 refreshed = home.read_back()
                 if refreshed is not None and refreshed != lease.raw:
                     try:
-                        manager.write_back(lease.index, lease.raw, refreshed)
+                        manager.write_back(lease.index, lease.raw, refreshed, lease.generation)
                     except ReadOnlyHome:
                         manager.persisted = False
             home.close()
@@ -350,20 +402,24 @@ class _Attempt:
             self.secrets += self.wrapper.profile.secrets_of(data)
         return refreshed
 
-    def _classify(self, run: RunResult, timeout: float) -> Outcome:
+    def _classify(self, run: RunResult, timeout: float, json_output: bool) -> Outcome:
         profile = self.wrapper.profile
         if run.aborted is not None and run.aborted.kind is OutcomeKind.AUTH_FAILED:
             outcome = Outcome(run.aborted.kind, "the tool asked for an interactive login")
         elif run.aborted is not None:
             # stopped on purpose (Gemini about to sleep out a quota): the rules read
             # what it printed, so the reset it named is kept
-            outcome = classify(profile, run.exit_code, run.stdout, run.stderr)
+            outcome = classify(
+                profile, run.exit_code, run.stdout, run.stderr, json_output=json_output
+            )
             if outcome.kind is not run.aborted.kind:
                 outcome = Outcome(run.aborted.kind, f"{profile.name} was stopped early")
         elif run.timed_out:
             outcome = Outcome.error(f"timed out after {timeout:g} s")
         else:
-            outcome = classify(profile, run.exit_code, run.stdout, run.stderr)
+            outcome = classify(
+                profile, run.exit_code, run.stdout, run.stderr, json_output=json_output
+            )
         return Outcome(
             outcome.kind,
             _redact(outcome.message, self.secrets),

@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Review the staged changes of FILES with an AI CLI through credrot's "
         "account pool. Never blocks a commit unless --fail-on is given.",
     )
+    from credrot import __version__
+
+    parser.add_argument(
+        "-V", "--version", action="version", version=f"{PROG} (credrot) {__version__}"
+    )
     parser.add_argument("--tool", default="qwen", help=f"tool to ask ({', '.join(BUILTIN)})")
     parser.add_argument(
         "--home", help="the tool's credrot pool (default: the tool's home, e.g. $QWEN_HOME)"

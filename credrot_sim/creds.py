@@ -109,31 +109,74 @@ def _claude_tokens(cred: object) -> tuple[str, str, int] | None:
     return pair[0], pair[1], expiry
 
 
+#: Codex without a JWT ``exp``: it refreshes once ``last_refresh`` is this old.
+_CODEX_LAST_REFRESH_MAX_AGE_MS = 8 * 86_400_000
+
+
+def _b64url(raw: bytes) -> str:
+    import base64  # only Codex credentials need it
+
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _codex_jwt(claims: dict[str, object], token: str) -> str:
+    """A JWT-shaped token, as 0.171.0 needs: the simulated server's token as its third
+    part, the claims (``exp``) readable by anyone, like the real ones."""
+    header = _b64url(b'{"alg":"RS256","typ":"JWT"}')
+    return f"{header}.{_b64url(json.dumps(claims, separators=(',', ':')).encode())}.{token}"
+
+
+def _jwt_claims(token: str) -> dict[str, Any] | None:
+    import base64
+
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
 def _codex_credential(
     acc: dict[str, Any], name: str, old: dict[str, Any] | None
 ) -> dict[str, object]:
+    account_id = hashlib.sha256(name.encode()).hexdigest()[:32]
+    expiry_ms = int(acc["expiry_date"])
+    auth = {"chatgpt_account_id": account_id, "chatgpt_plan_type": "plus"}
+    claims = {"exp": expiry_ms // 1000, "https://api.openai.com/auth": auth}
     return {
         "auth_mode": "chatgpt",
         "OPENAI_API_KEY": None,
         "tokens": {
-            "id_token": f"idt.{acc['access_token']}",
-            "access_token": acc["access_token"],
+            "id_token": _codex_jwt({**claims, "email": f"{name}@example.com"}, "idt"),
+            "access_token": _codex_jwt(claims, acc["access_token"]),
             "refresh_token": acc["refresh_token"],
-            "account_id": hashlib.sha256(name.encode()).hexdigest()[:32],
+            "account_id": account_id,
         },
         # the simulated server's tokens live an hour: last_refresh is an hour before expiry
-        "last_refresh": _iso_ms(int(acc["expiry_date"]) - _TOKEN_LIFETIME_MS),
+        "last_refresh": _iso_ms(expiry_ms - _TOKEN_LIFETIME_MS),
     }
 
 
 def _codex_tokens(cred: object) -> tuple[str, str, int] | None:
+    """(server token, refresh token, when the CLI refreshes): the JWT's ``exp``, else
+    ``last_refresh`` + 8 days, as 0.171.0 decides."""
     tokens = cred.get("tokens") if isinstance(cred, dict) else None
     pair = _str_fields(tokens, "access_token", "refresh_token")
+    if pair is None:
+        return None
+    access, refresh = pair
+    claims = _jwt_claims(access)
+    exp = _number(claims.get("exp")) if claims is not None else None
+    if claims is not None and exp is not None:
+        return access.split(".")[2], refresh, exp * 1000
     last = cred.get("last_refresh") if isinstance(cred, dict) else None
     refreshed = _iso_to_ms(last) if isinstance(last, str) else None
-    if pair is None or refreshed is None:
+    if refreshed is None:
         return None
-    return pair[0], pair[1], refreshed + _TOKEN_LIFETIME_MS
+    return access, refresh, refreshed + _CODEX_LAST_REFRESH_MAX_AGE_MS
 
 
 def _gemini_credential(
@@ -157,6 +200,18 @@ def _gemini_tokens(cred: object) -> tuple[str, str, int] | None:
     return pair[0], pair[1], expiry
 
 
+def _write_beside_target(path: Path, text: str) -> None:
+    """Codex 0.171.0: resolve a symlink, write a temp file beside its target, rename it
+    over the target (the link survives, the target is a new file), and leave the 0-byte
+    ``<target>.lock`` it took meanwhile."""
+    target = Path(os.path.realpath(path))
+    lock = os.open(target.with_name(f"{target.name}.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        _atomic_write(target, text)
+    finally:
+        os.close(lock)
+
+
 def _write_in_place(path: Path, text: str) -> None:
     """Truncate and write through the path (a symlink there is followed), mode 0600."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -170,6 +225,8 @@ class _Spec:
     ``missing_outcome``: what a call without a usable credential records.
     ``refresh_fail_deletes``: a failed refresh deletes the credential file (qwen).
     ``refresh_on_401``: a 401 costs one forced refresh before the call gives up (qwen).
+    ``beside_target``: a refresh that does not ``renames`` the path writes temp + rename
+    beside a symlink's target (codex) instead of truncating through the path (gemini).
     """
 
     def __init__(
@@ -187,6 +244,7 @@ class _Spec:
         missing_outcome: str = "no_credential",
         refresh_fail_deletes: bool = False,
         refresh_on_401: bool = False,
+        beside_target: bool = False,
     ) -> None:
         self.name = name
         self.home_env = home_env
@@ -200,6 +258,7 @@ class _Spec:
         self.missing_outcome = missing_outcome
         self.refresh_fail_deletes = refresh_fail_deletes
         self.refresh_on_401 = refresh_on_401
+        self.beside_target = beside_target
 
     def home(self) -> Path:
         value = os.environ.get(self.home_env)
@@ -217,6 +276,8 @@ class _Spec:
         text = json.dumps(cred, indent=2)
         if self.renames:
             _atomic_write(path, text)  # temp + rename: a symlink is replaced
+        elif self.beside_target:
+            _write_beside_target(path, text)
         else:
             _write_in_place(path, text)
 
@@ -257,6 +318,7 @@ _SPECS: dict[str, _Spec] = {
         rotates_refresh=True,
         credential=_codex_credential,
         tokens=_codex_tokens,
+        beside_target=True,
     ),
     # GEMINI_CLI_HOME holds .gemini (it replaces the user's home for the CLI)
     "gemini": _Spec(

@@ -31,6 +31,7 @@ from pytest_credrot.tally import (
     MODES,
     REPORT_ATTR,
     Settings,
+    Switch,
     _apply,
     _fingerprint,
     _Record,
@@ -62,8 +63,10 @@ class _Observer:
     def credrot_call_finished(self, result: WrapperResult) -> None:
         self.runtime.on_call(self.manager, result)
 
-    def credrot_account_switched(self) -> None:
-        self.runtime.tally(self.manager).switches += 1
+    def credrot_account_switched(self, from_index: int | None, to_index: int, reason: str) -> None:
+        tally = self.runtime.tally(self.manager)
+        tally.switches += 1
+        tally.switched.append(Switch(time.time(), from_index, to_index, reason))
 
     def credrot_account_exhausted(self, index: int, outcome: Outcome) -> None:
         label = _TAKEN_OUT.get(outcome.kind.value, outcome.kind.value)
@@ -170,7 +173,7 @@ class Runtime:
     # --- calls -----------------------------------------------------------------------
     def on_call(self, manager: AccountManager, result: WrapperResult) -> None:
         tally = self.tally(manager)
-        tally.calls += 1
+        tally.requests += 1
         tally.runs += result.attempts
         tally.successes += bool(result.success)
         item = self.current
@@ -358,27 +361,14 @@ class Runtime:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker:
             return
-        tallies = [t for t in self.tallies.values() if t.calls or t.switches or t.taken_out]
+        tallies = [t for t in self.tallies.values() if t.requests or t.switches or t.taken_out]
         if not tallies and not self.quota_tests:
             return
         write = terminalreporter.write_line
         terminalreporter.write_sep("=", "credrot")
         for t in tallies:
-            write(
-                f"{t.tool} pool {t.home}: calls {t.calls}, successes {t.successes}, "
-                f"switches {t.switches}, tool runs {t.runs}"
-            )
-            spent = sorted(i for i, label in t.taken_out.items() if label == "exhausted")
-            write(
-                f"accounts exhausted during the run: {len(spent)}"
-                + (f" ({', '.join(f'#{i}' for i in spent)})" if spent else "")
-            )
-            other = sorted((i, label) for i, label in t.taken_out.items() if label != "exhausted")
-            if other:
-                write(
-                    "accounts taken out for other reasons: "
-                    + ", ".join(f"#{i} {label}" for i, label in other)
-                )
+            for line in t.lines():
+                write(line)
         modes = [m for m in MODES if self.quota_tests.get(m)] or [self.settings.exhausted]
         for mode in modes:
             write(f"tests {_VERBS[mode]} for quota: {self.quota_tests.get(mode, 0)}")

@@ -66,36 +66,95 @@ class Settings:
     unconfigured: str = "error"
 
 
+#: Switch lines the summary shows at most (the rest are counted; ``credrot explain``
+#: and ``rotation.log`` have them all).
+MAX_SWITCH_LINES = 20
+
+
+@dataclass(frozen=True)
+class Switch:
+    """One move of the pool during the run: when, from, to, and the sentence why."""
+
+    at: float
+    source: int | None
+    target: int
+    reason: str
+
+    def line(self) -> str:
+        """``switched #2 -> #3: #2 spent its 5h window (...; resets 19:12 UTC)``."""
+        moved = (
+            f"#{self.source} -> #{self.target}"
+            if self.source is not None
+            else (f"to #{self.target}")
+        )
+        return f"switched {moved}: {self.reason}" if self.reason else f"switched {moved}"
+
+
 @dataclass
 class _Tally:
-    """What one pool did during the run, as seen by this process."""
+    """What one pool did during the run, as seen by this process.
+
+    ``requests``: calls the tests made (one prompt each); ``runs``: tool runs they took
+    (a request may take several, one per account tried); ``successes``: requests answered.
+    """
 
     tool: str
     home: str
-    calls: int = 0
+    requests: int = 0
     runs: int = 0
     successes: int = 0
     switches: int = 0
     pool_exhausted: int = 0
     taken_out: dict[int, str] = field(default_factory=dict)
+    switched: list[Switch] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """What a pytest-xdist worker sends the controller (``workeroutput``: plain data)."""
         return {
             "tool": self.tool,
             "home": self.home,
-            "calls": self.calls,
+            "requests": self.requests,
             "runs": self.runs,
             "successes": self.successes,
             "switches": self.switches,
             "pool_exhausted": self.pool_exhausted,
             "taken_out": sorted([index, label] for index, label in self.taken_out.items()),
+            "switched": [[s.at, s.source, s.target, s.reason] for s in self.switched],
         }
 
     def merge(self, data: dict[str, Any]) -> None:
-        for key in ("calls", "runs", "successes", "switches", "pool_exhausted"):
+        for key in ("requests", "runs", "successes", "switches", "pool_exhausted"):
             setattr(self, key, getattr(self, key) + int(data.get(key, 0)))
         for index, label in data.get("taken_out", []):
             self.taken_out.setdefault(int(index), str(label))
+        for at, source, target, reason in data.get("switched", []):
+            self.switched.append(
+                Switch(float(at), None if source is None else int(source), int(target), str(reason))
+            )
+        self.switched.sort(key=lambda s: s.at)
+
+    def lines(self) -> list[str]:
+        """The summary's lines for this pool."""
+        out = [
+            f"{self.tool} pool {self.home}: requests {self.requests}, tool runs {self.runs}, "
+            f"successes {self.successes}, switches {self.switches}"
+        ]
+        out += [s.line() for s in self.switched[:MAX_SWITCH_LINES]]
+        if len(self.switched) > MAX_SWITCH_LINES:
+            more = len(self.switched) - MAX_SWITCH_LINES
+            out.append(f"... and {more} more switches (`credrot explain`, rotation.log)")
+        spent = sorted(i for i, label in self.taken_out.items() if label == "exhausted")
+        out.append(
+            f"accounts exhausted during the run: {len(spent)}"
+            + (f" ({', '.join(f'#{i}' for i in spent)})" if spent else "")
+        )
+        other = sorted((i, label) for i, label in self.taken_out.items() if label != "exhausted")
+        if other:
+            out.append(
+                "accounts taken out for other reasons: "
+                + ", ".join(f"#{i} {label}" for i, label in other)
+            )
+        return out
 
 
 @dataclass

@@ -54,8 +54,11 @@ class SimPool:
         return index
 
     def token_in_slot(self, index: int) -> str:
+        """The access token of slot ``index`` as the simulated server knows it."""
         token: Any = json.loads(self.manager.slot_path(index).read_bytes())
         for key in ACCESS_TOKEN_PATH[self.tool]:
             token = token[key]
         assert isinstance(token, str)
+        if self.tool == "codex" and token.count(".") == 2:
+            return str(token.split(".")[2])  # JWT-shaped: the server's token is its last part
         return token

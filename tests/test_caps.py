@@ -46,7 +46,7 @@ def test_caps_stop_an_account_before_its_quota_refuses_a_call(
         timeout=60,
     )
     assert listed.returncode == 0, listed.stderr
-    assert "5h 3 calls" in listed.stdout and "exhausted until" in listed.stdout
+    assert "5h 3 runs" in listed.stdout and "exhausted until" in listed.stdout
 
 
 def test_an_account_cap_overrides_the_tools(

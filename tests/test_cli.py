@@ -286,12 +286,13 @@ def test_stats_text_json_and_prometheus(
     text = invoke([*args, "stats"])
     assert text.exit_code == 0
     assert "2 accounts, 1 usable, current #2" in text.stdout
-    assert "calls 4, successes 3, quota hits 1, switches 1" in text.stdout
-    assert "most used: #1 (2 calls)" in text.stdout  # a tie goes to the lower number
+    # 3 requests took 4 tool runs (the first one on #1 found its quota spent).
+    assert "requests 3, tool runs 4, successes 3, quota hits 1, switches 1" in text.stdout
+    assert "most used: #1 (2 tool runs)" in text.stdout  # a tie goes to the lower number
     assert "(#1 -> #2)" in text.stdout
 
     data = json.loads(invoke([*args, "stats", "--json"]).stdout)
-    assert data["calls"] == 4
+    assert data["calls"] == data["tool_runs"] == 4 and data["requests"] == 3
     assert data["accounts"]["1"]["quota_hits"] == 1
     assert data["accounts"]["2"]["successes"] == 2
     assert data["most_used"] == 1

@@ -11,31 +11,56 @@ depth in ``tests/test_process.py``; the wrapper-level checks are here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
+import textwrap
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from creds import CANARY
 from simpool import SimPool
 
+from credrot import resets
 from credrot.manager import AccountManager
-from credrot.wrapper import QwenWrapper
+from credrot.tools.codex import CODEX
+from credrot.tools.qwen import QWEN
+from credrot.wrapper import QwenWrapper, Wrapper
 
 ROWS = (
+    "the tool starts a daemon that keeps stdout open",
     "slot is a FIFO, socket or directory",
     "slot is a symlink outside the home",
     "pointer leads outside accounts/",
     "state.yaml alias bomb",
     "state.yaml wrong types",
+    "lock file deleted while held",
+    "the tool's own lock has a future mtime",
+    "an answer quotes the login box or a JSON quota message",
+    "disk full, unreadable state, out-of-range times",
     "non-canonical slot names",
     "huge credential, huge answer",
+    "doctor: stale temp files, dead call homes, unreadable home",
 )
+#: Rows tested in depth in another module: ``row -> "file.py::test_name"``.
+ELSEWHERE = {
+    "the tool starts a daemon that keeps stdout open": (
+        "test_process.py::test_a_wrapper_call_with_a_daemonising_tool_returns"
+    ),
+    "lock file deleted while held": (
+        "test_lock.py::test_a_lock_file_deleted_while_held_still_excludes"
+    ),
+}
 
 
 @dataclass
@@ -101,6 +126,10 @@ def test_every_row_of_the_table_has_a_test() -> None:
         if name.startswith("test_") and callable(obj)
     ]
     missing = [row for row in ROWS if not any(f"Row: {row}" in doc for doc in docs)]
+    for row, where in ELSEWHERE.items():
+        module, name = where.split("::")
+        if f"\ndef {name}(" in (Path(__file__).parent / module).read_text():
+            missing.remove(row)
     assert missing == []
 
 
@@ -378,3 +407,410 @@ def test_a_state_beyond_repair_is_set_aside_and_rebuilt(
     (aside,) = home.glob("state.yaml.corrupt-*")
     assert aside.read_text() == text
     assert sorted(listed(home)) == [1, 2, 3]
+
+
+# ------------------------------------------------------------- tools seen as hostile
+def tool_script(folder: Path, body: str) -> str:
+    """An executable ``sh`` script standing in for the tool (it writes no file)."""
+    path = folder / "tool"
+    path.write_text("#!/bin/sh\ncat >/dev/null\n" + textwrap.dedent(body))
+    path.chmod(0o755)
+    return str(path)
+
+
+def scripted_pool(
+    root: Path, body: str, make_cred: Callable[..., bytes], n: int = 2, **changes: Any
+) -> AccountManager:
+    """A pool of ``n`` Qwen accounts whose tool is the script ``body``."""
+    root.mkdir(exist_ok=True)
+    profile = dataclasses.replace(QWEN, executable=tool_script(root, body), **changes)
+    manager = AccountManager(tool=profile, home=root / "home")
+    for i in range(1, n + 1):
+        manager.import_account(make_cred(i))
+    return manager
+
+
+def test_a_future_tool_lock_is_not_fresh_and_waits_are_bounded(
+    make_pool: Callable[..., AccountManager], outside: Outside
+) -> None:
+    """Row: the tool's own lock has a future mtime — a switch does not wait for it, says
+    so, and ``doctor --fix`` removes it; a lock kept fresh is waited for a bounded time."""
+    home = make_pool(3).home
+    lock = home / "oauth_creds.lock"
+    lock.write_text("")
+    ahead = time.time() + 3600
+    os.utime(lock, (ahead, ahead))
+    done = cli(home, "accounts", "next")
+    assert done.returncode == 0, done.stderr
+    assert "oauth_creds.lock is dated" in done.stderr and "in the future" in done.stderr
+    assert listed(home)[2]["active"]
+    doctor = cli(home, "doctor")
+    assert "oauth_creds.lock is dated" in doctor.stdout, doctor.stdout
+    cli(home, "doctor", "--fix")
+    assert not lock.exists()
+
+    # A lock the tool keeps touching: the switch waits for it, but not forever.
+    stop = threading.Event()
+
+    def keep_fresh() -> None:
+        while not stop.is_set():
+            lock.touch()
+            stop.wait(0.2)
+
+    toucher = threading.Thread(target=keep_fresh)
+    toucher.start()
+    try:
+        done = cli(home, "accounts", "next")
+    finally:
+        stop.set()
+        toucher.join(10)
+    assert done.returncode == 0, done.stderr
+    assert "oauth_creds.lock was still fresh after 11 s of waiting" in done.stderr
+    assert listed(home)[3]["active"]
+
+
+def _box() -> str:
+    transcript = Path(__file__).parent / "conformance" / "transcripts" / "qwen-0.12.0.json"
+    box = json.loads(transcript.read_text())["transcripts"]["refresh_fail"]["stderr"]
+    assert isinstance(box, str) and "Qwen OAuth Device Authorization" in box
+    return box
+
+
+#: A text answer that is itself JSON in the shape of the tool's json error result.
+_JSON_QUOTA_ANSWER = json.dumps(
+    [{"type": "result", "is_error": True, "result": "Qwen OAuth quota exceeded: 429"}]
+)
+
+
+@pytest.mark.parametrize(
+    "answer", [_box(), _JSON_QUOTA_ANSWER], ids=["login box", "json quota message"]
+)
+def test_an_answer_in_text_mode_that_quotes_errors_is_an_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: Outside, answer: str
+) -> None:
+    """Row: an answer quotes the login box or a JSON quota message — on stdout, exit 0,
+    in text mode: a success, and no account is parked or marked exhausted."""
+    sim = SimPool(tmp_path / "sim", monkeypatch)
+    sim.add(answer=answer)
+    sim.add()
+    result = QwenWrapper(home=sim.home).call("show me the error", timeout=20)
+    assert result.success, result.error
+    assert result.output.strip() == answer.strip()
+    assert result.accounts_tried == [1]
+    assert [row["status"] for row in listed(sim.home).values()] == ["ready", "ready"]
+    done = cli(sim.home, "run", "--timeout", "20", "--", "-p", "again")
+    assert done.returncode == 0, done.stderr
+    assert [row["status"] for row in listed(sim.home).values()] == ["ready", "ready"]
+
+
+@pytest.mark.parametrize("fmt", [("--output-format", "json"), ("-o", "stream-json")])
+def test_in_json_mode_an_exit_zero_error_result_still_rotates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: tuple[str, str]
+) -> None:
+    """Row: an answer quotes the login box or a JSON quota message — the JSON error
+    result of a ``json``/``stream-json`` run (exit 0) is still read as the quota it is."""
+    sim = SimPool(tmp_path / "sim", monkeypatch)
+    sim.add(mode="quota")
+    sim.add()
+    result = QwenWrapper(home=sim.home, extra_args=fmt).call("hello", timeout=20)
+    assert result.success, result.error
+    assert result.accounts_tried == [1, 2]
+    assert listed(sim.home)[1]["status"] == "exhausted"
+
+
+def test_the_output_format_decides_where_errors_are_read() -> None:
+    """Row: an answer quotes the login box or a JSON quota message — which runs print
+    JSON, per tool (the last format option wins; ``codex -o`` names a file)."""
+    assert not QWEN.json_output(QWEN.argv())
+    assert QWEN.json_output(QWEN.argv(extra=["-o", "json"]))
+    assert QWEN.json_output(["qwen", "--output-format=stream-json"])
+    assert not QWEN.json_output(["qwen", "-o", "json", "--output-format", "text"])
+    assert not QWEN.json_output(["qwen", "-p", "x", "--", "-o", "json"])
+    assert CODEX.json_output(["codex", "exec", "--json", "-"])
+    assert not CODEX.json_output(["codex", "exec", "-o", "json", "-"])
+
+
+# ------------------------------------------------------------ the call never raises
+_CALLER = r"""
+import ctypes, dataclasses, json, os, resource, signal, sys
+from credrot.manager import AccountManager
+from credrot.tools.qwen import QWEN
+from credrot.wrapper import Wrapper
+
+home, tool, how = sys.argv[1:4]
+if how == "disk full":
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit gets EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16, 16))
+elif how == "unreadable" and os.geteuid() == 0:
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH: root reads mode 000 files
+        assert libc.prctl(24, cap, 0, 0, 0) == 0  # PR_CAPBSET_DROP
+    os.execv(sys.executable, [sys.executable, "-c", sys.argv[4], home, tool, "-", sys.argv[4]])
+profile = dataclasses.replace(QWEN, executable=tool)
+wrapper = Wrapper(manager=AccountManager(tool=profile, home=home))
+result = wrapper.call("hello", timeout=20)
+fallback = wrapper.call_with_fallback("hello", "FALLBACK", timeout=20)
+print(json.dumps({"success": result.success, "error": result.error, "fallback": fallback}))
+"""
+
+
+def _call_in_child(home: Path, tool: str, how: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", _CALLER, str(home), tool, how, _CALLER],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
+    assert CANARY not in done.stdout + done.stderr
+    seen: dict[str, Any] = json.loads(done.stdout)
+    return seen
+
+
+def _snapshot(home: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((home / "accounts").iterdir())}
+
+
+@pytest.mark.parametrize("how", ["disk full", "unreadable"])
+def test_a_full_disk_or_an_unreadable_state_is_a_failed_result(
+    tmp_path: Path, make_cred: Callable[..., bytes], outside: Outside, how: str
+) -> None:
+    """Row: disk full, unreadable state, out-of-range times — a disk that takes no byte
+    (``RLIMIT_FSIZE``) or a ``state.yaml`` that cannot be read: ``call()`` returns a
+    failed result naming the reason, ``call_with_fallback`` its fallback; nothing lost."""
+    manager = scripted_pool(tmp_path, 'echo "the answer"\n', make_cred)
+    home = manager.home
+    state = home / "state.yaml"
+    before, state_before = _snapshot(home), state.read_bytes()
+    if how == "unreadable":
+        state.chmod(0o000)
+    try:
+        seen = _call_in_child(home, manager.profile.executable, how)
+    finally:
+        state.chmod(0o600)
+    reason = "File too large" if how == "disk full" else "state.yaml: Permission denied"
+    assert seen["success"] is False
+    assert seen["error"].startswith("the call could not go on: ") and reason in seen["error"]
+    assert seen["fallback"] == "FALLBACK"
+    assert _snapshot(home) == before
+    assert state.read_bytes() == state_before
+    result = Wrapper(manager=AccountManager(tool=manager.profile, home=home)).call("x")
+    assert result.success and result.output == "the answer\n", result.error
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "[API Error: 429] Too many requests, retry after 99999999999999999999 seconds",
+        "Qwen OAuth quota exceeded. Your quota will reset after 99999999999d.",
+        "Qwen OAuth quota exceeded. Your quota will reset after " + "9" * 400 + "s.",
+    ],
+    ids=["retry after 1e20 s", "reset after 1e11 days", "reset after 400 digits"],
+)
+def test_an_absurd_wait_is_clamped_not_raised(
+    tmp_path: Path, make_cred: Callable[..., bytes], outside: Outside, message: str
+) -> None:
+    """Row: disk full, unreadable state, out-of-range times — a wait past any date is
+    cut to the longest window (62 days); the call moves on to the next account."""
+    body = f"""
+        if grep -q access-1 "$HOME/.qwen/oauth_creds.json"; then
+            echo "{message}" >&2
+            exit 1
+        fi
+        echo "the answer"
+    """
+    manager = scripted_pool(tmp_path, body, make_cred, reset_parsers=(resets.gemini_reset_after,))
+    wrapper = Wrapper(manager=manager, max_rate_limits=0)
+    result = wrapper.call("hello", timeout=20)
+    assert result.success, result.error
+    assert result.accounts_tried == [1, 2]
+    first = listed_manager(manager)[1]
+    assert first.status in ("rate_limited", "exhausted")
+    until = first.until
+    assert until is not None
+    ahead = until - datetime.now(timezone.utc)
+    assert timedelta(days=61) < ahead <= resets.MAX_AHEAD
+    assert wrapper.call_with_fallback("hello", "FALLBACK") == "the answer\n"
+
+
+def listed_manager(manager: AccountManager) -> dict[int, Any]:
+    fresh = AccountManager(tool=manager.profile, home=manager.home)
+    return {a.index: a for a in fresh.list_accounts()}
+
+
+# -------------------------------------------------------------------- output cap
+_BIG_CALLER = r"""
+import dataclasses, json, resource, sys
+from credrot.manager import AccountManager
+from credrot.tools.qwen import QWEN
+from credrot.wrapper import Wrapper
+
+home, tool, how = sys.argv[1:4]
+profile = dataclasses.replace(QWEN, executable=tool)
+if how == "profile":
+    profile = dataclasses.replace(profile, max_output=1 << 20)
+    wrapper = Wrapper(manager=AccountManager(tool=profile, home=home))
+else:
+    wrapper = Wrapper(manager=AccountManager(tool=profile, home=home), max_output=1 << 20)
+result = wrapper.call("hello", timeout=120)
+print(json.dumps({
+    "success": result.success, "kept": len(result.output), "truncated": result.truncated,
+    "cap": result.max_output, "warnings": result.warnings, "error": result.error,
+}))
+"""
+
+
+@pytest.mark.parametrize("how", ["wrapper argument", "profile"])
+def test_a_200_mb_answer_through_the_wrapper_is_capped_and_said(
+    tmp_path: Path, make_cred: Callable[..., bytes], outside: Outside, how: str
+) -> None:
+    """Row: huge credential, huge answer — a 200 MB answer through ``Wrapper.call`` with
+    a 1 MiB cap (wrapper argument or profile key): the result keeps 1 MiB, says it was
+    cut in a field and a warning, and the caller's peak memory stays far below 200 MB."""
+    body = "head -c 209715200 /dev/zero | tr '\\0' 'y'\n"
+    manager = scripted_pool(tmp_path, body, make_cred)
+    done = subprocess.run(
+        [sys.executable, "-c", _BIG_CALLER, str(manager.home), manager.profile.executable, how],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    seen = json.loads(done.stdout)
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert seen["success"], seen["error"]
+    assert seen["kept"] == 1 << 20 and seen["cap"] == 1 << 20
+    assert seen["truncated"] == ["stdout"]
+    assert seen["warnings"] == [
+        f"the answer was cut: stdout cut at {1 << 20} bytes ({200 * (1 << 20) - (1 << 20)}"
+        " more bytes discarded)"
+    ]
+    # The largest child so far: this caller (or an earlier test's); never the answer.
+    assert peak_mib < 150, peak_mib
+
+
+def test_the_cap_is_a_config_key_and_said_by_credrot_run(
+    tmp_path: Path, make_cred: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Row: huge credential, huge answer — ``max_output`` in the config file caps what
+    ``credrot run`` keeps, and the CLI warns that the answer was cut."""
+    tool = tool_script(tmp_path, "head -c 300000 /dev/zero | tr '\\0' 'y'\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "tools:\n  bigtool:\n"
+        f"    executable: {tool}\n    home: .bigtool\n    credential: auth.json\n"
+        "    required_keys: [access_token]\n    max_output: 100000\n"
+    )
+    monkeypatch.setenv("CREDROT_CONFIG", str(config))
+    home = tmp_path / "bighome"
+    cred = tmp_path / "cred.json"
+    cred.write_bytes(make_cred(1))
+    added = cli_tool(home, "bigtool", "accounts", "add", "--from", str(cred))
+    assert added.returncode == 0, added.stderr
+    done = cli_tool(home, "bigtool", "run", "--timeout", "20", "--", "x")
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout) == 100_000
+    assert "warning: the answer was cut: stdout cut at 100000 bytes" in done.stderr
+    bad = config.read_text().replace("max_output: 100000", "max_output: lots")
+    config.write_text(bad)
+    refused = cli_tool(home, "bigtool", "accounts", "list")
+    assert refused.returncode != 0
+    assert "tools.bigtool.max_output: expected a whole number of bytes" in refused.stderr
+
+
+def cli_tool(home: Path, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "credrot", "--tool", tool, "--home", str(home), *args],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+        text=True,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert CANARY not in done.stdout + done.stderr
+    return done
+
+
+# ------------------------------------------------------------------------- doctor
+def _without_dac_override() -> None:
+    """As root, give up reading and searching what the mode forbids (as any user would)."""
+    if os.geteuid() != 0:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl")
+
+
+def test_doctor_clears_stale_temp_files_and_dead_call_homes(
+    make_pool: Callable[..., AccountManager], make_cred: Callable[..., bytes], outside: Outside
+) -> None:
+    """Row: doctor: stale temp files, dead call homes, unreadable home — what dead
+    writers and dead calls left is reported and ``--fix`` clears it, saving any token;
+    what live processes own, and what credrot never writes, is left alone."""
+    manager = make_pool(3)
+    home, accounts, run = manager.home, manager.accounts_dir, manager.home / ".credrot-run"
+    dead, live = 999_999_999, os.getpid()
+    (home / f".state.yaml.{dead}.deadbeef.tmp").write_text("{}")
+    (accounts / f".oauth_creds_2.json.{dead}.deadbeef.tmp").write_bytes(make_cred(2, version=1))
+    (accounts / f".oauth_creds_3.json.{dead}.cafebabe.tmp").symlink_to(outside.path)
+    (home / f".oauth_creds.json.{dead}.0badf00d.lnk").mkdir()  # not something credrot writes
+    (home / f".state.yaml.{live}.abcdef01.tmp").write_text("{}")
+    refreshed = run / f"{dead}-1-abc" / ".qwen"
+    refreshed.mkdir(parents=True)
+    (refreshed / "oauth_creds.json").write_bytes(make_cred(1, version=2))
+    (run / f"{dead + 1}-2-file").write_text("junk")
+    (run / f"{live}-3-live").mkdir()
+
+    doctor = cli(home, "doctor", "--skip-tool")
+    assert "3 unfinished temporary files left by processes that died" in doctor.stdout
+    assert "2 private call homes in .credrot-run/ were left by processes that died" in (
+        doctor.stdout
+    )
+    fixed = cli(home, "doctor", "--skip-tool", "--fix")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    again = cli(home, "doctor", "--skip-tool")
+    assert again.returncode == 0, again.stdout
+    assert "temporary files" not in again.stdout and "call homes" not in again.stdout
+    assert manager.read_credential(1) == make_cred(1, version=2)  # the dead call's token
+    (kept,) = (home / "backups").iterdir()
+    assert kept.read_bytes() == make_cred(2, version=1)
+    assert sorted(p.name for p in home.iterdir() if p.name.startswith(".state.yaml.")) == [
+        f".state.yaml.{live}.abcdef01.tmp"
+    ]
+    assert (home / f".oauth_creds.json.{dead}.0badf00d.lnk").is_dir()
+    assert sorted(p.name for p in run.iterdir()) == [f"{live}-3-live"]
+    assert not any(p.name.startswith(".oauth_creds_3") for p in accounts.iterdir())
+
+
+@pytest.mark.parametrize("what", ["home", "accounts", "state.yaml"])
+def test_doctor_on_an_unreadable_home_gives_findings(
+    make_pool: Callable[..., AccountManager], outside: Outside, what: str
+) -> None:
+    """Row: doctor: stale temp files, dead call homes, unreadable home — a home, an
+    accounts folder or a state file this user cannot read: findings, one line each."""
+    home = make_pool(2).home
+    target = home if what == "home" else home / what
+    mode = target.stat().st_mode & 0o777
+    target.chmod(0)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "credrot", "--home", str(home), "doctor", "--skip-tool"],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+            text=True,
+            preexec_fn=_without_dac_override,
+        )
+    finally:
+        target.chmod(mode)
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "cannot be read" in done.stdout, done.stdout
+    assert done.stderr.count("\n") <= 1, done.stderr

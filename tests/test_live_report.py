@@ -100,7 +100,7 @@ def test_html_page_is_self_contained_and_escapes_the_log(used_pool: SimPool, can
     page = done.stdout
     _self_contained(page)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert page.count("quota_exhausted") >= 2  # the two switches off a spent account
+    assert page.count(" spent its day window ") >= 2  # the two switches off a spent account
     assert len(re.findall(r"<path [^>]*><title>[^<]* exhausted ", page)) == 2  # the quota hits
     assert len(re.findall(r"<rect [^>]*fill=\"#2e7d32\"><title>", page)) == 5  # calls answered
     assert "resets in" in page and "(active)" in page

@@ -939,7 +939,10 @@ def test_plugins_receive_the_events(pool_home: Path) -> None:
     manager.switch_next()
     manager.record(2, Outcome(OutcomeKind.QUOTA_EXHAUSTED, "quota"))
     manager.note_pool_exhausted("nothing left", None)
-    assert rec.switched == [(1, 2, "manual"), (2, 3, "quota_exhausted")]
+    assert rec.switched == [
+        (1, 2, "switched by hand"),
+        (2, 3, "#2 spent its quota (the tool's quota message; resets 00:00 UTC)"),
+    ]
     assert rec.exhausted == [(2, "quota_exhausted")]
     assert rec.pool == ["nothing left"]
     assert rec.audit == ["switch", "exhausted", "switch", "pool_exhausted"]

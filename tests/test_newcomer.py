@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 from creds import CANARY
@@ -347,3 +348,197 @@ def test_doctor_reports_and_fix_clears_stale_temp_files_and_dead_call_homes(
     assert not stale_state.exists() and not stale_cred.exists() and not call_home.exists()
     kept = list((manager.home / "backups").iterdir())
     assert [p.read_bytes() for p in kept] == [manager.slot_path(1).read_bytes()]
+
+
+# ------------------------------------------------ options after the subcommand
+def _leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found: list[tuple[str, ...]] = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found.append((*path, name))
+            found.extend(_leaf_commands(command, (*path, name)))
+        else:
+            found.append((*path, name))
+    return found
+
+
+def test_tool_and_home_after_the_subcommand_mean_the_same_and_the_later_wins(
+    make_pool: Callable[..., AccountManager],
+) -> None:
+    two = make_pool(2, name="two").home
+    three = make_pool(3, name="three").home
+
+    def listed(*args: str) -> int:
+        result = invoke(list(args))
+        assert result.exit_code == 0, result.output
+        return len(json.loads(result.stdout)["accounts"])
+
+    assert listed("accounts", "list", "--home", str(two), "--json") == 2
+    assert listed("--home", str(three), "accounts", "list", "--home", str(two), "--json") == 2
+    assert listed("--home", str(two), "accounts", "--home", str(three), "list", "--json") == 3
+    assert listed("--home", str(three), "accounts", "list", "--json") == 3
+    stats = invoke(["stats", "--json", "--home", str(two)])
+    assert json.loads(stats.stdout)["total_accounts"] == 2
+    doctor = invoke(["doctor", "--skip-tool", "--json", "--home", str(three)])
+    assert json.loads(doctor.stdout)["home"] == str(three)
+    top = invoke(["top", "--once", "--home", str(two)])
+    assert str(two) in top.stdout
+    claude = invoke(["accounts", "list", "--json", "--tool", "claude", "--home", str(two)])
+    assert json.loads(claude.stdout)["tool"] == "claude"
+    # No subcommand answers "No such option" for either of them.
+    for path in _leaf_commands(cli.cli):
+        helped = invoke([*path, "--tool", "qwen", "--home", str(two), "--help"])
+        assert helped.exit_code == 0, (path, helped.output)
+        assert "--home DIR" in helped.stdout, path
+
+
+# ------------------------------------------------------ --json on every change
+def test_every_command_that_changes_the_pool_says_what_it_did_as_json(sim: SimPool) -> None:
+    for name in ("a", "b", "c"):
+        sim.add(name, quota=1)
+    home = ["--home", str(sim.home)]
+
+    def as_json(*args: str, code: int = 0) -> dict[str, object]:
+        result = invoke([*args, "--json", *home] if "--" not in args else list(args))
+        assert result.exit_code == code, result.output
+        document = json.loads(result.stdout)
+        assert isinstance(document, dict)
+        assert document["tool"] == "qwen" and document["home"] == str(sim.home)
+        return document
+
+    answered = as_json("run", "--json", *home, "--", "-p", "hi")
+    assert answered["ok"] is True and answered["account"] == 1 and answered["exit_code"] == 0
+    assert answered["output"] == "Simulated qwen answer from a (call 1)."
+    assert answered["outcome"] == "ok" and answered["accounts_tried"] == [1]
+
+    rotated = as_json("run", "--json", *home, "--", "-p", "again")
+    assert rotated["ok"] is True and rotated["account"] == 2
+    assert rotated["accounts_tried"] == [1, 2] and rotated["attempts"] == 2
+
+    moved = as_json("accounts", "next")
+    assert moved == {**moved, "ok": True, "previous": 2, "active": 3}
+    switched = as_json("accounts", "switch", "1")
+    assert switched == {**switched, "ok": True, "active": 1, "previous": 3, "usable": False}
+    reset = as_json("accounts", "reset", "1")
+    assert reset["reset"] == [1]
+    source = sim.root / "third.json"
+    source.write_bytes(sim.manager.slot_path(3).read_bytes())
+    removed = as_json("accounts", "remove", "3")
+    assert removed["removed"] == 3 and Path(str(removed["moved_to"])).is_file()
+    added = as_json("accounts", "add", "--from", str(source))
+    assert added["added"] == [
+        {"index": 3, "path": str(sim.manager.slot_path(3)), "from": str(source)}
+    ]
+    refused = as_json("accounts", "add", "--from", str(source), code=1)
+    assert refused["ok"] is False and refused["added"] == []
+
+    for _ in range(3):  # spend what is left
+        invoke(["run", *home, "--", "-p", "spend"])
+    spent = as_json("run", "--json", *home, "--", "-p", "none left", code=3)
+    assert spent["ok"] is False and spent["pool_exhausted"] is True
+    assert str(spent["error"]).startswith("no usable account")
+    assert spent["first_reset"] is not None
+    stuck = as_json("accounts", "next", code=3)
+    assert stuck["ok"] is False and str(stuck["error"]).startswith("no other usable account")
+
+
+# ------------------------------------------------ completion and --version
+@pytest.mark.parametrize(("shell", "marker"), [("bash", "complete -o"), ("zsh", "compdef")])
+def test_the_documented_completion_line_prints_a_completion_script(shell: str, marker: str) -> None:
+    proc = _credrot(env={**os.environ, "_CREDROT_COMPLETE": f"{shell}_source"})
+    assert proc.returncode == 0, proc.stderr
+    assert "_credrot_completion" in proc.stdout and marker in proc.stdout
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"_CREDROT_COMPLETE={shell}_source credrot" in readme
+
+
+def test_qwen_review_prints_its_version() -> None:
+    from credrot import __version__
+
+    exe = Path(sys.executable).parent / "qwen-review"
+    proc = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"qwen-review (credrot) {__version__}"
+
+
+# ------------------------------------------------------------------ packaging
+@pytest.mark.slow
+def test_the_wheel_carries_a_license_expression_and_the_project_urls(tmp_path: Path) -> None:
+    import zipfile
+    from email.parser import HeaderParser
+
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=root, check=True, capture_output=True
+    ).stdout.split(b"\0")
+    for name in filter(None, tracked):
+        path = root / name.decode()
+        if path.is_file():
+            (source / name.decode()).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, source / name.decode())
+    dist = tmp_path / "dist"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(source)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = dist.glob("credrot-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        headers = HeaderParser().parsestr(archive.read(metadata).decode("utf-8"))
+        licence = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+    assert headers["License-Expression"] == "MIT"
+    assert headers.get_all("License-File") == ["LICENSE"] and licence
+    assert headers["License"] is None
+    assert not [c for c in headers.get_all("Classifier") or [] if c.startswith("License ::")]
+    urls = dict(u.split(", ", 1) for u in headers.get_all("Project-URL") or [])
+    assert sorted(urls) == ["Changelog", "Homepage", "Issues", "Source"]
+    # The README's pre-commit snippet names the same repository.
+    readme = (root / "README.md").read_text()
+    assert f"repo: {urls['Source']}" in readme
+    assert all(url.startswith(urls["Source"]) for url in urls.values())
+
+
+# ----------------------------------------------------------------- vocabulary
+def test_the_demo_and_stats_count_requests_tool_runs_and_successes_alike(
+    tmp_path: Path,
+) -> None:
+    import re
+
+    result = invoke(["demo"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    told = [line for line in out.splitlines() if re.match(r"request \d+: ", line)]
+    runs_told = sum(
+        int(m.group(1)) for line in told if (m := re.search(r"\((\d+) tool runs?\)", line))
+    )
+    answered_told = sum(" answered by #" in line for line in told)
+    summary = re.search(r"^(\d+) requests: (\d+) answered, (\d+) not; (\d+) tool runs", out, re.M)
+    assert summary is not None, out
+    requests, answered, _, runs = map(int, summary.groups())
+    assert (requests, answered, runs) == (len(told), answered_told, runs_told)
+    stats = re.search(r"^requests (\d+), tool runs (\d+), successes (\d+),", out, re.M)
+    assert stats is not None, out
+    assert tuple(map(int, stats.groups())) == (requests, runs, answered)
+    assert requests > answered and runs > answered  # rotation and a spent pool were shown
+    assert "calls" not in out.replace("(call ", "")  # the simulator's answers say "call N"
+
+
+def test_prometheus_help_texts_speak_of_requests_and_tool_runs(sim: SimPool) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sim.add("a", quota=1)
+    sim.add("b")
+    for _ in range(2):
+        assert invoke(["--home", str(sim.home), "run", "--", "-p", "hi"]).exit_code == 0
+    text = invoke(["stats", "--prometheus", "--home", str(sim.home)]).stdout
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["credrot_requests"].samples[0].value == 2
+    runs = {s.labels["account"]: s.value for s in families["credrot_calls"].samples}
+    assert runs == {"1": 2, "2": 1}
+    for family in families.values():
+        assert "call" not in family.documentation.lower(), family.documentation
+    assert "Tool runs" in families["credrot_calls"].documentation

@@ -231,16 +231,21 @@ def test_a_success_that_started_before_a_quota_mark_does_not_clear_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Caller A starts on account 1 and is held (a gate file) after its tool was served;
+    caller C is held the same way on account 2, so both carry one call in flight;
     caller B then finds account 1 spent and moves on; A's success arrives last. The
     account stays spent, and the next round-robin call spends no tool run on it."""
     pool = SimPool(tmp_path, monkeypatch)
-    gate = tmp_path / "gate"
+    gate, gate2 = tmp_path / "gate", tmp_path / "gate2"
     pool.add(quota=1)
     pool.add()
     pool.backend.set("acct1", gate=str(gate))
     first = _start_caller(pool)
     _wait_for_calls(pool.backend, 1)  # A's call was served and waits at the gate
     pool.backend.set("acct1", gate=None)
+    pool.backend.set("acct2", gate=str(gate2))
+    other = _start_caller(pool)
+    _wait_for_calls(pool.backend, 2)  # C runs on account 2, the one with none in flight
+    pool.backend.set("acct2", gate=None)
     second = _start_caller(pool)
     out, err = second.communicate(timeout=60)
     assert json.loads(out)["account"] == 2, err
@@ -254,11 +259,14 @@ def test_a_success_that_started_before_a_quota_mark_does_not_clear_it(
         "output": "",
         "stderr": "",
     }, err
+    gate2.touch()
+    assert json.loads(other.communicate(timeout=60)[0])["account"] == 2
     assert _status(pool, 1).status is AccountStatus.EXHAUSTED
     third = _start_caller(pool, "round-robin")
     out, _ = third.communicate(timeout=60)
     assert json.loads(out)["account"] == 2
-    assert [c["account"] for c in pool.backend.calls()] == ["acct1", "acct1", "acct2", "acct2"]
+    calls = [c["account"] for c in pool.backend.calls()]
+    assert calls == ["acct1", "acct2", "acct1", "acct2", "acct2"]
 
 
 def test_a_success_that_started_after_the_mark_clears_it(
@@ -282,15 +290,20 @@ def test_a_second_quota_mark_keeps_the_later_deadline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Caller A is told account 1 resets in an hour and is held before it reports;
-    caller B is told five hours and reports first. A's report keeps B's later reset."""
+    caller C is held on account 2 (so both carry a call in flight); caller B is told
+    five hours on account 1 and reports first. A's report keeps B's later reset."""
     pool = SimPool(tmp_path, monkeypatch, tool="claude")
-    gate = tmp_path / "gate"
+    gate, gate2 = tmp_path / "gate", tmp_path / "gate2"
     pool.add(quota=0, resets_in=3600)
     pool.add()
     pool.backend.set("acct1", gate=str(gate))
     first = _start_caller(pool)
     _wait_for_calls(pool.backend, 1)
     pool.backend.set("acct1", gate=None, resets_in=5 * 3600)
+    pool.backend.set("acct2", gate=str(gate2))
+    other = _start_caller(pool)
+    _wait_for_calls(pool.backend, 2)
+    pool.backend.set("acct2", gate=None)
     out, _ = _start_caller(pool).communicate(timeout=60)
     assert json.loads(out)["account"] == 2
     late = _status(pool, 1).until
@@ -300,3 +313,5 @@ def test_a_second_quota_mark_keeps_the_later_deadline(
     out, _ = first.communicate(timeout=60)
     assert json.loads(out)["account"] == 2  # A moved on too
     assert _status(pool, 1).until == late
+    gate2.touch()
+    assert json.loads(other.communicate(timeout=60)[0])["account"] == 2

@@ -44,14 +44,20 @@ def assert_no_canary(result: pytest.RunResult) -> None:
     assert CANARY not in output(result)
 
 
-def summary(result: pytest.RunResult, home: Path) -> list[str]:
+def summary(result: pytest.RunResult, home: Path, tool: str = "qwen") -> list[str]:
     """The lines of the credrot terminal summary section."""
     lines = result.outlines
     start = next(i for i, line in enumerate(lines) if re.match(r"^=+ credrot =+$", line))
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("=")), len(lines))
     section = lines[start + 1 : end]
-    assert section[0].startswith(f"qwen pool {home}: "), section
+    assert section[0].startswith(f"{tool} pool {home}: "), section
     return section
+
+
+#: How the summary says a switch off an account whose daily quota the simulator spent.
+DAY_SPENT = (
+    "switched #{0} -> #{1}: #{0} spent its day window (the tool's quota message; resets 00:00 UTC)"
+)
 
 
 # ------------------------------------------------------------------------- outcomes
@@ -80,7 +86,7 @@ def test_good_pool_passes_with_header_and_summary(pytester: pytest.Pytester, sim
     result.assert_outcomes(passed=3)
     assert f"credrot: tool qwen, home {sim.home}, 2/2 accounts usable" in result.outlines
     assert summary(result, sim.home) == [
-        f"qwen pool {sim.home}: calls 2, successes 2, switches 0, tool runs 2",
+        f"qwen pool {sim.home}: requests 2, tool runs 2, successes 2, switches 0",
         "accounts exhausted during the run: 0",
         "tests xfailed for quota: 0",
     ]
@@ -104,7 +110,8 @@ def test_rotation_in_the_middle_of_a_suite(pytester: pytest.Pytester, sim: SimPo
     result = pytester.runpytest()
     result.assert_outcomes(passed=3)
     assert summary(result, sim.home) == [
-        f"qwen pool {sim.home}: calls 3, successes 3, switches 1, tool runs 4",
+        f"qwen pool {sim.home}: requests 3, tool runs 4, successes 3, switches 1",
+        DAY_SPENT.format(1, 2),
         "accounts exhausted during the run: 1 (#1)",
         "tests xfailed for quota: 0",
     ]
@@ -167,11 +174,85 @@ def test_spent_pool_makes_tests_xfail_and_known_spent_bodies_do_not_run(
         assert not (pytester.path / name).exists(), name
     assert len(sim.backend.calls()) == 2  # only the first call reached the tool
     assert summary(result, sim.home) == [
-        f"qwen pool {sim.home}: calls 3, successes 0, switches 1, tool runs 2",
+        f"qwen pool {sim.home}: requests 3, tool runs 2, successes 0, switches 1",
+        DAY_SPENT.format(1, 2),
         "accounts exhausted during the run: 2 (#1, #2)",
         "tests xfailed for quota: 4",
     ]
     assert_no_canary(result)
+
+
+CLOCK = r"\d\d:\d\d UTC"
+
+
+def test_summary_says_each_switch_with_its_window_signal_and_reset(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = SimPool(tmp_path, monkeypatch, tool="claude")
+    sim.add(quota=1, resets_in=7200)  # its 5-hour limit, printed by the tool
+    sim.add(quota=10)  # its configured cap of 2 calls per 5 hours
+    sim.add(quota=10)
+    config = tmp_path / "config.yaml"
+    config.write_text("limits:\n  claude:\n    accounts:\n      2: {caps: {5h: 2}}\n")
+    monkeypatch.setenv("CREDROT_CONFIG", str(config))
+    use_pool(pytester, sim, credrot_tool="claude")
+    pytester.makepyfile(
+        test_switch="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_ask(qwen, n):
+            assert "answer" in qwen(f"question {n}")
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=4)
+    lines = summary(result, sim.home, "claude")
+    assert lines[0] == f"claude pool {sim.home}: requests 4, tool runs 5, successes 4, switches 2"
+    assert re.fullmatch(
+        rf"switched #1 -> #2: #1 spent its 5h window \(the tool's quota message; resets {CLOCK}\)",
+        lines[1],
+    ), lines[1]
+    assert re.fullmatch(
+        r"switched #2 -> #3: #2 reached the cap of its 5h window "
+        rf"\(the configured cap, 2/2 calls; resets {CLOCK}\)",
+        lines[2],
+    ), lines[2]
+    assert lines[3:] == ["accounts exhausted during the run: 1 (#1)", "tests xfailed for quota: 0"]
+    assert [sim.backend.used(n) for n in sim.names.values()] == [1, 2, 1]
+    assert_no_canary(result)
+
+
+def test_summary_says_a_switch_the_tools_own_usage_report_made(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = SimPool(tmp_path, monkeypatch, tool="claude")
+    sim.add(quota=2)  # 2 of 2 used: the tool's stream-json reports 100%, before any limit
+    sim.add(quota=10)
+    use_pool(pytester, sim, credrot_tool="claude")
+    pytester.makepyfile(
+        test_usage="""
+        import pytest
+
+        @pytest.fixture
+        def claude(credrot_wrapper):
+            return credrot_wrapper(extra_args=("--output-format", "stream-json"))
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_ask(claude, n):
+            assert claude.call(f"question {n}").success
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=3)
+    lines = summary(result, sim.home, "claude")
+    assert lines[0] == f"claude pool {sim.home}: requests 3, tool runs 3, successes 3, switches 1"
+    assert re.fullmatch(
+        rf"switched #1 -> #2: #1's 5h window is at 100% \(the tool's own usage report; "
+        rf"resets {CLOCK}\)",
+        lines[1],
+    ), lines[1]
+    assert all(c["outcome"] == "ok" for c in sim.backend.calls())  # no call wasted on a 429
 
 
 SPENT_TESTS = """
@@ -373,7 +454,9 @@ def test_xdist_workers_share_the_pool_and_the_summary_adds_up(
     assert sum(sim.backend.used(name) for name in sim.names.values()) == 6
     assert f"credrot: tool qwen, home {sim.home}, 3/3 accounts usable" in result.outlines
     assert summary(result, sim.home) == [
-        f"qwen pool {sim.home}: calls {len(called)}, successes 6, switches 2, tool runs {runs}",
+        f"qwen pool {sim.home}: requests {len(called)}, tool runs {runs}, successes 6, switches 2",
+        DAY_SPENT.format(1, 2),  # made in whichever worker saw it, sent in its workeroutput
+        DAY_SPENT.format(2, 3),
         "accounts exhausted during the run: 3 (#1, #2, #3)",
         "tests xfailed for quota: 2",
     ]
@@ -472,7 +555,7 @@ def test_hooks_supply_the_wrapper_and_observe_every_call(
         "test_custom|qwen|True|2",
     ]
     assert summary(result, sim.home)[0] == (
-        f"qwen pool {sim.home}: calls 2, successes 2, switches 1, tool runs 3"
+        f"qwen pool {sim.home}: requests 2, tool runs 3, successes 2, switches 1"
     )
 
 

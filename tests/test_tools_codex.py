@@ -134,9 +134,14 @@ def test_credential_shape() -> None:
     data, why = CODEX.parse_credential(json.dumps(cred).encode())
     assert why is None and data is not None
     assert sorted(CODEX.secrets_of(data)) == sorted([f"{CANARY}-id", f"{CANARY}-a", f"{CANARY}-r"])
-    # not a JWT: the expiry is unknown (the CLI refreshes on the JWT's exp alone)
-    assert CODEX.expiry(data) is None
-    # a JWT access token: its exp
+    # not a JWT: the CLI refreshes once last_refresh is 8 days old
+    refreshed = datetime(2026, 11, 20, 10, 0, 0, 123456, tzinfo=timezone.utc).timestamp()
+    assert CODEX.expiry(data) == pytest.approx(refreshed + 8 * 86400, abs=1e-3)
+    # neither a JWT nor a readable last_refresh: unknown (a caller assumes a refresh)
+    for stamp in (None, "yesterday", 17):
+        data, _ = CODEX.parse_credential(json.dumps({**cred, "last_refresh": stamp}).encode())
+        assert data is not None and CODEX.expiry(data) is None
+    # a JWT access token: its exp, whatever last_refresh says
     jwt = {**cred, "tokens": {**tokens, "access_token": _jwt(1_900_000_000)}}
     data, _ = CODEX.parse_credential(json.dumps(jwt).encode())
     assert data is not None and CODEX.expiry(data) == 1_900_000_000.0

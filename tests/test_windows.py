@@ -156,13 +156,22 @@ def test_a_passed_reset_is_reprobed_by_the_next_call(
     pool = SimPool(tmp_path, monkeypatch, tool="claude")
     pool.add("a")
     pool.add("b", quota=0, limit_text="You've hit your weekly limit · resets 7:12pm (UTC)")
-    soon = datetime.fromtimestamp(time.time() + 1.0, timezone.utc)
-    spent = Outcome(OutcomeKind.QUOTA_EXHAUSTED, "5-hour limit", resets_at=soon, window="5h")
+    later = datetime.fromtimestamp(time.time() + 600, timezone.utc)
+    spent = Outcome(OutcomeKind.QUOTA_EXHAUSTED, "5-hour limit", resets_at=later, window="5h")
     rotation.settle(pool.manager.pool, 1, spent)
     wrapper = Wrapper("claude", manager=pool.manager, max_retries=2)
     first = wrapper.call("one")
     assert not first.success and first.pool_exhausted
-    time.sleep(1.2)
+    # The reset passes (the mark is moved into the past, as the clock would move past it).
+    with pool.manager.pool.store.transaction() as state:
+        acct = state.account(1)
+        past = time.time() - 1
+        if acct.until is not None:
+            acct.until = past
+        for entry in acct.windows.values():
+            for key in ("until", "ends"):
+                if key in entry:
+                    entry[key] = past
     again = wrapper.call("two")
     assert again.success and again.account == 1, again.error
     assert [c["account"] for c in pool.backend.calls()] == ["b", "a"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,7 +16,21 @@ from credrot.cli.base import (
     _manager,
     _say_error,
     _stdin_bytes,
+    emit_json,
 )
+
+#: ``--json`` of a command that changes the pool (its shape is in the README).
+JSON_OPTION = click.option(
+    "--json", "as_json", is_flag=True, help="Say what changed as one JSON object on stdout."
+)
+
+
+def _envelope(manager: AccountManager, ok: bool = True, **fields: object) -> dict[str, object]:
+    return {"tool": manager.profile.name, "home": str(manager.home), "ok": ok, **fields}
+
+
+if TYPE_CHECKING:
+    from credrot.manager import AccountManager
 
 
 # -------------------------------------------------------- shared actions
@@ -38,11 +53,16 @@ def _list(ctx: click.Context, as_json: bool, empty_hint: str) -> int:
     return EXIT_OK
 
 
-def _switch(ctx: click.Context, index: int) -> int:
+def _switch(ctx: click.Context, index: int, as_json: bool = False) -> int:
     manager = _manager(ctx)
+    before = manager.current()
     manager.switch_to(index)
-    click.echo(f"switched to account #{index}")
     info = next((i for i in manager.list_accounts() if i.index == index), None)
+    if as_json:
+        usable = info is not None and info.usable
+        emit_json(_envelope(manager, active=index, previous=before, usable=usable))
+        return EXIT_OK
+    click.echo(f"switched to account #{index}")
     if info is not None and not info.usable:
         from datetime import datetime, timezone
 
@@ -56,10 +76,16 @@ def _switch(ctx: click.Context, index: int) -> int:
     return EXIT_OK
 
 
-def _next(ctx: click.Context) -> int:
+def _next(ctx: click.Context, as_json: bool = False) -> int:
     manager = _manager(ctx)
     before = manager.current()
     moved, index = manager.switch_next()
+    if as_json:
+        error = None if moved else f"no other usable account: {_describe_unusable(manager)}"
+        emit_json(_envelope(manager, moved, active=manager.current(), previous=before, error=error))
+        if error is not None:
+            _say_error(error)
+        return EXIT_OK if moved else EXIT_UNUSABLE
     if not moved:
         _say_error(f"no other usable account: {_describe_unusable(manager)}")
         return EXIT_UNUSABLE
@@ -70,9 +96,12 @@ def _next(ctx: click.Context) -> int:
     return EXIT_OK
 
 
-def _remove(ctx: click.Context, index: int) -> int:
+def _remove(ctx: click.Context, index: int, as_json: bool = False) -> int:
     manager = _manager(ctx)
     dest = manager.remove_account(index)
+    if as_json:
+        emit_json(_envelope(manager, removed=index, moved_to=str(dest)))
+        return EXIT_OK
     click.echo(f"removed account #{index}; its file was moved to {dest}")
     return EXIT_OK
 
@@ -81,28 +110,45 @@ def _read_source(source: str) -> bytes | str:
     return _stdin_bytes() if source == "-" else source
 
 
-def _import(ctx: click.Context, sources: Sequence[str]) -> int:
+def _import(ctx: click.Context, sources: Sequence[str], as_json: bool = False) -> int:
     manager = _manager(ctx)
-    for source in sources:
-        index = manager.import_account(_read_source(source))
-        label = "stdin" if source == "-" else source
-        click.echo(f"added account #{index} from {label} ({manager.slot_path(index)})")
+    added: list[dict[str, object]] = []
+    try:
+        for source in sources:
+            index = manager.import_account(_read_source(source))
+            label = "stdin" if source == "-" else source
+            added.append({"index": index, "path": str(manager.slot_path(index)), "from": label})
+            if not as_json:
+                click.echo(f"added account #{index} from {label} ({manager.slot_path(index)})")
+    finally:
+        # What was added before a refused file is said too (the error follows on stderr).
+        if as_json:
+            emit_json(_envelope(manager, len(added) == len(sources), added=added))
     return EXIT_OK
 
 
-def _enrol(ctx: click.Context, count: int, login_command: str | None, timeout: float) -> int:
+def _enrol(
+    ctx: click.Context,
+    count: int,
+    login_command: str | None,
+    timeout: float,
+    as_json: bool = False,
+) -> int:
     from credrot.login import enrol
 
     manager = _manager(ctx)
 
     def progress(kind: str, message: str) -> None:
-        if kind == "added":
+        if kind == "added" and not as_json:
             click.echo(message)
-        else:
+        elif kind != "added":
             click.echo(f"credrot: {message}", err=True)
 
     added = enrol(manager, count, command=login_command, timeout=timeout, on_event=progress)
-    if count > 1:
+    if as_json:
+        rows = [{"index": a.index, "path": str(a.path), "from": "login"} for a in added]
+        emit_json(_envelope(manager, len(added) == count, added=rows))
+    elif count > 1:
         click.echo(f"{len(added)} of {count} accounts added")
     return EXIT_OK
 
@@ -151,6 +197,7 @@ def accounts_list(ctx: click.Context, as_json: bool) -> int:
     show_default=True,
     help="Seconds to wait for each login.",
 )
+@JSON_OPTION
 @click.pass_context
 def accounts_add(
     ctx: click.Context,
@@ -158,6 +205,7 @@ def accounts_add(
     sources: tuple[str, ...],
     login_command: str | None,
     timeout: float,
+    as_json: bool,
 ) -> int:
     """Log in new accounts, each with a private temporary home, and add them.
 
@@ -168,41 +216,47 @@ def accounts_add(
     if sources:
         if count != 1:
             raise click.UsageError("--count cannot be combined with --from")
-        return _import(ctx, sources)
-    return _enrol(ctx, count, login_command, timeout)
+        return _import(ctx, sources, as_json)
+    return _enrol(ctx, count, login_command, timeout, as_json)
 
 
 @accounts.command("remove", context_settings=CONTEXT, short_help="Remove account N (to trash/).")
 @click.argument("index", type=click.IntRange(min=1), metavar="N")
+@JSON_OPTION
 @click.pass_context
-def accounts_remove(ctx: click.Context, index: int) -> int:
+def accounts_remove(ctx: click.Context, index: int, as_json: bool) -> int:
     """Remove account N (its file is moved to the home's trash/, never deleted)."""
-    return _remove(ctx, index)
+    return _remove(ctx, index, as_json)
 
 
 @accounts.command("switch", context_settings=CONTEXT)
 @click.argument("index", type=click.IntRange(min=1), metavar="N")
+@JSON_OPTION
 @click.pass_context
-def accounts_switch(ctx: click.Context, index: int) -> int:
+def accounts_switch(ctx: click.Context, index: int, as_json: bool) -> int:
     """Make account N the active one."""
-    return _switch(ctx, index)
+    return _switch(ctx, index, as_json)
 
 
 @accounts.command("next", context_settings=CONTEXT)
+@JSON_OPTION
 @click.pass_context
-def accounts_next(ctx: click.Context) -> int:
+def accounts_next(ctx: click.Context, as_json: bool) -> int:
     """Move to the next usable account (exit 3 when there is none)."""
-    return _next(ctx)
+    return _next(ctx, as_json)
 
 
 @accounts.command("reset", context_settings=CONTEXT, short_help="Make account N (or all) ready.")
 @click.argument("index", type=click.IntRange(min=1), metavar="[N]", required=False)
+@JSON_OPTION
 @click.pass_context
-def accounts_reset(ctx: click.Context, index: int | None) -> int:
+def accounts_reset(ctx: click.Context, index: int | None, as_json: bool) -> int:
     """Forget that account N (default: every account) is spent: ready again."""
     manager = _manager(ctx)
     done = manager.reset(index)
-    if not done:
+    if as_json:
+        emit_json(_envelope(manager, reset=done))
+    elif not done:
         click.echo("no accounts to reset")
     else:
         click.echo(f"ready again: {', '.join(f'#{i}' for i in done)}")

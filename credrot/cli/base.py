@@ -118,9 +118,62 @@ def _guard(ctx: click.Context, call: Callable[[], Any]) -> Any:
     return code
 
 
+#: Where a subcommand's own ``--tool``/``--home`` are kept (``ctx.meta`` is shared by
+#: the whole command line, parsed outside in, so the later one wins).
+_POOL_OPTION = "credrot.pool-option."
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None and param.name is not None:
+        ctx.meta[_POOL_OPTION + param.name] = value
+
+
+def _pool_options(names: Sequence[str]) -> list[click.Parameter]:
+    """``--tool``/``--home`` for a subcommand: the same meaning as before it."""
+    helps = {
+        "tool": ("TOOL", "The AI CLI whose pool to use (as before the subcommand)."),
+        "home": ("DIR", "The tool's home holding the pool (as before the subcommand)."),
+    }
+    return [
+        click.Option(
+            [f"--{name}"],
+            default=None,
+            metavar=helps[name][0],
+            help=helps[name][1],
+            expose_value=False,
+            callback=_remember,
+        )
+        for name in names
+    ]
+
+
+def pool_option(ctx: click.Context, name: str) -> Any:
+    """A global option's value: the last one given, before or after the subcommand."""
+    given = ctx.meta.get(_POOL_OPTION + name)
+    if given is not None:
+        return given
+    return ctx.find_root().params.get(name)
+
+
+def emit_json(document: dict[str, Any]) -> None:
+    """One JSON object on stdout (the shape every ``--json`` of a changing command shares:
+    ``tool``, ``home``, ``ok``, then what the command did)."""
+    import json
+
+    click.echo(json.dumps(document, indent=2, default=str))
+
+
 class _Command(click.Command):
     #: Every command stops at a broken config file first; ``doctor`` reports it instead.
     checks_config = True
+    #: ``--tool``/``--home`` are accepted here too (a command with its own leaves them out).
+    pool_options: tuple[str, ...] = ("tool", "home")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        have = {name for param in self.params for name in getattr(param, "opts", ())}
+        wanted = [n for n in self.pool_options if f"--{n}" not in have]
+        self.params.extend(_pool_options(wanted))
 
     def invoke(self, ctx: click.Context) -> Any:
         return _guard(ctx, lambda: super(_Command, self).invoke(ctx))
@@ -133,6 +186,12 @@ class _FindingsCommand(_Command):
 class _Group(click.Group):
     command_class = _Command
     group_class = type  # subgroups are _Group too
+    pool_options: tuple[str, ...] = ("tool", "home")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        have = {name for param in self.params for name in getattr(param, "opts", ())}
+        self.params.extend(_pool_options([n for n in self.pool_options if f"--{n}" not in have]))
 
 
 def _configure_logging(debug: bool) -> None:
@@ -154,7 +213,7 @@ def _configure_logging(debug: bool) -> None:
 
 def _manager(ctx: click.Context, tool: str | None = None) -> AccountManager:
     root = ctx.find_root().params
-    tool = tool or root.get("tool") or "qwen"
+    tool = tool or pool_option(ctx, "tool") or "qwen"
     _configure_logging(bool(root.get("debug")))
     from credrot.manager import AccountManager
     from credrot.tools import get_profile
@@ -163,7 +222,7 @@ def _manager(ctx: click.Context, tool: str | None = None) -> AccountManager:
         profile = get_profile(tool)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="'--tool'") from None
-    manager = AccountManager(tool=profile, home=root.get("home"), store=root.get("store"))
+    manager = AccountManager(tool=profile, home=pool_option(ctx, "home"), store=root.get("store"))
     ctx.meta.setdefault(_MANAGERS, []).append(manager)
     # Said at once, not with the notices at the end: the user is waiting now.
     manager.pool.store.on_wait = lambda message: click.echo(f"credrot: {message}", err=True)

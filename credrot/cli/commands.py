@@ -12,6 +12,7 @@ from credrot.cli.base import (
     _configure_logging,
     _FindingsCommand,
     _manager,
+    pool_option,
 )
 
 
@@ -39,7 +40,9 @@ def _stats(ctx: click.Context, as_json: bool, prom: bool, output: str | None) ->
 
 
 @click.command(
-    cls=_Command, context_settings=CONTEXT, short_help="Counters: calls, quota hits, switches."
+    cls=_Command,
+    context_settings=CONTEXT,
+    short_help="Counters: requests, tool runs, successes, quota hits.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
@@ -57,7 +60,7 @@ def _stats(ctx: click.Context, as_json: bool, prom: bool, output: str | None) ->
 )
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool, prom: bool, output: str | None) -> int:
-    """Totals and per-account counters: calls, successes, quota hits, switches."""
+    """Totals and per-account counters: requests, tool runs, successes, quota hits, switches."""
     if as_json and prom:
         raise click.UsageError("choose one of --json and --prometheus")
     return _stats(ctx, as_json, prom, output)
@@ -137,4 +140,4 @@ def demo(ctx: click.Context) -> int:
 
     root = ctx.find_root().params
     _configure_logging(bool(root.get("debug")))
-    return run_demo(click.echo, tool=root.get("tool") or "qwen")
+    return run_demo(click.echo, tool=pool_option(ctx, "tool") or "qwen")

@@ -15,8 +15,10 @@ from credrot.cli.base import (
     _main,
 )
 from credrot.cli.commands import demo, doctor, stats
+from credrot.cli.explain import explain
 from credrot.cli.runner import run
 from credrot.cli.sim import sim
+from credrot.cli.store import store
 from credrot.cli.view import report, top, watch
 
 
@@ -57,7 +59,7 @@ def cli(tool: str, home: str | None, store: str | None, debug: bool) -> None:
     """
 
 
-for _command in (accounts, stats, doctor, run, demo, sim, top, watch, report):
+for _command in (accounts, stats, explain, doctor, run, demo, sim, top, watch, report, store):
     cli.add_command(_command)
 
 

@@ -24,6 +24,7 @@ from credrot.cli.base import (
     _say_error,
     _stdin_bytes,
     _stdin_is_terminal,
+    emit_json,
 )
 from credrot.kinds import OutcomeKind
 
@@ -118,6 +119,12 @@ def last_error_line(result: WrapperResult) -> str:
     show_default=True,
     help="At most this many tool runs.",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the outcome as one JSON object (the tool's answer in `output`).",
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(
@@ -125,6 +132,7 @@ def run(
     run_tool: str | None,
     timeout: float,
     max_retries: int,
+    as_json: bool,
     args: tuple[str, ...],
 ) -> int:
     """Run the tool with ARGS on a usable account, rotating when one is spent.
@@ -145,6 +153,8 @@ def run(
     wrapper = Wrapper(manager.profile, manager=manager, max_retries=max_retries, timeout=timeout)
     wrapper.on_attempt = SwitchReporter(manager, max_retries)
     result = wrapper.run_args(list(args), stdin=data)
+    if as_json:
+        return _run_json(manager, result)
     if result.output:
         click.echo(result.output, nl=False)
     if (result.success or debug) and result.stderr:
@@ -155,6 +165,36 @@ def run(
     tool_line = last_error_line(result)
     if tool_line and not debug and tool_line not in error:
         click.echo(f"{manager.profile.name}: {tool_line}", err=True)
+    if error:
+        _say_error(error)
+    if result.pool_exhausted:
+        return EXIT_UNUSABLE
+    return result.exit_code or EXIT_ERROR
+
+
+def _run_json(manager: AccountManager, result: WrapperResult) -> int:
+    """``credrot run --json``: the same exit code, the outcome as one object on stdout."""
+    error = result.error or ("no usable account" if result.pool_exhausted else None)
+    emit_json(
+        {
+            "tool": manager.profile.name,
+            "home": str(manager.home),
+            "ok": result.success,
+            "exit_code": result.exit_code,
+            "output": result.output,
+            "error": error,
+            "tool_error": (last_error_line(result) or None) if not result.success else None,
+            "outcome": result.outcome.kind.value if result.outcome is not None else None,
+            "account": result.account,
+            "attempts": result.attempts,
+            "accounts_tried": list(result.accounts_tried),
+            "switches": result.switches,
+            "pool_exhausted": result.pool_exhausted,
+            "first_reset": result.first_reset.isoformat() if result.first_reset else None,
+        }
+    )
+    if result.success:
+        return result.exit_code or EXIT_OK
     if error:
         _say_error(error)
     if result.pool_exhausted:

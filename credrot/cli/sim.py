@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from credrot.cli.base import CONTEXT, EXIT_OK, _Command, _configure_logging
+from credrot.cli.base import CONTEXT, EXIT_OK, _Command, _configure_logging, pool_option
 
 
 @click.command(
@@ -41,7 +41,7 @@ def sim(ctx: click.Context, directory: str, accounts: int, quota: int) -> int:
 
     root = ctx.find_root().params
     _configure_logging(bool(root.get("debug")))
-    tool = root.get("tool") or "qwen"
+    tool = pool_option(ctx, "tool") or "qwen"
     lines = build_sim(Path(directory), tool=tool, accounts=accounts, quota=quota)
     for line in lines:
         click.echo(line)

@@ -11,12 +11,11 @@ An account has a list of quota windows. Today the pool knows one per account (th
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from credrot.fsutil import pid_alive
+from credrot import callhome
 from credrot.live import timeline
 from credrot.pool.layout import Layout
 
@@ -77,18 +76,8 @@ class Snapshot:
 
 
 def in_flight(layout: Layout) -> dict[int, int]:
-    """Calls running now, per account: the call homes of live processes."""
-    counts: dict[int, int] = {}
-    try:
-        entries = list(os.scandir(layout.run_dir))
-    except OSError:
-        return counts
-    for entry in entries:
-        parsed = layout.parse_call_dir(entry.name)
-        if parsed is None or parsed[1] is None or not pid_alive(parsed[0]):
-            continue
-        counts[parsed[1]] = counts.get(parsed[1], 0) + 1
-    return counts
+    """Calls running now, per account: the call homes of live callers or tools."""
+    return callhome.in_flight(layout)
 
 
 def _when(text: object) -> datetime | None:

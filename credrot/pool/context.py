@@ -45,6 +45,9 @@ class Pool:
         self.strategy = strategy
         self.layout = Layout(home, profile)
         self.notices: list[str] = []
+        #: Sentences about refreshed tokens that could not be written to their slots
+        #: (where each was kept); the wrapper moves them into its result's warnings.
+        self.unsaved: list[str] = []
         self.slots = Slots(self.layout, profile, self.notice)
         self.store = FileStore(
             self.layout,

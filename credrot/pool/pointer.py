@@ -16,11 +16,13 @@ from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
 
+from credrot import reasons
 from credrot import state as st
 from credrot.fsutil import NotARegularFile, atomic_write, read_regular, temp_name
 from credrot.kinds import TOOL_LOCK_FRESH
 from credrot.pool import select
 from credrot.pool.context import Pool
+from credrot.pool.slots import fingerprint, remember
 
 
 def state_of(pool: Pool) -> str:
@@ -34,18 +36,44 @@ def state_of(pool: Pool) -> str:
     return "file"
 
 
+#: A tool lock dated further ahead than this (the clock was set back since it was
+#: written) is not a refresh in progress: its age cannot be told.
+TOOL_LOCK_SKEW = 2.0
+
+
+def tool_lock_fresh(age: float) -> bool:
+    """Whether a tool lock ``age`` seconds old means the tool is refreshing right now."""
+    return -TOOL_LOCK_SKEW <= age < TOOL_LOCK_FRESH
+
+
 def wait_for_tool_lock(pool: Pool) -> None:
-    """Don't move the pointer while the tool itself is refreshing the credential."""
+    """Don't move the pointer while the tool itself is refreshing the credential.
+
+    The wait is bounded (the tool itself ignores its lock after ``TOOL_LOCK_FRESH``
+    seconds); a lock dated in the future is not waited for, and both are said.
+    """
     path = pool.layout.tool_lock
     if path is None:
         return
     deadline = time.monotonic() + TOOL_LOCK_FRESH + 1.0
-    while time.monotonic() < deadline:
+    while True:
         try:
-            age = time.time() - path.stat().st_mtime
-        except FileNotFoundError:
+            age = time.time() - os.lstat(path).st_mtime
+        except OSError:
             return
-        if age >= TOOL_LOCK_FRESH:
+        if age < -TOOL_LOCK_SKEW:
+            pool.notice(
+                f"{path.name} is dated {-age:.0f} s in the future (the clock was set back?): "
+                "not waiting for it"
+            )
+            return
+        if not tool_lock_fresh(age):
+            return
+        if time.monotonic() >= deadline:
+            pool.notice(
+                f"{path.name} was still fresh after {TOOL_LOCK_FRESH + 1.0:g} s of waiting: "
+                "the pointer moved anyway"
+            )
             return
         time.sleep(0.05)
 
@@ -76,15 +104,21 @@ def link(pool: Pool, index: int, state: st.PoolState, *, adopt: bool = True) -> 
 
 
 def switch(pool: Pool, state: st.PoolState, to: int, reason: str) -> None:
-    """Make ``to`` the active account: state, pointer, and the event."""
+    """Make ``to`` the active account: state, pointer, and the event.
+
+    ``reason`` is the cause (``quota_exhausted``, ``current unusable``, ``manual`` ...);
+    the event says it as one sentence about the account left behind (:mod:`credrot.reasons`).
+    """
     before = state.current
+    left = state.accounts.get(before) if before is not None else None
+    why = reasons.switch(reason, before, left, to, time.time(), pool.limits)
     state.current = to
     state.switches_total += 1
     state.last_switch = time.time()
     state.last_switch_from, state.last_switch_to = before, to
     state.account(to).switches_to += 1
     link(pool, to, state)
-    pool.events.switched(before, to, reason)
+    pool.events.switched(before, to, why.sentence, cause=reason, **why.fields())
 
 
 def backup(pool: Pool, raw: bytes, label: str) -> Path:
@@ -164,7 +198,9 @@ def adopt_file(pool: Pool, state: st.PoolState) -> int | None:
             )
     atomic_write(slot, raw)
     pool.slots.forget(owner)
-    state.account(owner)
+    acct = state.account(owner)
+    acct.generation += 1  # fencing: a call that started before this write is older
+    acct.held = remember(acct.held, fingerprint(profile, data))
     pool.events.audit("adopted", to=owner, reason="refreshed credential saved to its slot")
     return owner
 

@@ -11,6 +11,11 @@ written back to the slot. Other callers of that account wait for it, bounded by 
 budget, and then start from the slot's fresh credential without a lease of their own.
 Calls with a fresh token never touch the lease.
 
+With a shared store the lease is taken in the store too, after the local one (so one
+process per machine asks): ``SET NX PX`` with a fencing generation, renewed while the
+call runs, so two machines never refresh one account at once either. A store that
+does not answer leaves the local lease alone in force (fail open).
+
 The lease file is never deleted (two processes could otherwise lock different inodes);
 a holder that dies drops its ``flock`` with its last file descriptor, and a caller that
 takes the lease next first saves any token the dead holder's call home still holds.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Protocol
 
 from credrot.errors import LockTimeout, ReadOnlyHome
 from credrot.kinds import OutcomeKind
@@ -38,14 +44,23 @@ def due(profile: ToolProfile, data: Mapping[str, object], last_outcome: str, now
     return expiry is None or expiry - profile.refresh_margin <= now
 
 
+class SharedLeases(Protocol):
+    """The refresh lease across machines (:class:`credrot.remote.shared.SharedPool`)."""
+
+    def take_refresh(self, index: int, deadline: float) -> object | None: ...
+    def give_refresh(self, held: object) -> None: ...
+
+
 class RefreshLease:
     """The exclusive lease on one account's refresh; ``acquire`` waits at most until
     ``deadline`` (a ``time.monotonic`` value)."""
 
-    def __init__(self, layout: Layout, index: int) -> None:
+    def __init__(self, layout: Layout, index: int, shared: SharedLeases | None = None) -> None:
         self.index = index
         self.path = layout.lease_dir / f"{index}.lease"
         self._lock: PoolLock | None = None
+        self._shared = shared
+        self._remote: object | None = None
 
     def __repr__(self) -> str:
         return f"RefreshLease(#{self.index}, held={self.held})"
@@ -66,10 +81,25 @@ class RefreshLease:
             lock.acquire()
         except (LockTimeout, ReadOnlyHome, OSError):
             return False
+        if self._shared is not None:
+            try:
+                remote = self._shared.take_refresh(self.index, deadline)
+            except BaseException:
+                lock.release()
+                raise
+            if remote is None:
+                lock.release()
+                return False
+            self._remote = remote
         self._lock = lock
         return True
 
     def release(self) -> None:
         lock, self._lock = self._lock, None
-        if lock is not None:
-            lock.release()
+        remote, self._remote = self._remote, None
+        try:
+            if remote is not None and self._shared is not None:
+                self._shared.give_refresh(remote)
+        finally:
+            if lock is not None:
+                lock.release()

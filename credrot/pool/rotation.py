@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from credrot import callhome, windows
 from credrot import state as st
-from credrot import windows
 from credrot.errors import AccountNotFound, ConfigError, InvalidCredential
 from credrot.kinds import AccountStatus, Outcome, OutcomeKind
 from credrot.pool import accounts, marking, pointer, refresh, select, upkeep
@@ -38,6 +39,10 @@ class Lease:
     started: float
     #: The tool will refresh this token during the call (see :mod:`.refresh`).
     refresh_due: bool = False
+    #: The call home reserved for the attempt (counted in flight from the lease on).
+    home: Path | None = None
+    #: The slot's generation when the attempt started (fencing of the write-back).
+    generation: int = 0
 
 
 def switch_to(pool: Pool, index: int) -> int:
@@ -72,27 +77,39 @@ def switch_next(pool: Pool, expected: int | None, reason: str) -> tuple[bool, in
         return True, nxt
 
 
-def lease(pool: Pool, exclude: frozenset[int] | set[int] = frozenset()) -> Lease | None:
+def lease(
+    pool: Pool, exclude: frozenset[int] | set[int] = frozenset(), *, reserve: bool = False
+) -> Lease | None:
     """The account the next attempt should use, with its credential; the pool moves
-    there if needed. None when no usable account is left (beside ``exclude``)."""
+    there if needed. None when no usable account is left (beside ``exclude``).
+
+    With ``reserve`` the attempt's call home is made here, under the lock, so it counts
+    as in flight for the next caller's choice; a caller finding the chosen account
+    busier than another usable one starts there (:func:`.select.relieve`) without
+    moving the pool.
+    """
     with pool.store.transaction() as state:
         pointer.sync(pool, state)
         now = time.time()
+        flying = callhome.in_flight(pool.layout) if reserve else {}
         while True:
             choice, reason = select.call_choice(pool, state, exclude=exclude, now=now)
             if choice is None:
                 return None
-            slot = pool.slots.read(choice)
+            start = choice
+            if flying:
+                start = select.spread_choice(pool, state, choice, flying, exclude=exclude, now=now)
+            slot = pool.slots.read(start)
             if slot.raw is not None and slot.data is not None:
                 break
-            exclude = {*exclude, choice}  # vanished or damaged since it was listed
+            exclude = {*exclude, start}  # vanished or damaged since it was listed
         if choice != state.current:
             pointer.switch(pool, state, choice, reason)
-        last = state.account(choice).last_outcome
-        pool.store.began(choice, now)
-        return Lease(
-            choice, slot.raw, slot.data, now, refresh.due(pool.profile, slot.data, last, now)
-        )
+        acct = state.account(start)
+        pool.store.began(start, now)
+        due = refresh.due(pool.profile, slot.data, acct.last_outcome, now)
+        home = callhome.reserve(pool.layout, start) if reserve else None
+        return Lease(start, slot.raw, slot.data, now, due, home, acct.generation)
 
 
 def hold_refresh(
@@ -106,30 +123,43 @@ def hold_refresh(
     """
     if not got.refresh_due:
         return got, None
-    held = RefreshLease(pool.layout, got.index)
-    if not held.acquire(deadline):
-        return None
+    held = RefreshLease(pool.layout, got.index, pool.store.shared)
     try:
+        if not held.acquire(deadline):
+            callhome.discard(got.home)
+            return None
         upkeep.reap_call_homes(pool)  # a dead holder's refreshed token reaches its slot
-        fresh = _reread(pool, got.index)
+        fresh = _reread(pool, got)
     except BaseException:
         held.release()
+        callhome.discard(got.home)
         raise
     if fresh is None or not fresh.refresh_due:
         held.release()
-        return None if fresh is None else (fresh, None)
+        if fresh is None:
+            callhome.discard(got.home)
+            return None
+        return fresh, None
     return fresh, held
 
 
-def _reread(pool: Pool, index: int) -> Lease | None:
+def _reread(pool: Pool, got: Lease) -> Lease | None:
+    index = got.index
     with pool.store.transaction() as state:
         now = time.time()
         slot = pool.slots.read(index)
         if slot.raw is None or slot.data is None or not pool.usable(state, index, now):
             return None
-        last = state.account(index).last_outcome
-        due = refresh.due(pool.profile, slot.data, last, now)
-        return Lease(index, slot.raw, slot.data, now, due)
+        acct = state.account(index)
+        due = refresh.due(pool.profile, slot.data, acct.last_outcome, now)
+        return replace(
+            got,
+            raw=slot.raw,
+            data=slot.data,
+            started=now,
+            refresh_due=due,
+            generation=acct.generation,
+        )
 
 
 def settle(
@@ -144,16 +174,21 @@ def settle(
     until: datetime | None = None,
     started: float | None = None,
     readings: Sequence[Reading] = (),
+    request: bool = False,
+    generation: int | None = None,
 ) -> int | None:
     """Record what an attempt on ``index`` found, in one transaction with the write-back
     of a token the tool refreshed meanwhile; move the pool off a spent account.
-    ``started``: when the attempt began (a success clears only older marks).
+    ``started``: when the attempt began (a success clears only older marks);
+    ``generation``: the slot's generation then (fencing, see :mod:`.accounts`).
 
-    Returns the account the pool is on afterwards.
+    Returns the account the pool is on afterwards. ``request``: the first attempt of a
+    wrapper call (counted once in ``requests``).
     """
     with pool.store.transaction() as state:
+        state.requests += request
         if refreshed is not None and original is not None:
-            accounts.save_refreshed(pool, index, original, refreshed)
+            accounts.save_refreshed(pool, state, index, original, refreshed, generation)
         now = time.time()
         acct = state.account(index)
         before = acct.effective_status(now)
@@ -233,12 +268,15 @@ def reset(pool: Pool, index: int | None = None) -> list[int]:
         return targets
 
 
-def note_pool_exhausted(pool: Pool, message: str, first_reset: datetime | None) -> None:
+def note_pool_exhausted(
+    pool: Pool, message: str, first_reset: datetime | None, request: bool = False
+) -> None:
     from credrot.errors import ReadOnlyHome
 
     try:
         with pool.store.transaction() as state:
             state.pool_exhausted += 1
+            state.requests += request
     except ReadOnlyHome:
         pass
     pool.events.pool_exhausted(message, first_reset)

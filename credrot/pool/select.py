@@ -4,12 +4,19 @@
 cyclic order; ``round-robin`` moves on at every call; ``least-used`` takes the account
 with the fewest calls today. "Usable" is a predicate the caller passes in, so these
 functions read no file and can be tested on plain numbers.
+
+Parallel callers are spread over the accounts by their calls in flight (:func:`relieve`):
+a caller whose account already carries more calls in flight than another usable account
+starts on the least loaded one instead (fewest in flight, then fewest calls today), and
+the pool's active account does not move for it. One caller at a time never sees another
+call in flight, so every strategy keeps its meaning; eight callers on four accounts run
+two on each, and each account runs out with at most the calls it carried then.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from credrot import state as st
 from credrot.pool.context import Pool
@@ -84,6 +91,28 @@ def for_call(
     return choice, "round-robin" if current_ok else "current unusable"
 
 
+def relieve(
+    order: Sequence[int],
+    usable: Usable,
+    flying: Mapping[int, int],
+    load: Callable[[int], tuple[float, ...]],
+    *,
+    chosen: int,
+    exclude: Collection[int],
+) -> int:
+    """The account a call starts on, given the calls in flight on each: ``chosen``
+    unless another usable account carries fewer; then the one carrying fewest
+    (ties: the smaller ``load``, then the lowest number)."""
+    mine = flying.get(chosen, 0)
+    if mine == 0:
+        return chosen
+    lighter = [i for i in order if i != chosen and i not in exclude and flying.get(i, 0) < mine]
+    for i in sorted(lighter, key=lambda i: (flying.get(i, 0), *load(i), i)):
+        if usable(i):
+            return i
+    return chosen
+
+
 # --------------------------------------------------------------- on a pool
 def _load_of(state: st.PoolState, now: float) -> Callable[[int], tuple[float, ...]]:
     def load(i: int) -> tuple[float, ...]:
@@ -122,5 +151,24 @@ def call_choice(
         lambda i: pool.usable(state, i, now),
         _load_of(state, now),
         current=state.current,
+        exclude=exclude,
+    )
+
+
+def spread_choice(
+    pool: Pool,
+    state: st.PoolState,
+    chosen: int,
+    flying: Mapping[int, int],
+    *,
+    exclude: Collection[int],
+    now: float,
+) -> int:
+    return relieve(
+        list(pool.slots.listing()),
+        lambda i: pool.usable(state, i, now),
+        flying,
+        _load_of(state, now),
+        chosen=chosen,
         exclude=exclude,
     )

@@ -26,6 +26,25 @@ from credrot.fsutil import NotARegularFile, read_regular
 from credrot.pool.layout import Layout
 from credrot.profile import ToolProfile
 
+#: Fingerprints remembered per slot (each 16 hex digits).
+HELD_KEPT = 16
+
+
+def fingerprint(profile: ToolProfile, data: Mapping[str, object]) -> str:
+    """A short one-way digest of a credential's secrets: two copies of one token pair
+    share it, a refreshed credential does not; nothing of a token can be read from it."""
+    import hashlib
+
+    secrets = "\0".join(sorted(profile.secrets_of(data)))
+    return hashlib.sha256(secrets.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def remember(held: str, *prints: str) -> str:
+    """``held`` (space separated, newest last) with ``prints`` added, the oldest dropped."""
+    kept = [p for p in held.split() if p not in prints]
+    kept += [p for i, p in enumerate(prints) if p and p not in prints[:i]]
+    return " ".join(kept[-HELD_KEPT:])
+
 
 @dataclass(frozen=True)
 class SlotRead:

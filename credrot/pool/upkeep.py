@@ -13,6 +13,7 @@ import stat
 from contextlib import suppress
 from pathlib import Path
 
+from credrot import callhome
 from credrot.errors import CredrotError
 from credrot.fsutil import STALE_TEMP, NotARegularFile, chmod_regular, pid_alive, read_regular
 from credrot.pool import accounts, pointer
@@ -45,14 +46,12 @@ def repair(pool: Pool) -> list[str]:
     return done
 
 
-def clean_stale_temp(pool: Pool) -> list[str]:
-    """Temporary files of writers that died before their rename (``kill -9``).
-
-    A pointer or state temp file is removed; a credential's is moved to ``backups/``,
-    since it may hold the only copy of a token refreshed just before the crash.
-    """
-    done: list[str] = []
-    for folder, keep in ((pool.home, False), (pool.layout.accounts_dir, True)):
+def stale_temp(pool: Pool) -> list[tuple[Path, str, bool]]:
+    """``(path, name it was for, in accounts/)`` of each temporary file a writer that
+    died left (``kill -9`` before its rename). Only files and links count: a folder
+    with such a name is not credrot's."""
+    found: list[tuple[Path, str, bool]] = []
+    for folder, in_accounts in ((pool.home, False), (pool.layout.accounts_dir, True)):
         try:
             entries = list(os.scandir(folder))
         except OSError:
@@ -61,36 +60,44 @@ def clean_stale_temp(pool: Pool) -> list[str]:
             m = STALE_TEMP.match(entry.name)
             if m is None or pid_alive(int(m.group(2))):
                 continue
-            if keep:
-                try:
-                    raw = read_regular(entry.path)
-                except (FileNotFoundError, NotARegularFile):
-                    continue
-                dest = pointer.backup(pool, raw, f"unfinished-{m.group(1)}")
-                os.unlink(entry.path)
-                done.append(f"unfinished write {entry.name} kept as {dest}")
-            else:
-                os.unlink(entry.path)
-                done.append(f"removed {entry.name}, left by a process that died")
+            with suppress(OSError):
+                if not entry.is_dir(follow_symlinks=False):
+                    found.append((Path(entry.path), m.group(1), in_accounts))
+    return found
+
+
+def clean_stale_temp(pool: Pool) -> list[str]:
+    """Remove the temporary files of writers that died before their rename.
+
+    A pointer or state temp file is removed; a credential's is moved to ``backups/``,
+    since it may hold the only copy of a token refreshed just before the crash. A link
+    is removed itself (credrot never writes one there), its target never read.
+    """
+    done: list[str] = []
+    for path, stem, in_accounts in stale_temp(pool):
+        if in_accounts and not path.is_symlink():
+            try:
+                raw = read_regular(path)
+            except (FileNotFoundError, NotARegularFile):
+                continue
+            dest = pointer.backup(pool, raw, f"unfinished-{stem}")
+            path.unlink(missing_ok=True)
+            done.append(f"unfinished write {path.name} kept as {dest}")
+        else:
+            path.unlink(missing_ok=True)
+            done.append(f"removed {path.name}, left by a process that died")
     return done
 
 
 def dead_call_homes(pool: Pool) -> list[Path]:
-    """Private call homes whose process has died (each may hold a token copy)."""
-    try:
-        entries = list(os.scandir(pool.layout.run_dir))
-    except OSError:
-        return []
-    dead = []
-    for entry in entries:
-        parsed = pool.layout.parse_call_dir(entry.name)
-        if parsed is not None and not pid_alive(parsed[0]):
-            dead.append(Path(entry.path))
-    return dead
+    """Private call homes whose caller and tool have died (each may hold a token copy)."""
+    return callhome.dead(pool.layout)
 
 
 def reap_call_homes(pool: Pool) -> int:
-    """Remove the call homes of dead processes, saving a refreshed token in each first."""
+    """Remove the call homes of dead processes, saving a refreshed token in each first;
+    write back tokens kept when their slot could not be written."""
+    accounts.restore_kept(pool)
     dead = dead_call_homes(pool)
     for root in dead:
         parsed = pool.layout.parse_call_dir(root.name)
@@ -99,5 +106,9 @@ def reap_call_homes(pool: Pool) -> int:
             cred = pool.profile.private_home(root) / pool.profile.credential_name
             with suppress(OSError, CredrotError):
                 accounts.write_back(pool, index, b"", read_regular(cred))
-        shutil.rmtree(root, ignore_errors=True)
+        if root.is_dir() and not root.is_symlink():
+            shutil.rmtree(root, ignore_errors=True)
+        else:  # a file or a link in its place: never followed
+            with suppress(OSError):
+                root.unlink()
     return len(dead)

@@ -216,6 +216,7 @@ def stats(pool: Pool) -> dict[str, Any]:
     infos = list_accounts(pool)
     per = {
         str(i.index): {
+            "tool_runs": i.calls,
             "calls": i.calls,
             "successes": i.successes,
             "quota_hits": i.quota_hits,
@@ -236,6 +237,10 @@ def stats(pool: Pool) -> dict[str, Any]:
         "usable_accounts": sum(1 for i in infos if i.usable),
         "current_account": state.current,
         "strategy": pool.strategy,
+        # requests: what was asked (wrapper calls); tool_runs: the runs they took, one per
+        # account tried (``calls`` is the older name of tool_runs); successes: answers.
+        "requests": state.requests,
+        "tool_runs": sum(i.calls for i in infos),
         "calls": sum(i.calls for i in infos),
         "successes": sum(i.successes for i in infos),
         "quota_hits": sum(i.quota_hits for i in infos),

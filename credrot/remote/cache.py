@@ -14,10 +14,20 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from credrot.fsutil import atomic_write
 
+if TYPE_CHECKING:
+    from credrot.remote.scripts import Keys
+    from credrot.remote.settings import StoreSettings
+
 NAME = ".credrot-store.json"
+
+
+def identity(settings: StoreSettings, keys: Keys) -> str:
+    """Which store and namespace a mark belongs to (no password in it)."""
+    return f"{settings.shown}#{keys.base}"
 
 
 def fingerprint(raw: bytes) -> str:

@@ -10,6 +10,7 @@ itself when its holder dies; each grant takes the next fencing generation from
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,10 @@ from credrot.remote.client import run_script
 
 #: How long an in-flight lease counts if its call never says it ended (ms).
 INFLIGHT_TTL_MS = 15 * 60 * 1000
+#: The refresh lease's time to live (ms): a holder renews it every third of that while
+#: its call runs, so a call may take as long as it needs and a dead machine's lease
+#: ends within this time.
+REFRESH_TTL_MS = 10_000
 
 
 def holder_id() -> str:
@@ -62,6 +67,14 @@ def take_refresh(
     return RefreshLease(index, who, fence) if fence else None
 
 
+def renew_refresh(client: Any, keys: scripts.Keys, lease: RefreshLease, ttl_ms: int) -> bool:
+    """Extend the lease's time to live; False when it is no longer ours."""
+    got = run_script(
+        client, scripts.RENEW_REFRESH, [keys.refresh(lease.index)], [lease.holder, ttl_ms]
+    )
+    return bool(int(got))
+
+
 def give_refresh(client: Any, keys: scripts.Keys, lease: RefreshLease) -> bool:
     """Release the lease; False when it had expired (and may be someone else's now)."""
     got = run_script(client, scripts.GIVE_REFRESH, [keys.refresh(lease.index)], [lease.holder])
@@ -71,3 +84,48 @@ def give_refresh(client: Any, keys: scripts.Keys, lease: RefreshLease) -> bool:
 def current_fence(client: Any, keys: scripts.Keys, index: int) -> int:
     value = client.get(keys.fence(index))
     return int(value) if value is not None else 0
+
+
+class Renewer:
+    """Keeps a held refresh lease alive, from a daemon thread, until :meth:`stop`.
+
+    A renewal that fails (the store went away, the lease is no longer ours) ends the
+    thread: the lease then runs out by itself.
+    """
+
+    def __init__(self, client: Any, keys: scripts.Keys, lease: RefreshLease, ttl_ms: int) -> None:
+        self._client, self._keys, self._lease, self._ttl_ms = client, keys, lease, ttl_ms
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"credrot-refresh-{lease.index}", daemon=True
+        )
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"Renewer(#{self._lease.index}, fence={self._lease.fence})"
+
+    def _run(self) -> None:
+        import redis.exceptions
+
+        while not self._stop.wait(self._ttl_ms / 3000):
+            try:
+                if not renew_refresh(self._client, self._keys, self._lease, self._ttl_ms):
+                    return
+            except (redis.exceptions.RedisError, OSError):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
+
+
+@dataclass(frozen=True)
+class Held:
+    """What a machine holds of an account's refresh lease in the store: the lease and
+    its renewer, or nothing (:data:`UNHELD`) when the store did not answer."""
+
+    lease: RefreshLease | None
+    renewer: Renewer | None
+
+
+UNHELD = Held(None, None)

@@ -9,6 +9,7 @@ rules now: disabled, then needs-login, then the timed mark with the latest deadl
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 
@@ -105,6 +106,57 @@ def pending_mark(index: int, acct: st.AccountState, now: float) -> list[str] | N
         return None
     blank = replace(acct, status=st.READY.value, until=None, reason="")
     return change(index, blank, replace(acct, calls=blank.calls), now, None)
+
+
+def push_args(index: int, acct: st.AccountState) -> list[str]:
+    """The ``PUSH_ACCT`` arguments for one account as this machine knows it."""
+    at = acct.marked_at or (acct.until or 0.0)
+    args = [
+        str(index),
+        acct.status,
+        repr(acct.until or 0.0),
+        repr(at),
+        acct.reason,
+        acct.day,
+        str(acct.calls_today),
+        repr(acct.last_used) if acct.last_used is not None else "",
+        acct.last_outcome,
+        *(str(getattr(acct, n)) for n in COUNTERS),
+    ]
+    for name, window in sorted(acct.windows.items()):
+        if isinstance(window, dict):
+            args += [name, json.dumps(window, sort_keys=True), repr(_newest(window))]
+    return args
+
+
+def _newest(window: dict[str, object]) -> float:
+    """A window's newest moment: what two machines' copies of it are ordered by."""
+    times = [v for k, v in window.items() if k in _TIMES and isinstance(v, (int, float))]
+    return float(max(times, default=0.0))
+
+
+_TIMES = ("until", "seen", "read", "since", "resets")
+
+
+def windows_into(h: Hash, acct: st.AccountState) -> list[str]:
+    """Take each window the store holds a newer copy of; the names taken."""
+    taken = []
+    for key, value in h.items():
+        name = key.decode("utf-8", "replace")
+        if not name.startswith("win:") or name.endswith(":t"):
+            continue
+        name = name[4:]
+        try:
+            window = json.loads(value)
+        except ValueError:
+            continue
+        mine = acct.windows.get(name)
+        if isinstance(window, dict) and (
+            not isinstance(mine, dict) or _newest(window) > _newest(mine)
+        ):
+            acct.windows[name] = window
+            taken.append(name)
+    return taken
 
 
 def pairs(flat: list[bytes]) -> Hash:

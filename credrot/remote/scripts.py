@@ -15,7 +15,9 @@ Keys, for ``P = <prefix>:<tool>`` (``credrot:qwen`` by default):
 ``P:changes``           zset   account number -> revision of its last change
 ``P:acct:<n>``          hash   marks per window (``<status>_until``/``_at``/``_reason``),
                                counters (``calls``, ``successes``, ...), ``day``,
-                               ``calls_today``, ``last_used``, ``last_outcome``
+                               ``calls_today``, ``last_used``, ``last_outcome``; quota
+                               windows pushed by ``credrot store push`` as
+                               ``win:<name>`` (JSON) and ``win:<name>:t`` (its newest time)
 ``P:cred:<n>``          hash   ``gen`` (the credential's generation), ``blob`` (Fernet)
 ``P:inflight:<n>``      zset   lease id -> its expiry (ms): calls running on the account
 ``P:refresh:<n>``       str    the refresh lease's holder, ``SET NX PX``
@@ -191,8 +193,65 @@ end
 return 0
 """
 
+#: KEYS: refresh. ARGV: holder, ttl ms. -> 1 when extended, 0 when it was no longer ours.
+RENEW_REFRESH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 #: KEYS: refresh. ARGV: holder. -> 1 when released, 0 when it was no longer ours.
 GIVE_REFRESH = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+#: KEYS: rev, changes, acct. ARGV: index, status, until, at, reason, day, calls_today,
+#: last_used, last_outcome, the COUNTERS values, then (name, JSON, time) per window.
+#: A whole account from ``credrot store push``: run twice, it counts nothing twice —
+#: counters take the larger value, a deadline only moves later, a window is taken when
+#: its newest time is later than the one held. -> {rev, the account's hash}.
+PUSH_ACCT = (
+    _BUMP
+    + """
+local h = KEYS[3]
+local status, untl, at = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local timed = {exhausted = true, rate_limited = true}
+if status ~= 'ready' then
+  local cur_at = tonumber(redis.call('HGET', h, status .. '_at') or '0')
+  if timed[status] then
+    local cur = tonumber(redis.call('HGET', h, status .. '_until') or '0')
+    if untl > cur then
+      redis.call('HSET', h, status .. '_until', ARGV[3], status .. '_reason', ARGV[5])
+    end
+  elseif cur_at == 0 then
+    redis.call('HSET', h, status .. '_reason', ARGV[5])
+  end
+  if at > cur_at then redis.call('HSET', h, status .. '_at', ARGV[4]) end
+end
+local names = {'calls', 'successes', 'quota_hits', 'rate_limits', 'auth_failures',
+               'errors', 'switches_to'}
+for i, name in ipairs(names) do
+  local v = tonumber(ARGV[9 + i])
+  if v > tonumber(redis.call('HGET', h, name) or '0') then redis.call('HSET', h, name, v) end
+end
+local day = redis.call('HGET', h, 'day') or ''
+if ARGV[6] > day then
+  redis.call('HSET', h, 'day', ARGV[6], 'calls_today', ARGV[7])
+elseif ARGV[6] == day then
+  local today = tonumber(redis.call('HGET', h, 'calls_today') or '0')
+  if tonumber(ARGV[7]) > today then redis.call('HSET', h, 'calls_today', ARGV[7]) end
+end
+if ARGV[8] ~= '' and tonumber(ARGV[8]) > tonumber(redis.call('HGET', h, 'last_used') or '0') then
+  redis.call('HSET', h, 'last_used', ARGV[8], 'last_outcome', ARGV[9])
+end
+for i = 17, #ARGV - 2, 3 do
+  local f = 'win:' .. ARGV[i]
+  if tonumber(ARGV[i + 2]) > tonumber(redis.call('HGET', h, f .. ':t') or '-1') then
+    redis.call('HSET', h, f, ARGV[i + 1], f .. ':t', ARGV[i + 2])
+  end
+end
+redis.call('HSETNX', h, 'calls', 0)
+local r = bump(ARGV[1])
+return {r, redis.call('HGETALL', h)}
+"""
+)

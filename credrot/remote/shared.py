@@ -15,14 +15,15 @@ that *refuses* us (wrong key, password or ACL) is an error.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from credrot import state as st
-from credrot.errors import ConfigError
-from credrot.remote import cache, creds, merge, scripts
+from credrot.errors import ConfigError, CredrotError
+from credrot.remote import cache, creds, leases, merge, scripts, words
 from credrot.remote.client import StoreDown, call, connect, run_script
 from credrot.remote.seal import Sealer
 from credrot.remote.settings import StoreSettings, load_key
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 #: Seconds every process of a machine leaves an unreachable store alone before retrying.
 RETRY_AFTER = 1.0
+#: Seconds between two tries for a refresh lease another machine holds.
+LEASE_POLL = 0.05
 
 
 class SharedPool:
@@ -39,7 +42,7 @@ class SharedPool:
         self.pool = pool
         self.settings = settings
         self.keys = scripts.Keys(settings.prefix, pool.profile.name)
-        self.identity = f"{settings.shown}#{self.keys.base}"
+        self.identity = cache.identity(settings, self.keys)
         self._client: Any = None
         self._sealer: Sealer | None = None
         self._key_checked = False
@@ -68,10 +71,7 @@ class SharedPool:
         if self._sealer is None:
             key, where = load_key()
             if key is None:
-                raise ConfigError(
-                    f"the store {self.settings.shown} needs a key for the credentials: "
-                    f"set {where} (make one with `credrot store keygen`)"
-                )
+                raise ConfigError(words.no_key(self.settings.shown, where))
             self._sealer = Sealer(key, where)
         return self._sealer
 
@@ -217,10 +217,8 @@ class SharedPool:
     # -------------------------------------------------------------- leases
     def began(self, index: int, started: float) -> None:
         """A call starts on ``index``: counted in flight when this transaction pushes."""
-        from credrot.remote.leases import holder_id
-
         self.started.setdefault(index, []).append(started)
-        lease_id = holder_id()
+        lease_id = leases.holder_id()
         self._leases.setdefault(index, []).append(lease_id)
         self._queue.append(("begin", index, lease_id))
 
@@ -233,8 +231,6 @@ class SharedPool:
             self._queue.append(("end", index, ids.pop(0)))
 
     def _flush_leases(self) -> None:
-        from credrot.remote import leases
-
         queue, self._queue = self._queue, []
         if not queue:
             return
@@ -245,3 +241,43 @@ class SharedPool:
             else:
                 leases.end(pipe, self.keys, index, lease_id)
         pipe.execute()
+
+    # ------------------------------------------------------- refresh lease
+    def take_refresh(self, index: int, deadline: float) -> leases.Held | None:
+        """This machine's hold on the account's refresh lease in the store, once no other
+        machine has it; None when ``deadline`` (a ``time.monotonic`` value) passed first.
+        A store that does not answer holds nothing back: the local lease alone rules."""
+        holder = leases.holder_id()
+        ttl = leases.REFRESH_TTL_MS
+        while True:
+            if time.time() < self._mark.down_until:
+                return leases.UNHELD
+            try:
+                got = call(
+                    self.settings,
+                    lambda: leases.take_refresh(self.client, self.keys, index, ttl, holder),
+                )
+            except StoreDown as exc:
+                self._went_down(exc)
+                return leases.UNHELD
+            if got is not None:
+                return leases.Held(got, leases.Renewer(self.client, self.keys, got, ttl))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(LEASE_POLL, left))
+
+    def give_refresh(self, held: object) -> None:
+        """Release a hold: a token refreshed under it reaches the store first (the
+        settling transaction offered it already, unless the call was interrupted)."""
+        if not isinstance(held, leases.Held) or held.lease is None:
+            return
+        if held.renewer is not None:
+            held.renewer.stop()
+        lease = held.lease
+        slot = self.pool.slots.read(lease.index)
+        if slot.raw is not None and self._mark.fps.get(lease.index) != cache.fingerprint(slot.raw):
+            with contextlib.suppress(CredrotError), self.pool.store.transaction():
+                pass  # the sync offers the changed slot
+        with contextlib.suppress(StoreDown):
+            call(self.settings, lambda: leases.give_refresh(self.client, self.keys, lease))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from credrot import resets
 from credrot.kinds import OutcomeKind, Rule
@@ -28,25 +29,56 @@ def _codex_validate(data: object) -> str | None:
     return "neither 'tokens' nor 'OPENAI_API_KEY' is set"
 
 
-def _codex_expiry(data: Mapping[str, object]) -> float | None:
-    """The access token's ``exp`` (a JWT); None when it is not one.
+#: Without a JWT ``exp`` on the access token, 0.171.0 refreshes once ``last_refresh`` is
+#: this old (seen: 690,500 s old did not refresh, 691,900 s old did).
+LAST_REFRESH_MAX_AGE = 8 * 86400.0
+_ISO = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
 
-    The CLI refreshes on that ``exp`` alone (``last_refresh``'s age does not trigger a
-    refresh), so without a JWT the expiry is unknown: a caller must assume a refresh.
+
+def _jwt_exp(token: object) -> float | None:
+    if not isinstance(token, str) or token.count(".") != 2:
+        return None
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, TypeError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+        return float(exp)
+    return None
+
+
+def _epoch_of(stamp: object) -> float | None:
+    """``2026-12-03T14:02:52.393389367Z`` (RFC 3339, nanoseconds as codex writes them)."""
+    m = _ISO.match(stamp.strip()) if isinstance(stamp, str) else None
+    if m is None:
+        return None
+    zone = m.group(3) or "Z"
+    try:
+        at = datetime.fromisoformat(m.group(1) + ("+00:00" if zone == "Z" else zone))
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return at.timestamp() + float("0." + (m.group(2) or "0"))
+
+
+def _codex_expiry(data: Mapping[str, object]) -> float | None:
+    """When the CLI will refresh: the access token's JWT ``exp``; for a token without
+    one, ``last_refresh`` + 8 days (the CLI's rule then); None when neither is known,
+    so a caller assumes a refresh.
+
+    With an ``exp``, ``last_refresh``'s age is ignored by the CLI, and here too.
     """
     tokens = data.get("tokens")
-    if isinstance(tokens, Mapping):
-        access = tokens.get("access_token")
-        if isinstance(access, str) and access.count(".") == 2:
-            try:
-                payload = access.split(".")[1]
-                claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-                exp = claims.get("exp") if isinstance(claims, dict) else None
-                if isinstance(exp, (int, float)) and not isinstance(exp, bool):
-                    return float(exp)
-            except (ValueError, TypeError):
-                pass
-    return None
+    if not isinstance(tokens, Mapping):
+        return None
+    exp = _jwt_exp(tokens.get("access_token"))
+    if exp is not None:
+        return exp
+    refreshed = _epoch_of(data.get("last_refresh"))
+    return None if refreshed is None else refreshed + LAST_REFRESH_MAX_AGE
 
 
 #: What 0.171.0 writes into ``CODEX_HOME`` during a call, kept out of the shared home.
@@ -58,6 +90,8 @@ CODEX_PRIVATE = (
     "auth.lock",
     "auth.json.lock",
     "thread-writer-locks",
+    # snapshots of the shell's environment, taken for the commands the agent runs
+    "shell_snapshots",
     # the SQLite files 0.171.0 created in an empty CODEX_HOME, each with -shm and -wal
     *(
         f"{db}.sqlite{suffix}"
@@ -102,6 +136,9 @@ CODEX = ToolProfile(
     # `codex exec` refuses to run outside a git repository without this flag; `-` makes
     # it read the prompt from stdin.
     base_args=("exec", "--skip-git-repo-check"),
+    # `--json` prints JSONL events; its `-o` is `--output-last-message FILE`.
+    format_flags=(),
+    json_switches=("--json", "--experimental-json"),
     tail_args=("-",),
     # `codex login` runs its own OAuth sign-in and writes auth.json into CODEX_HOME.
     login_args=("login",),

@@ -80,6 +80,7 @@ GEMINI = ToolProfile(
     ),
     # Text mode: 41 auth. JSON modes exit with the HTTP status & 255 (401 -> 145).
     exit_codes={41: OutcomeKind.AUTH_FAILED, 145: OutcomeKind.AUTH_FAILED},
+    format_flags=("--output-format", "-o"),
     # Chat recordings (`tmp/<project>/chats`) hold the prompt; so do its error reports
     # (`$TMPDIR/gemini-client-error-*.json`, the whole request).
     call_private=("tmp", "history"),

@@ -78,6 +78,9 @@ QWEN = ToolProfile(
     # answer on stdout that quotes it is still an answer.
     abort_streams=("stderr",),
     exit_codes={41: OutcomeKind.AUTH_FAILED},
+    # `-o/--output-format text|json|stream-json`: errors inside an exit-0 answer are
+    # looked for only in the json modes.
+    format_flags=("--output-format", "-o"),
     json_error_prefixes=(
         "[API Error:",
         "Qwen OAuth quota exceeded",

@@ -1,0 +1,305 @@
+"""Rotation proven against the genuine Codex 0.171.0 (npm) on a loopback mock.
+
+Each test drives the real ``codex exec`` through credrot's Wrapper on a pool in a
+temporary ``~/.codex`` (``CODEX_HOME`` points each call at its private home) and asserts
+what a user would notice: which account answered, which the pool remembers as spent and
+until when, that a spent account is not called again, where a refreshed token went, and
+that parallel callers never spend a single-use refresh token twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from credrot.kinds import OutcomeKind
+from credrot.process import run_tool
+from credrot.tools import CODEX
+
+from .genuine import PROMPT, Setup, assert_no_secret, cli_bin, slot_json, status_of
+from .mockcodex import MockCodex
+from .transcribe import record
+
+pytestmark = pytest.mark.conformance
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def codex_bin() -> Path:
+    return cli_bin("codex")
+
+
+@pytest.fixture
+def setup(codex_bin: Path, canary: str, tmp_path: Path) -> Iterator[Setup]:
+    with MockCodex(token_prefix=canary) as mock:
+        yield Setup(codex_bin, mock, CODEX, tmp_path)
+
+
+#: codex retries a 429 with ``retry-after`` five times on its own ("Reconnecting... n/5").
+#: The built-in ``openai`` provider's retry settings cannot be overridden (config error:
+#: "reserved built-in provider IDs"), so the same backend is named as a provider of its
+#: own, with ChatGPT sign-in and no retries.
+_P = "model_providers.chatgpt"
+_NO_RETRY_SETTINGS = (
+    ("model_provider", '"chatgpt"'),
+    (f"{_P}.name", '"ChatGPT"'),
+    (f"{_P}.base_url", '"https://chatgpt.com/backend-api/codex"'),
+    (f"{_P}.wire_api", '"responses"'),
+    (f"{_P}.requires_openai_auth", "true"),
+    (f"{_P}.request_max_retries", "0"),
+    (f"{_P}.stream_max_retries", "0"),
+)
+NO_RETRIES = [arg for key, value in _NO_RETRY_SETTINGS for arg in ("-c", f"{key}={value}")]
+
+
+def _minute(epoch: float) -> datetime:
+    return datetime.fromtimestamp(int(epoch) // 60 * 60, timezone.utc)
+
+
+def _errors(stderr: str) -> list[str]:
+    """The ``ERROR: ...`` lines codex ends a failed run with (its reconnect notes aside)."""
+    return [
+        line
+        for line in stderr.splitlines()
+        if line.startswith("ERROR: ") and not line.startswith("ERROR: Reconnecting")
+    ]
+
+
+@pytest.mark.parametrize(("mode", "hours"), [("quota", 3), ("quota_long", 50)])
+def test_spent_account_is_skipped_until_its_printed_reset(
+    setup: Setup, mode: str, hours: int
+) -> None:
+    resets = time.time() + hours * 3600
+    mock = setup.mock
+    manager = setup.pool(
+        mock.add_account("spent", mode=mode, resets_at=resets), mock.add_account("spare")
+    )
+    wrapper, attempts = setup.wrapper(manager)
+    result = wrapper.call(PROMPT)
+    assert result.success, result.error
+    assert result.output.strip() == "Mock answer from spare."
+    assert result.accounts_tried == [1, 2]
+    first = attempts[0].run
+    assert first is not None and first.exit_code == 1 and first.stdout == ""
+    # printed twice, in the process's zone (TZ=UTC here); another day names the date
+    when = time.strftime("%-I:%M %p", time.gmtime(resets))
+    if mode == "quota_long":
+        at = time.gmtime(resets)
+        suffix = (
+            "th"
+            if 11 <= at.tm_mday <= 13
+            else {1: "st", 2: "nd", 3: "rd"}.get(at.tm_mday % 10, "th")
+        )
+        when = f"{time.strftime('%b', at)} {at.tm_mday}{suffix}, {at.tm_year} {when}"
+    line = (
+        "ERROR: You\u2019ve hit your usage limit. Upgrade to Pro "
+        "(https://chatgpt.com/explore/pro), visit https://chatgpt.com/settings/usage "
+        "to purchase more credits or try again at "
+        f"{when}."
+    )
+    assert _errors(first.stderr) == [line, line]
+    record("codex", mode, first, attempts[0].outcome.kind.value)
+    info = {a.index: a for a in manager.list_accounts()}
+    assert info[1].status == "exhausted"
+    assert info[1].until == _minute(resets)
+    again = wrapper.call(PROMPT)
+    assert again.success and again.attempts == 1 and again.account == 2
+    assert len(mock.chats("spent")) == 1  # never asked again
+    assert_no_secret(mock.secrets(), result, again, first.stderr)
+
+
+def test_rate_limit_is_backed_off_not_remembered(setup: Setup) -> None:
+    mock = setup.mock
+    manager = setup.pool(mock.add_account("busy", mode="rate_limit"), mock.add_account("spare"))
+    wrapper, attempts = setup.wrapper(manager, max_rate_limits=0, extra_args=NO_RETRIES)
+    result = wrapper.call(PROMPT)
+    assert result.success, result.error
+    assert [a.outcome.kind for a in attempts] == [OutcomeKind.RATE_LIMITED, OutcomeKind.OK]
+    first = attempts[0].run
+    assert first is not None and first.exit_code == 1
+    errors = _errors(first.stderr)
+    assert len(errors) == 2 and errors[0] == errors[1]
+    assert errors[0].startswith("ERROR: exceeded retry limit, last status: 429 Too Many Requests")
+    record("codex", "rate_limit", first, "rate_limited")
+    assert len(mock.chats("busy")) == 1
+    info = manager.list_accounts()[0]
+    assert info.status == "rate_limited"
+    assert info.until is not None
+    assert (info.until - datetime.now(timezone.utc)).total_seconds() < 600
+
+
+def test_revoked_token_parks_the_account_as_needing_login(setup: Setup) -> None:
+    mock = setup.mock
+    manager = setup.pool(mock.add_account("gone", mode="revoked"), mock.add_account("spare"))
+    wrapper, attempts = setup.wrapper(manager)
+    result = wrapper.call(PROMPT)
+    assert result.success and result.account == 2, result.error
+    first = attempts[0].run
+    assert first is not None and first.exit_code == 1
+    line = (
+        "ERROR: Your access token could not be refreshed because your refresh token was "
+        "revoked. Please log out and sign in again."
+    )
+    assert _errors(first.stderr) == [line, line]
+    record("codex", "revoked", first, "auth_failed")
+    assert status_of(manager, 1) == "needs_login"
+    again = wrapper.call(PROMPT)
+    assert again.success and again.attempts == 1 and again.account == 2
+
+
+def test_expired_api_token_fails_as_auth(setup: Setup) -> None:
+    """A 401 the refresh does not cure: codex refreshes, retries, then gives up."""
+    mock = setup.mock
+    manager = setup.pool(mock.add_account("stale"), mock.add_account("spare"))
+    mock.account("stale").mode = "unauthorized"
+    wrapper, attempts = setup.wrapper(manager, extra_args=NO_RETRIES)
+    result = wrapper.call(PROMPT)
+    assert result.success and result.account == 2, result.error
+    first = attempts[0].run
+    assert first is not None and first.exit_code == 1
+    errors = _errors(first.stderr)
+    assert errors and errors[-1].startswith(
+        "ERROR: unexpected status 401 Unauthorized: Provided authentication token is expired."
+    )
+    record("codex", "unauthorized", first, "auth_failed")
+    acct = mock.account("stale")
+    assert acct.refreshed >= 1 and not acct.revoked
+    # the token codex got last is in the slot, not the spent one
+    assert slot_json(manager, 1)["tokens"]["refresh_token"] == acct.refresh_token
+    assert status_of(manager, 1) == "needs_login"
+
+
+def test_expired_token_is_refreshed_into_its_own_slot(setup: Setup) -> None:
+    mock = setup.mock
+    manager = setup.pool(mock.add_account("old", expires_in=-60), mock.add_account("other"))
+    other_before = manager.slot_path(2).read_bytes()
+    wrapper, _ = setup.wrapper(manager)
+    result = wrapper.call(PROMPT)
+    assert result.success and result.account == 1, result.error
+    acct = mock.account("old")
+    assert acct.refreshed == 1
+    saved = slot_json(manager, 1)
+    # what codex wrote into its private copy, read back into account 1's slot
+    assert saved["tokens"]["access_token"] == acct.access_token
+    assert saved["tokens"]["refresh_token"] == acct.refresh_token
+    assert CODEX.expiry(saved) == pytest.approx(time.time() + 3600, abs=120)
+    assert manager.slot_path(2).read_bytes() == other_before
+    # the next call uses the new token: no second refresh (a spent token is never reused)
+    assert wrapper.call(PROMPT).success
+    assert acct.refreshed == 1 and not acct.revoked
+    assert_no_secret(mock.secrets(), result)
+
+
+def test_opaque_token_is_refreshed_by_the_age_of_last_refresh(setup: Setup) -> None:
+    """Without a JWT ``exp`` codex refreshes once ``last_refresh`` is 8 days old; credrot
+    sees that coming and lets one caller do it (the refresh lease)."""
+    mock = setup.mock
+    cred = mock.add_account("aged", last_refresh=time.time() - 9 * 86400)
+    acct = mock.account("aged")
+    acct.access_token = cred["tokens"]["access_token"] = f"{mock.book.token_prefix}-opaque"
+    manager = setup.pool(cred)
+    assert CODEX.expiry(cred) == pytest.approx(time.time() - 86400, abs=60)
+    wrapper, _ = setup.wrapper(manager)
+    result = wrapper.call(PROMPT)
+    assert result.success, result.error
+    assert acct.refreshed == 1
+    assert slot_json(manager, 1)["tokens"]["refresh_token"] == acct.refresh_token
+
+
+def test_refresh_by_hand_writes_beside_the_link_target(setup: Setup) -> None:
+    """``codex`` typed by hand on the pool's home: its refresh resolves credrot's link,
+    writes temp + rename beside the account's slot, and the link survives; credrot's
+    next call starts from that token instead of the spent one."""
+    mock = setup.mock
+    manager = setup.pool(mock.add_account("mine", expires_in=-60), mock.add_account("other"))
+    link = setup.pool_home / "auth.json"
+    slot = manager.slot_path(1)
+    assert link.is_symlink() and link.resolve() == slot.resolve()
+    inode = slot.stat().st_ino
+    env = {**setup.env(), "CODEX_HOME": str(setup.pool_home)}
+    run = run_tool(
+        CODEX.argv(), stdin=PROMPT.encode(), env=env, timeout=60.0, cwd=str(setup.workdir)
+    )
+    assert run.exit_code == 0 and run.stdout == "Mock answer from mine.\n", run.stderr[-800:]
+    acct = mock.account("mine")
+    assert acct.refreshed == 1
+    assert link.is_symlink() and link.resolve() == slot.resolve()
+    assert slot.stat().st_ino != inode  # a new file: temp + rename, not written in place
+    assert slot.stat().st_mode & 0o777 == 0o600
+    assert slot_json(manager, 1)["tokens"]["refresh_token"] == acct.refresh_token
+    assert (slot.parent / f"{slot.name}.lock").exists()  # codex's lock beside the target
+    wrapper, _ = setup.wrapper(manager)
+    assert wrapper.call(PROMPT).success
+    assert acct.refreshed == 1 and not acct.revoked
+
+
+_CALLER = """
+import sys
+from credrot.manager import AccountManager
+from credrot.tools import CODEX
+from credrot.wrapper import Wrapper
+import json, os
+env = json.loads(os.environ.pop("CALLER_ENV"))
+manager = AccountManager(home=sys.argv[1], tool=CODEX)
+result = Wrapper(manager=manager, env=env, cwd=sys.argv[2], timeout=90.0, backoff="none").call(
+    "Reply with one short sentence."
+)
+print(json.dumps({"success": result.success, "account": result.account,
+                  "output": result.output, "error": result.error}))
+"""
+
+
+def test_parallel_callers_spend_each_refresh_token_once(setup: Setup) -> None:
+    """Six processes, two accounts whose access tokens have expired: codex's refresh
+    tokens are single-use (a replay revokes the account), so each account must be
+    refreshed exactly once and every other caller must start from that new token."""
+    mock = setup.mock
+    manager = setup.pool(
+        mock.add_account("left", expires_in=-60), mock.add_account("right", expires_in=-60)
+    )
+    del manager
+    env = {**os.environ, "CALLER_ENV": json.dumps(setup.env())}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CALLER, str(setup.pool_home), str(setup.workdir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    results = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=240)
+            assert proc.returncode == 0, err[-1500:]
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert all(r["success"] for r in results), results
+    for name in ("left", "right"):
+        acct = mock.account(name)
+        assert not acct.revoked, f"{name}: a spent refresh token was presented"
+        assert acct.refreshed <= 1, f"{name} refreshed {acct.refreshed} times"
+    assert sum(mock.account(n).refreshed for n in ("left", "right")) >= 1
+    assert not [h for h in mock.refreshes() if h.status != 200]
+    after = setup.pool(*())
+    for index, name in ((1, "left"), (2, "right")):
+        acct = mock.account(name)
+        if acct.refreshed:
+            assert slot_json(after, index)["tokens"]["refresh_token"] == acct.refresh_token
+    assert_no_secret(mock.secrets(), *(json.dumps(r) for r in results))

@@ -110,7 +110,7 @@ def test_simulated_gemini_prints_what_the_genuine_one_printed(
 
 def test_every_gemini_case_is_recorded() -> None:
     recorded = {case for case, _ in _cases("gemini")}
-    assert set(GEMINI_SIM) | {"daily"} <= recorded
+    assert set(GEMINI_SIM) | {"daily", "no_auth_setting"} <= recorded
 
 
 @pytest.mark.parametrize(("case", "genuine"), _cases("qwen-current"), ids=lambda v: str(v)[:16])

@@ -9,6 +9,9 @@ from credrot.kinds import OutcomeKind, Rule
 from credrot.profile import ToolProfile, expiry_at, json_validator
 
 _GEMINI_RULES = (
+    # exit 41 like a refused login, but it is the home's settings.json that names no auth
+    # type (the CLI's first interactive login writes it): no account is to blame.
+    Rule.of(OutcomeKind.ERROR, r"Please set an Auth method in your "),
     Rule.of(
         OutcomeKind.AUTH_FAILED,
         r"\[API Error: 401\b",

@@ -111,6 +111,23 @@ def test_without_skip_trust_the_cli_refuses_and_nothing_rotates(setup: Setup) ->
     assert _asked(mock, "first") == 0
 
 
+def test_a_home_without_a_login_setting_is_an_error_not_a_bad_account(setup: Setup) -> None:
+    mock = setup.mock
+    manager = setup.pool(mock.add_account("first"), mock.add_account("second"))
+    wrapper, attempts = setup.wrapper(manager)
+    result = wrapper.call(PROMPT)
+    assert not result.success and result.attempts == 1
+    first = attempts[0].run
+    assert first is not None and first.exit_code == 41
+    assert first.stderr.startswith("Please set an Auth method in your ")
+    assert "settings.json" in first.stderr
+    record("gemini", "no_auth_setting", _kept(first), attempts[0].outcome.kind.value)
+    assert attempts[0].outcome.kind is OutcomeKind.ERROR
+    # the exit code of a refused login, but neither account is parked for a login
+    assert status_of(manager, 1) == status_of(manager, 2) == "ready"
+    assert mock.connects == []
+
+
 def test_spent_account_is_stopped_not_slept_and_skipped_until_its_reset(setup: Setup) -> None:
     mock = setup.mock
     resets = time.time() + LONG_RESET

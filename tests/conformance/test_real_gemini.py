@@ -203,6 +203,33 @@ def test_rate_limit_is_backed_off_not_remembered(setup: Setup) -> None:
     assert (info.until - datetime.now(timezone.utc)).total_seconds() < 600
 
 
+def test_json_mode_errors_on_stderr_with_the_http_status_as_exit_code(setup: Setup) -> None:
+    """``-o json``: a 401 exits 145 and a 429 exits 173 (the status & 255), the error on
+    stderr; credrot reads them as in text mode and returns the answer's JSON."""
+    mock = setup.mock
+    _pool(
+        setup,
+        mock.add_account("stale", mode="unauthorized"),
+        mock.add_account("daily", mode="daily"),
+        mock.add_account("spare"),
+    )
+    json_gemini = replace(GEMINI, base_args=("-o", "json", "--skip-trust"))
+    manager = AccountManager(home=setup.pool_home, tool=json_gemini)
+    wrapper, attempts = setup.wrapper(manager)
+    result = wrapper.call(PROMPT)
+    assert result.success and result.account == 3, result.error
+    assert json.loads(result.output)["response"] == "Mock answer from spare."
+    runs = [a.run for a in attempts]
+    assert [r.exit_code for r in runs if r is not None] == [145, 173, 0]
+    assert [a.outcome.kind for a in attempts] == [
+        OutcomeKind.AUTH_FAILED,
+        OutcomeKind.QUOTA_EXHAUSTED,
+        OutcomeKind.OK,
+    ]
+    assert all(r is not None and r.stdout == "" for r in runs[:2])
+    assert [status_of(manager, n) for n in (1, 2)] == ["needs_login", "exhausted"]
+
+
 def test_revoked_login_parks_the_account_as_needing_login(setup: Setup) -> None:
     mock = setup.mock
     manager = _pool(setup, mock.add_account("gone", mode="revoked"), mock.add_account("spare"))

@@ -79,6 +79,8 @@ def alive(root: Path, caller: int) -> bool:
     """Whether the call in ``root`` (made by process ``caller``) may still be running."""
     if pid_alive(caller):
         return True
+    if root.is_symlink():
+        return False  # planted in place of a call home: never followed
     try:
         text = (root / TOOL_PID).read_text(encoding="ascii").strip()
     except (OSError, ValueError):
@@ -152,7 +154,8 @@ def keep(layout: Layout, index: int, generation: int, raw: bytes) -> Kept:
 
 
 def kept(layout: Layout) -> list[Kept]:
-    """Every token kept for this home: files in the call-home base, then memory."""
+    """Every token kept for this home (files in the call-home base, and memory), the
+    one expiring last at the end."""
     found: list[Kept] = []
     try:
         entries = [e for e in os.scandir(layout.run_dir) if e.name.startswith(KEPT_PREFIX)]
@@ -170,7 +173,13 @@ def kept(layout: Layout) -> list[Kept]:
     for (home, index), (generation, raw) in list(_KEPT_IN_MEMORY.items()):
         if home == str(layout.home):
             found.append(Kept(index, generation, raw, None))
-    return found
+    return sorted(found, key=lambda item: _expiry(layout.profile, item.raw))
+
+
+def _expiry(profile: ToolProfile, raw: bytes) -> float:
+    data, _ = profile.parse_credential(raw)
+    expiry = profile.expiry(data) if data is not None else None
+    return 0.0 if expiry is None else expiry
 
 
 def drop_kept(layout: Layout, item: Kept) -> None:
@@ -244,7 +253,7 @@ class CallHome:
         if self.profile.env_kind:
             return None
         try:
-            return self.credential.read_bytes()
+            return read_regular(self.credential)  # a FIFO or a link the tool left: None
         except OSError:
             return None
 

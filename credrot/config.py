@@ -34,6 +34,8 @@ from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 from credrot import resets
+from credrot.configpath import CONFIG_ENV as CONFIG_ENV
+from credrot.configpath import config_path as config_path
 from credrot.errors import ConfigError
 from credrot.kinds import OutcomeKind, Rule
 from credrot.live.settings import NotifySettings, parse_notify
@@ -45,8 +47,6 @@ from credrot.profile import (
     expiry_at,
     json_validator,
 )
-
-CONFIG_ENV = "CREDROT_CONFIG"
 
 #: Every key a tool may have, with what it expects (also the text of the errors).
 TOOL_KEYS: dict[str, str] = {
@@ -63,6 +63,7 @@ TOOL_KEYS: dict[str, str] = {
     "default_approval": "a string",
     "patterns": "a mapping of outcome to regular expressions",
     "abort_patterns": "a list of regular expressions",
+    "abort_streams": "a list of stderr and stdout: where the tool prints its login prompt",
     "exit_codes": "a mapping of exit code to outcome",
     "resets": "a list of reset parser names",
     "reset_window": "a duration like 5h or 24h, or midnight [zone]",
@@ -92,19 +93,6 @@ _cache: dict[Path, tuple[tuple[int, int, int], dict[str, ToolProfile]]] = {}
 
 #: The sections a config file may have.
 TOP_LEVEL_KEYS = ("tools", "limits", "notify", "store", "version")
-
-
-def config_path(environ: Mapping[str, str] | None = None) -> Path:
-    """``$CREDROT_CONFIG``, else ``$XDG_CONFIG_HOME/credrot/config.yaml`` (an absolute
-    ``XDG_CONFIG_HOME`` only, as the XDG spec says), else ``~/.config/credrot/config.yaml``."""
-    env = os.environ if environ is None else environ
-    if env.get(CONFIG_ENV):
-        return Path(env[CONFIG_ENV]).expanduser()
-    xdg = env.get("XDG_CONFIG_HOME", "")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "credrot" / "config.yaml"
-    home = env.get("HOME") or str(Path.home())
-    return Path(home) / ".config" / "credrot" / "config.yaml"
 
 
 def check_config() -> str | None:
@@ -385,6 +373,7 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
         expiry=expiry_at(_str(spec, "expiry_key", err), unit or "ms"),
         rules=tuple(rules),
         abort_rules=(Rule.of(OutcomeKind.AUTH_FAILED, *aborts),) if aborts else (),
+        abort_streams=_abort_streams(spec, err),
         exit_codes=exit_codes,
         json_error_prefixes=_str_list(spec, "json_error_prefixes", err),
         format_flags=_str_list(spec, "output_format_flags", err)
@@ -403,6 +392,13 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
             spec.get("refresh_margin", 300), "refresh_margin", err
         ).total_seconds(),
     )
+
+
+def _abort_streams(spec: Mapping[str, object], err: _Errors) -> tuple[str, ...]:
+    streams = _str_list(spec, "abort_streams", err) if "abort_streams" in spec else ("stderr",)
+    if not streams or set(streams) - {"stderr", "stdout"}:
+        raise err("abort_streams", TOOL_KEYS["abort_streams"], ", ".join(streams))
+    return streams
 
 
 def _max_output(spec: Mapping[str, object], err: _Errors) -> int | None:

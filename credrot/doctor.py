@@ -332,19 +332,14 @@ def _check_locks(manager: AccountManager) -> list[Finding]:
 
 
 def _check_run_dirs(manager: AccountManager) -> list[Finding]:
+    found = [Finding("run", "warn", kept, "write it back", True) for kept in manager.kept_tokens()]
     dead = len(manager.dead_run_dirs())
-    if not dead:
-        return []
-    return [
-        Finding(
-            "run",
-            "warn",
-            f"{dead} private call homes in {RUN_DIR}/ were left by processes that died "
-            "(they hold token copies)",
-            "remove them",
-            fixable=True,
+    if dead:
+        where = f"{dead} private call homes in {RUN_DIR}/ were left by processes that died"
+        found.append(
+            Finding("run", "warn", f"{where} (they hold token copies)", "remove them", True)
         )
-    ]
+    return found
 
 
 def check_config() -> list[Finding]:
@@ -387,12 +382,11 @@ def _check_temp(manager: AccountManager) -> list[Finding]:
 
 def _check_store(manager: AccountManager) -> list[Finding]:
     """The shared store, when one is set: it answers, this user may, the key opens."""
-    settings = getattr(manager.pool.store.shared, "settings", None)
-    if settings is None:
-        return []
     from credrot.remote.check import diagnose as store_findings
 
-    return [Finding("store", *f) for f in store_findings(settings, manager.profile.name)]
+    settings = getattr(manager.pool.store.shared, "settings", None)
+    found = store_findings(settings, manager.profile.name) if settings is not None else []
+    return [Finding("store", *f) for f in found]
 
 
 def diagnose(manager: AccountManager, *, tool: bool = True) -> list[Finding]:
@@ -454,6 +448,7 @@ def apply_fixes(manager: AccountManager, findings: list[Finding]) -> list[str]:
                 path.unlink()
                 done.append(f"removed the stale {path.name}")
     if "run" in todo:
+        done += manager.restore_kept()
         removed = manager.clean_run_dirs()
         if removed:
             done.append(f"removed {removed} private call homes left by dead processes")

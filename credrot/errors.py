@@ -36,13 +36,16 @@ class ToolNotFound(CredrotError, FileNotFoundError):
 
 
 #: What ``Wrapper.call`` turns into a failed result instead of raising: a full disk, a
-#: file it cannot read or write (``OSError``), a number out of range (``OverflowError``).
-NEVER_RAISED: tuple[type[BaseException], ...] = (OSError, OverflowError)
+#: file it cannot read or write (``OSError``), a number out of range (``OverflowError``),
+#: a value a tool or a file got wrong (``ValueError``).
+NEVER_RAISED: tuple[type[BaseException], ...] = (OSError, OverflowError, ValueError)
 
 
-def call_failure(exc: BaseException, home: object) -> str:
+def call_failure(
+    exc: BaseException, home: object, prefix: str = "the call could not go on: "
+) -> str:
     """One line for a call stopped by ``exc``: the file (else the home) and the reason."""
     if isinstance(exc, OSError):
         reason = exc.strerror or str(exc) or type(exc).__name__
-        return f"the call could not go on: {exc.filename or home}: {reason}"
-    return f"the call could not go on: {exc}"
+        return f"{prefix}{exc.filename or home}: {reason}"
+    return f"{prefix}{exc}"

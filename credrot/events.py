@@ -97,7 +97,9 @@ class CredrotSpec:
     def credrot_account_switched(
         self, tool: str, home: str, from_index: int | None, to_index: int, reason: str
     ) -> None:
-        """The pool's active account moved from ``from_index`` to ``to_index``."""
+        """The pool's active account moved from ``from_index`` to ``to_index``;
+        ``reason`` says why in one sentence (which window, what signal, until when: see
+        :mod:`credrot.reasons`)."""
 
     def credrot_account_exhausted(
         self, tool: str, home: str, index: int, outcome: Outcome, until: datetime | None

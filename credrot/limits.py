@@ -28,7 +28,7 @@ _TOOL_KEYS = ("caps", "rotate_at", "accounts")
 
 def load_limits(tool: str, path: Path | None = None) -> windows.Limits:
     """The limits the config file sets for ``tool`` (the defaults when it sets none)."""
-    from credrot.config import config_path
+    from credrot.configpath import config_path
 
     where = path if path is not None else config_path()
     try:

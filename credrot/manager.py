@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from credrot import callhome
 from credrot.errors import AccountNotFound, ConfigError
 from credrot.kinds import TOOL_LOCK_FRESH, Outcome
 from credrot.pool import accounts, pointer, rotation, upkeep, views
@@ -179,11 +180,16 @@ class AccountManager:
         return rotation.switch_next(self.pool, expected, reason)
 
     def lease(
-        self, exclude: set[int] | frozenset[int] = frozenset(), *, reserve: bool = False
+        self,
+        exclude: set[int] | frozenset[int] = frozenset(),
+        *,
+        reserve: bool = False,
+        model: str | None = None,
     ) -> Lease | None:
-        """The account (and its credential) for the next attempt of a call, or None;
-        with ``reserve``, its call home too (counted in flight from now on)."""
-        return rotation.lease(self.pool, exclude, reserve=reserve)
+        """The account (and its credential) for the next attempt of a call (for
+        ``model``, when the call names one), or None; with ``reserve``, its call home
+        too (counted in flight from now on)."""
+        return rotation.lease(self.pool, exclude, reserve=reserve, model=model)
 
     def acquire(self, exclude: set[int] | frozenset[int] = frozenset()) -> int | None:
         """The account the next call should use, moving the pool there if needed.
@@ -234,6 +240,7 @@ class AccountManager:
             readings=readings,
             request=request,
             generation=lease.generation,
+            model=lease.model,
         )
 
     def mark(
@@ -263,6 +270,15 @@ class AccountManager:
         slot never held). One that cannot be written is kept and said. True when written.
         """
         return bool(accounts.write_back(self.pool, index, original, refreshed, generation))
+
+    def kept_tokens(self) -> list[str]:
+        """One sentence per refreshed token kept because its slot could not be written
+        (where it is: a file in the call-home base, or this process's memory)."""
+        return [
+            f"account #{item.index}: a refreshed token could not be written to its slot; "
+            + (f"kept in {item.path}" if item.path else f"kept in process {os.getpid()}")
+            for item in callhome.kept(self.pool.layout)
+        ]
 
     def restore_kept(self) -> list[str]:
         """Write refreshed tokens kept when their slot could not be written back."""

@@ -216,6 +216,10 @@ class ToolProfile:
     #: Variables that name the tool's temp directory: pointed at ``tmp/`` in the call
     #: home, so what the tool leaves there (a prompt, a request dump) goes with it.
     tmpdir_env: tuple[str, ...] = ()
+    #: A quota window named ``base:model`` (``week:opus``) limits calls for that model
+    #: only: a call naming another model may still use the account (see
+    #: :mod:`credrot.windows`). Claude's weekly per-model limits are such windows.
+    per_model_windows: bool = False
 
     @property
     def rate_limit_window(self) -> timedelta:

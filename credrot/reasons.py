@@ -32,7 +32,7 @@ SIGNALS: Mapping[str, str] = {
 #: The causes a switch is made for (``cause`` in the audit line), and what an old log
 #: line that held only the cause as its reason meant.
 CAUSES: Mapping[str, str] = {
-    "manual": "switched by hand",
+    "manual": "asked for by hand",
     "removed": "the active account was removed",
     "round-robin": "round-robin: each call takes the next account",
     "least-used": "least-used: the account with the fewest calls today",
@@ -145,7 +145,13 @@ _OUTCOME_OF = {
 
 
 def out(
-    acct: Any, index: int, now: float, limits: windows.Limits = windows.NO_LIMITS
+    acct: Any,
+    index: int,
+    now: float,
+    limits: windows.Limits = windows.NO_LIMITS,
+    *,
+    model: str | None = None,
+    per_model: bool = False,
 ) -> Why | None:
     """Why account ``index`` cannot take a call now, or None when it can.
 
@@ -156,7 +162,7 @@ def out(
     status = acct.effective_status(now)
     if status not in (AccountStatus.READY, AccountStatus.EXHAUSTED):
         return of_status(index, acct, now)
-    block = windows.blocked(acct, index, now, limits)
+    block = windows.blocked(acct, index, now, limits, model=model, per_model=per_model)
     if block is not None:
         entry = windows.entries(acct).get(block.window, {})
         cap = limits.caps_for(index).get(block.window)
@@ -171,15 +177,24 @@ def switch(
     to: int,
     now: float,
     limits: windows.Limits = windows.NO_LIMITS,
+    *,
+    model: str | None = None,
+    per_model: bool = False,
+    invalid: str | None = None,
 ) -> Why:
     """Why the pool moves from ``before`` to ``to``: the cause said as a sentence, with
-    the window, signal and deadline of the account left behind when it was out."""
+    the window, signal and deadline of the account left behind when it was out (for a
+    call naming ``model``); ``invalid``: why its file is no credential, if it is not."""
     if cause in OUT_CAUSES:
         if before is None:
             return Why(f"no account was active; #{to} is the first usable one")
         if cause == "removed":
             return Why(f"#{before} was removed")
-        found = out(acct, before, now, limits) if acct is not None else None
+        if invalid is not None:
+            return Why(f"#{before} is not a valid credential ({invalid})")
+        found = None
+        if acct is not None:
+            found = out(acct, before, now, limits, model=model, per_model=per_model)
         if found is not None:
             return found
         if cause == "current unusable":
@@ -193,6 +208,9 @@ def readable(reason: str) -> str:
 
 
 # ------------------------------------------------------------------ explain
+NO_ACCOUNTS = "no {tool} accounts in {home}; add one with `credrot accounts add`"
+
+
 def pool_headline(tool: str, home: str, total: int, usable: int, current: int | None) -> str:
     """``credrot explain``'s first line."""
     on = f", on #{current}" if current is not None else ""
@@ -210,6 +228,33 @@ class LastSwitch:
     until: float | None = None
 
 
+def headroom(
+    acct: Any, index: int, now: float, limits: windows.Limits = windows.NO_LIMITS
+) -> str | None:
+    """How close a usable account is to being kept out: its fullest window, by its cap
+    (calls counted in the current period) or by the tool's own reading; None if unknown."""
+    best: tuple[float, str] | None = None
+    caps = limits.caps_for(index)
+    for name, entry in windows.entries(acct).items():
+        label = window_label(name)
+        ends, calls = entry.get("ends"), entry.get("calls")
+        live = not isinstance(ends, (int, float)) or ends > now
+        cap = caps.get(name)
+        if cap and isinstance(calls, int) and live:
+            share = calls / cap
+            said = f"{calls}/{cap} calls of its {name} cap"
+            if best is None or share > best[0]:
+                best = (share, said)
+        used = entry.get("used")
+        resets = entry.get("resets")
+        fresh = not isinstance(resets, (int, float)) or resets > now
+        if isinstance(used, (int, float)) and not isinstance(used, bool) and fresh:
+            said = f"its {label} at {used:.0%} by the tool's own usage report"
+            if best is None or used > best[0]:
+                best = (float(used), said)
+    return None if best is None else best[1]
+
+
 def explain(
     index: int,
     now: float,
@@ -218,11 +263,19 @@ def explain(
     why: Why | None = None,
     active: bool = False,
     last: LastSwitch | None = None,
+    per_model: bool = False,
+    room: str | None = None,
 ) -> str:
-    """One sentence for ``credrot explain``: why account ``index`` is skipped or used, and
-    what the last switch that concerned it said."""
+    """One sentence for ``credrot explain``: why account ``index`` is skipped or used (with
+    ``room``, how full its fullest window is), and what the last switch that concerned it
+    said."""
     if invalid is not None:
         head = f"#{index} is not a valid credential ({invalid}), so it is never used"
+    elif why is not None and per_model and windows.window_model(why.window or ""):
+        model = windows.window_model(why.window or "")
+        head = (
+            f"{why.sentence}, so calls for {model} skip it (a call naming another model may use it)"
+        )
     elif why is not None:
         head = f"{why.sentence}, so calls skip it"
     elif last is not None and last.source == index and last.until is not None and last.until <= now:
@@ -233,6 +286,8 @@ def explain(
         head = f"#{index} is usable and active: the next call starts on it"
     else:
         head = f"#{index} is usable"
+    if room is not None and why is None and invalid is None:
+        head += f" ({room})"
     if last is None:
         return head
     said = readable(last.reason)
@@ -250,6 +305,7 @@ __all__ = [
     "LastSwitch",
     "Why",
     "explain",
+    "headroom",
     "out",
     "pool_headline",
     "readable",

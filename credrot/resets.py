@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ResetParser = Callable[[str, datetime], "datetime | None"]
 Window = Callable[[datetime], datetime]
@@ -83,6 +82,8 @@ def zone(name: str) -> tzinfo | None:
         return timezone(timedelta(hours=_ABBREVIATIONS[name.upper()]))
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*", name):
         return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # only for a named zone
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):

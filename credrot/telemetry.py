@@ -20,12 +20,18 @@ Readers are tried on every call; a tool that prints neither costs a ``startswith
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from credrot.resets import MAX_AHEAD, clamp_seconds
+
+#: Epoch seconds of the last second ``datetime`` can hold (9999-12-31).
+_LAST_TIME = 253_402_300_799.0
 
 #: Claude Code's names of its limits, as the window names credrot uses.
 CLAUDE_WINDOWS = {
@@ -52,11 +58,17 @@ class Reading:
 
 
 def read(stdout: str, tool_home: Path | None, started: float) -> list[Reading]:
-    """Every reading the call left: in its output, and in its home's session rollouts."""
+    """Every reading the call left: in its output (pass ``""`` for a text-mode answer:
+    it is the model's words), and in its home's session rollouts. A reset further out
+    than the longest window is cut to it."""
     found = list(claude_events(stdout))
     if tool_home is not None:
         found += codex_rollouts(tool_home, started)
-    return found
+    latest = started + MAX_AHEAD.total_seconds()
+    return [
+        dataclasses.replace(r, resets=latest) if r.resets is not None and r.resets > latest else r
+        for r in found
+    ]
 
 
 # ------------------------------------------------------------------ Claude Code
@@ -144,13 +156,14 @@ def _codex_window(value: object, slot: str, stamp: object, tokens: int) -> Readi
         return None
     used = _fraction(value.get("used_percent"), percent=True)
     minutes = value.get("window_minutes")
-    window = _window_name(minutes) if isinstance(minutes, (int, float)) else slot
+    finite = isinstance(minutes, (int, float)) and 0 < minutes < 1e9
+    window = _window_name(minutes) if finite and isinstance(minutes, (int, float)) else slot
     resets = _epoch(value.get("resets_at"))
     if resets is None:
         after = value.get("resets_in_seconds")
         base = _epoch(stamp)
         if isinstance(after, (int, float)) and base is not None:
-            resets = base + float(after)
+            resets = base + clamp_seconds(float(after))
     return Reading(window, used, resets, f"codex rollout ({slot})", tokens)
 
 
@@ -197,7 +210,8 @@ def _epoch(value: object) -> float | None:
         return None
     if isinstance(value, (int, float)):
         number = float(value)
-        return number / 1000.0 if number > 1e11 else number
+        number = number / 1000.0 if number > 1e11 else number
+        return number if 0 <= number < _LAST_TIME else None  # NaN, inf: not a time
     if isinstance(value, str) and value:
         from datetime import datetime, timezone
 

@@ -16,6 +16,13 @@ plain dict (JSON in ``state.yaml``, readable by any view without this module):
 All deadlines are absolute UTC epoch seconds, so a mark never drifts with the clock's
 zone and a passed one is simply ignored: the next call re-probes the account.
 Everything here is pure over one account's state and ``now``.
+
+**Per model.** A window named ``base:model`` (``week:opus``: Claude's weekly limit of one
+model family) limits calls for that model only when the profile says its windows are
+per model (``ToolProfile.per_model_windows``): a call that names another model
+(``--model sonnet``) may still use the account, and such a mark leaves the account's
+own status alone. A call whose model is unknown (none named: the tool's default, which
+depends on the plan) is kept off the account, as it may be that very model.
 """
 
 from __future__ import annotations
@@ -116,6 +123,49 @@ def _num(entry: Mapping[str, Any], key: str) -> float | None:
     return float(value)
 
 
+# ------------------------------------------------------------------ per model
+#: The options that name a call's model, in the built-in tools and most others.
+MODEL_FLAGS = ("--model", "-m")
+
+
+def window_model(name: str) -> str | None:
+    """The model family a window is about (``week:opus`` -> ``opus``), or None."""
+    _base, _, model = (name or "").partition(":")
+    return model.strip().lower() or None
+
+
+def call_model(argv: Iterable[str]) -> str | None:
+    """The model a tool run asks for (``--model X``, ``--model=X``, ``-m X``), or None."""
+    args = list(argv)
+    found: str | None = None
+    for pos, arg in enumerate(args):
+        if arg in MODEL_FLAGS and pos + 1 < len(args):
+            found = args[pos + 1]
+        elif arg.startswith("--model="):
+            found = arg.partition("=")[2]
+    if found is None:
+        return None
+    return found.strip().lower() or None
+
+
+def concerns(name: str, model: str | None, per_model: bool) -> bool:
+    """Whether window ``name`` limits a call for ``model``.
+
+    Every window does, unless the profile keeps windows per model, the window names
+    one, and the call names another (``opus`` is found in ``claude-opus-4-5``).
+    """
+    own = window_model(name)
+    if not per_model or own is None or model is None:
+        return True
+    return own in model.lower()
+
+
+def account_wide(name: str, per_model: bool) -> bool:
+    """Whether a quota hit in window ``name`` takes the whole account out (its status),
+    or only that model's calls (its window mark)."""
+    return not per_model or window_model(name) is None
+
+
 # ----------------------------------------------------------------- recording
 def mark(
     acct: Any, name: str, until: float, now: float, *, signal: str = "text", reason: str = ""
@@ -162,11 +212,19 @@ def observe(
         entry.pop("over", None)
 
 
-def heal(acct: Any, started: float | None) -> list[str]:
+def heal(
+    acct: Any, started: float | None, *, model: str | None = None, per_model: bool = False
+) -> list[str]:
     """A success proves the account's marks made before the call started are over; a
-    mark made after it started (by a parallel caller) stands. Returns the cleared names."""
+    mark made after it started (by a parallel caller) stands. Returns the cleared names.
+
+    With ``per_model``, a success for one model says nothing of another model's window:
+    such a mark is cleared only by a call that named its model."""
     cleared: list[str] = []
     for name, entry in entries(acct).items():
+        own = window_model(name) if per_model else None
+        if own is not None and (model is None or not concerns(name, model, per_model)):
+            continue
         seen = _num(entry, "seen")
         if "until" in entry and (started is None or seen is None or seen <= started):
             for key in ("until", "seen", "signal", "reason"):
@@ -185,8 +243,15 @@ def after_call(
     limits: Limits,
     readings: Iterable[Any] = (),
     counted: bool = True,
+    per_model: bool = False,
+    model: str | None = None,
 ) -> None:
-    """Everything one settled attempt teaches about the account's windows."""
+    """Everything one settled attempt teaches about the account's windows.
+
+    A quota hit marks its window until the account's deadline (the status just set),
+    or, for a per-model window that leaves the status alone, until the reset the tool
+    printed (else one window's length).
+    """
     readings = list(readings)
     for reading in readings:
         if reading.used is not None:
@@ -195,13 +260,17 @@ def after_call(
         tokens = sum(int(getattr(r, "tokens", 0) or 0) for r in readings) or None
         count(acct, now, [*limits.caps_for(index), *(r.window for r in readings)], tokens)
     if outcome.kind is OutcomeKind.OK:
-        heal(acct, started)
+        heal(acct, started, model=model, per_model=per_model)
     elif outcome.kind is OutcomeKind.QUOTA_EXHAUSTED:
         name = outcome.window  # else the window the tool itself reports full (Codex)
         full = [r.window for r in readings if r.used is not None and r.used >= 0.999]
+        name = name or (full[0] if full else "")
         until = getattr(acct, "until", None)
+        if not account_wide(name, per_model):
+            reset = outcome.resets_at or default_reset(name, _utc(now))
+            until = None if reset is None else reset.timestamp()
         if isinstance(until, (int, float)):
-            mark(acct, name or (full[0] if full else ""), float(until), now, reason=outcome.message)
+            mark(acct, name, float(until), now, reason=outcome.message)
 
 
 def default_reset(name: str, now: datetime) -> datetime | None:
@@ -212,13 +281,24 @@ def default_reset(name: str, now: datetime) -> datetime | None:
 
 
 # ------------------------------------------------------------------- reading
-def blocked(acct: Any, index: int, now: float, limits: Limits = NO_LIMITS) -> Block | None:
-    """The window that keeps the account out of the rotation now, or None."""
+def blocked(
+    acct: Any,
+    index: int,
+    now: float,
+    limits: Limits = NO_LIMITS,
+    *,
+    model: str | None = None,
+    per_model: bool = False,
+) -> Block | None:
+    """The window that keeps the account out of the rotation now, or None; with
+    ``per_model``, a window of another model than the call's ``model`` does not."""
     found = entries(acct)
     if not found:
         return None
     caps = limits.caps_for(index)
     for name, entry in found.items():
+        if not concerns(name, model, per_model):
+            continue
         until = _num(entry, "until")
         if until is not None and until > now:
             signal = str(entry.get("signal") or "text")
@@ -232,6 +312,8 @@ def blocked(acct: Any, index: int, now: float, limits: Limits = NO_LIMITS) -> Bl
             return Block(name, "cap", ends, f"reached its cap ({calls}/{cap} calls)")
     for name, entry in found.items():
         if not entry.get("over") or limits.rotate_at is None:
+            continue
+        if not concerns(name, model, per_model):
             continue
         read = _num(entry, "read") or 0.0
         ends = _num(entry, "resets") or read + READING_LIFETIME.total_seconds()

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from credrot import telemetry
+from credrot import telemetry, windows
+from credrot.backoff import BACKOFF_KINDS as BACKOFF_KINDS
+from credrot.backoff import Backoff as Backoff
 from credrot.callhome import CallHome
 from credrot.classify import classify
 from credrot.errors import NEVER_RAISED, CredrotError, ReadOnlyHome, ToolNotFound, call_failure
@@ -27,8 +28,6 @@ from credrot.pool import rotation
 from credrot.pool.refresh import RefreshLease
 from credrot.process import DEFAULT_MAX_OUTPUT, RunResult, run_tool
 from credrot.profile import PromptTooLarge, ToolProfile
-
-BACKOFF_KINDS = ("none", "constant", "exponential")
 
 
 @dataclass
@@ -58,24 +57,6 @@ class WrapperResult:
 
     def __bool__(self) -> bool:
         return self.success
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """How long to wait before retrying a rate-limited account."""
-
-    kind: str = "exponential"
-    base: float = 1.0
-    cap: float = 30.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if self.kind == "none":
-            return 0.0
-        if retry_after is not None:
-            return min(retry_after, self.cap)
-        if self.kind == "constant":
-            return self.base
-        return float(min(self.cap, self.base * (2**attempt)) * random.uniform(0.5, 1.0))
 
 
 def _redact(text: str, secrets: Sequence[str]) -> str:
@@ -247,7 +228,7 @@ class Wrapper:
                 result.error = f"gave up: the call's time budget of {total:g} s is spent"
                 break
             try:
-                lease = self.manager.lease(exclude=excluded, reserve=True)
+                lease = self.manager.lease(excluded, reserve=True, model=windows.call_model(argv))
             except CredrotError as exc:
                 result.error = str(exc)
                 break
@@ -278,6 +259,8 @@ class Wrapper:
             result.exit_code = run.exit_code
             result.outcome = outcome
             result.truncated = run.truncated
+            if attempt.unsaved is not None:
+                result.warnings.append(f"the outcome was not recorded: {attempt.unsaved}")
             if run.truncated:
                 note = f"the answer was cut: {run.cap_note()}"
                 result.warnings.append(note)
@@ -340,6 +323,8 @@ class _Attempt:
         self.retry_wait: float | None = None
         #: The call's first tool run: its settlement counts the request.
         self.first = False
+        #: Why the outcome could not be recorded (a full disk), if it could not.
+        self.unsaved: str | None = None
 
     def run(
         self, argv: list[str], stdin: bytes | None, base_env: dict[str, str], timeout: float
@@ -369,7 +354,8 @@ class _Attempt:
             refreshed = self._refreshed(home)
             outcome = self._classify(run, timeout, profile.json_output(argv))
             mark = self._should_mark(outcome)
-            readings = telemetry.read(run.stdout, home.tool_home, lease.started)
+            shown = run.stdout if profile.json_output(argv) else ""  # text: the model's words
+            readings = telemetry.read(shown, home.tool_home, lease.started)
             try:
                 now_on = manager.settle(
                     lease, outcome, refreshed, mark=mark, readings=readings, request=self.first
@@ -377,19 +363,27 @@ class _Attempt:
             except ReadOnlyHome:
                 manager.persisted = False
                 now_on = None
+            except NEVER_RAISED as exc:  # a full disk: the answer is kept, the token below
+                self.unsaved = call_failure(exc, manager.home, "")
+                return run, outcome, None
             settled = True
             return run, outcome, now_on
         finally:
+            kept = False
             if not settled:
                 # Interrupted (Ctrl-C, an error): a token the tool refreshed must reach
                 # its slot before the private home, its only copy, is removed.
                 refreshed = home.read_back()
                 if refreshed is not None and refreshed != lease.raw:
+                    kept = self.unsaved is not None  # a full disk: kept for the reaper
                     try:
                         manager.write_back(lease.index, lease.raw, refreshed, lease.generation)
                     except ReadOnlyHome:
                         manager.persisted = False
-            home.close()
+                    except NEVER_RAISED:
+                        kept = True
+            if not kept:
+                home.close()
             if self.refresh_lease is not None:
                 self.refresh_lease.release()
 

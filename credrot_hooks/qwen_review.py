@@ -21,7 +21,6 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_template(prompt_file: str | None) -> str:
     if prompt_file is None:
+        shipped = Path(__file__).with_name("review_prompt.txt")
+        if shipped.is_file():  # an installed package: no need for importlib.resources
+            return shipped.read_text(encoding="utf-8")
+        from importlib.resources import files
+
         return (files("credrot_hooks") / "review_prompt.txt").read_text(encoding="utf-8")
     try:
         return Path(prompt_file).read_text(encoding="utf-8")
@@ -247,8 +251,9 @@ def _review(
 ) -> int:
     git_timeout = max(1.0, min(_GIT_TIMEOUT, deadline - time.monotonic()))
     paths = list(dict.fromkeys(args.filenames)) or staged_files(git_timeout)
-    withheld = [(p, "") for p in paths if review.secret_name(p)]
-    candidates = [p for p in paths if not review.secret_name(p)]
+    secret = {p: review.secret_name(p) for p in paths}
+    withheld = [(p, "") for p in paths if secret[p]]
+    candidates = [p for p in paths if not secret[p]]
     diffs = review.split_diff(staged_diff(candidates, git_timeout), candidates)
 
     binary: list[str] = []

@@ -10,8 +10,9 @@ could answer" is said in one line. No git, no subprocess, no rotation here.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -99,17 +100,40 @@ VERDICT_TAIL = 3
 
 
 # ------------------------------------------------------------------- secrets
+def _glob(pattern: str) -> Callable[[str], bool]:
+    """``fnmatch.fnmatchcase`` for one pattern; the usual shapes (``name``, ``*.ext``,
+    ``prefix*``, ``pre*suf``) without a regular expression, the rest through fnmatch."""
+    if "?" in pattern or "[" in pattern or pattern.count("*") > 1:
+        return lambda name: fnmatch.fnmatchcase(name, pattern)
+    if "*" not in pattern:
+        return pattern.__eq__
+    head, tail = pattern.split("*")
+    least = len(head) + len(tail)
+    return lambda name: len(name) >= least and name.startswith(head) and name.endswith(tail)
+
+
+@functools.cache
+def _matchers() -> tuple[list[Callable[[str], bool]], dict[int, list[Callable[[str], bool]]]]:
+    """:data:`SECRET_NAMES`, and :data:`SECRET_PATHS` by how many path parts each spans."""
+    by_depth: dict[int, list[Callable[[str], bool]]] = {}
+    for pattern in SECRET_PATHS:
+        by_depth.setdefault(pattern.count("/") + 1, []).append(_glob(pattern))
+    return [_glob(pattern) for pattern in SECRET_NAMES], by_depth
+
+
 def secret_name(path: str) -> bool:
-    """True when the file's name or location says it likely holds a secret."""
+    """True when the file's name or location says it likely holds a secret (glob rules,
+    as ``fnmatch.fnmatchcase`` reads them)."""
+    names, paths = _matchers()
     norm = path.replace("\\", "/").lower()
     base = norm.rsplit("/", 1)[-1]
-    if any(fnmatch.fnmatchcase(base, pat) for pat in SECRET_NAMES):
+    if any(match(base) for match in names):
         return True
     parts = norm.split("/")
-    for pat in SECRET_PATHS:
-        depth = pat.count("/") + 1
+    for depth, matchers in paths.items():
         for start in range(len(parts) - depth + 1):
-            if fnmatch.fnmatchcase("/".join(parts[start : start + depth]), pat):
+            window = "/".join(parts[start : start + depth])
+            if any(match(window) for match in matchers):
                 return True
     return False
 

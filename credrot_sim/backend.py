@@ -339,6 +339,9 @@ class SimBackend(SimStore):
             or (every > 0 and acc["calls"] % every == 0)
         )
         d.latency, d.gate = float(acc["latency"]), acc.get("gate")
+        if mode == "revoked":  # 401 from the API, and the refresh it tries is refused
+            d.outcome = "revoked"
+            return
         if due:
             if mode == "connection_error":  # the token endpoint is unreachable too
                 d.outcome = "connection_error"

@@ -26,6 +26,8 @@ MODES = frozenset(
         "hang",
         "refresh_fail",
         "garbage",
+        # claude and codex: the provider revoked the account (API and refresh refuse it)
+        "revoked",
     }
 )
 

@@ -111,14 +111,23 @@ def _codex_main(args: list[str]) -> int:
                 "type": "item.completed",
                 "item": {"id": "item_0", "type": "agent_message", "text": text},
             },
-            {"type": "turn.completed", "usage": {"input_tokens": len(prompt) // 4 + 1}},
+            {
+                "type": "turn.completed",
+                "usage": {
+                    "input_tokens": len(prompt) // 4 + 1,
+                    "cached_input_tokens": 0,
+                    "cache_write_input_tokens": 0,
+                    "output_tokens": len(text) // 4 + 1,
+                    "reasoning_output_tokens": 0,
+                },
+            },
         ]
     else:
         events += [
             {"type": "error", "message": text},
             {"type": "turn.failed", "error": {"message": text}},
         ]
-    # serde_json writes UTF-8 as is (the limit text's typographic apostrophe)
-    lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events)
+    # serde_json: compact, UTF-8 as is (the limit text's typographic apostrophe)
+    lines = "".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in events)
     _write_out(lines, d.outcome == "garbage")
     return code

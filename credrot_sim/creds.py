@@ -319,6 +319,8 @@ _SPECS: dict[str, _Spec] = {
         credential=_codex_credential,
         tokens=_codex_tokens,
         beside_target=True,
+        # 0.171.0 refreshes on a 401 and writes the new tokens, even though the call fails
+        refresh_on_401=True,
     ),
     # GEMINI_CLI_HOME holds .gemini (it replaces the user's home for the CLI)
     "gemini": _Spec(

@@ -198,6 +198,12 @@ CODEX_REFRESH_REUSED_TEXT = (
 )
 
 
+CODEX_REVOKED_TEXT = (
+    "Your access token could not be refreshed because your refresh token was revoked. "
+    "Please log out and sign in again."
+)
+
+
 CODEX_REFRESH_FAIL_TEXT = (
     "Your access token could not be refreshed because your refresh token has expired. "
     "Please log out and sign in again."
@@ -211,9 +217,8 @@ CODEX_NO_CREDENTIAL_TEXT = (
 )
 
 
-CODEX_CONNECTION_TEXT = (
-    f"stream disconnected before completion: error sending request for url ({CODEX_RESPONSES_URL})"
-)
+#: 0.171.0 when the connection drops before the stream answers.
+CODEX_CONNECTION_TEXT = "stream disconnected before completion: error sending request"
 
 
 CODEX_NOT_GIT_TEXT = "Not inside a trusted directory and --skip-git-repo-check was not specified."

@@ -66,8 +66,8 @@ class Settings:
     unconfigured: str = "error"
 
 
-#: Switch lines the summary shows at most (the rest are counted; ``credrot explain``
-#: and ``rotation.log`` have them all).
+#: Switch lines the summary shows at most (the rest are counted; ``rotation.log`` has
+#: them all).
 MAX_SWITCH_LINES = 20
 
 
@@ -142,7 +142,7 @@ class _Tally:
         out += [s.line() for s in self.switched[:MAX_SWITCH_LINES]]
         if len(self.switched) > MAX_SWITCH_LINES:
             more = len(self.switched) - MAX_SWITCH_LINES
-            out.append(f"... and {more} more switches (`credrot explain`, rotation.log)")
+            out.append(f"... and {more} more switches (every one is in rotation.log)")
         spent = sorted(i for i, label in self.taken_out.items() if label == "exhausted")
         out.append(
             f"accounts exhausted during the run: {len(spent)}"

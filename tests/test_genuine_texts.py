@@ -144,6 +144,9 @@ GENUINE: list[tuple[str, str, int, str, OutcomeKind, datetime | None]] = [
         )
         for why in ("was already used", "has expired", "was revoked")
     ),
+    # a 429 without a request id; a connection dropped before the stream answered
+    ("codex", "stderr", 1, "exceeded retry limit, last status: 429 Too Many Requests", R, None),
+    ("codex", "stderr", 1, "stream disconnected before completion: error sending request", E, None),
     # --- Gemini CLI: stderr, exit 1 (41 auth, 55 untrusted)
     (
         "gemini",
@@ -239,7 +242,7 @@ def test_profiles_follow_the_genuine_clis() -> None:
     assert CLAUDE.tool_lock_name == ".oauth_refresh.lock"
     assert CLAUDE.tmpdir_env == ("CLAUDE_CODE_TMPDIR",)
     assert GEMINI.tmpdir_env == ("TMPDIR",)
-    assert {"sessions", "auth.lock", "auth.json.lock"} <= set(CODEX.call_private)
+    assert {"sessions", "auth.lock", "auth.json.lock", "shell_snapshots"} <= set(CODEX.call_private)
     # all three refresh about five minutes before expiry
     assert CLAUDE.refresh_margin == CODEX.refresh_margin == GEMINI.refresh_margin == 300.0
     # 2.x no longer prints `Claude AI usage limit reached|<epoch>`: no parser trusts it

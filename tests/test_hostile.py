@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -662,24 +661,42 @@ print(json.dumps({
 """
 
 
+#: Runs ``argv`` as its only child and prints that child's peak RSS (KiB) and output.
+_MEASURE = r"""
+import json, resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=300, check=True)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"peak_kib": peak, "seen": json.loads(done.stdout)}))
+"""
+
+
+def _peak_of_call(root: Path, body: str, make_cred: Callable[..., bytes], how: str) -> Any:
+    manager = scripted_pool(root, body, make_cred)
+    argv = [sys.executable, "-c", _BIG_CALLER, str(manager.home), manager.profile.executable]
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *argv, how],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
 @pytest.mark.parametrize("how", ["wrapper argument", "profile"])
 def test_a_200_mb_answer_through_the_wrapper_is_capped_and_said(
     tmp_path: Path, make_cred: Callable[..., bytes], outside: Outside, how: str
 ) -> None:
     """Row: huge credential, huge answer — a 200 MB answer through ``Wrapper.call`` with
     a 1 MiB cap (wrapper argument or profile key): the result keeps 1 MiB, says it was
-    cut in a field and a warning, and the caller's peak memory stays far below 200 MB."""
-    body = "head -c 209715200 /dev/zero | tr '\\0' 'y'\n"
-    manager = scripted_pool(tmp_path, body, make_cred)
-    done = subprocess.run(
-        [sys.executable, "-c", _BIG_CALLER, str(manager.home), manager.profile.executable, how],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
+    cut in a field and a warning, and the caller's peak memory grows by a few MiB over
+    the same call with a one-line answer, never by the answer."""
+    base = _peak_of_call(tmp_path / "small", "echo small\n", make_cred, how)
+    big = _peak_of_call(
+        tmp_path / "big", "head -c 209715200 /dev/zero | tr '\\0' 'y'\n", make_cred, how
     )
-    seen = json.loads(done.stdout)
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    seen = big["seen"]
+    assert base["seen"]["success"] and base["seen"]["truncated"] == []
     assert seen["success"], seen["error"]
     assert seen["kept"] == 1 << 20 and seen["cap"] == 1 << 20
     assert seen["truncated"] == ["stdout"]
@@ -687,8 +704,8 @@ def test_a_200_mb_answer_through_the_wrapper_is_capped_and_said(
         f"the answer was cut: stdout cut at {1 << 20} bytes ({200 * (1 << 20) - (1 << 20)}"
         " more bytes discarded)"
     ]
-    # The largest child so far: this caller (or an earlier test's); never the answer.
-    assert peak_mib < 150, peak_mib
+    grown_mib = (big["peak_kib"] - base["peak_kib"]) / 1024
+    assert grown_mib < 32, grown_mib  # the kept MiB, its text and copies; 200 before
 
 
 def test_the_cap_is_a_config_key_and_said_by_credrot_run(
@@ -814,3 +831,204 @@ def test_doctor_on_an_unreadable_home_gives_findings(
     assert done.returncode == 1, done.stdout + done.stderr
     assert "cannot be read" in done.stdout, done.stdout
     assert done.stderr.count("\n") <= 1, done.stderr
+
+
+# --------------------------------------------------------------- usage readings
+def test_a_text_answer_quoting_a_usage_event_moves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Row: an answer quotes the login box or a JSON quota message — a Claude answer in
+    text mode that quotes a ``rate_limit_event`` line saying "rejected" is the model's
+    words: no window is marked full, the account stays in use."""
+    event = '{"type":"rate_limit_event","status":"rejected","resetsAt":4102444800000}'
+    sim = SimPool(tmp_path / "sim", monkeypatch, tool="claude")
+    sim.add(answer=f"The stream said:\n{event}\n")
+    sim.add()
+    wrapper = Wrapper("claude", manager=AccountManager(tool="claude", home=sim.home))
+    for _ in range(2):
+        result = wrapper.call("what did the stream say?", timeout=20)
+        assert result.success and result.account == 1, result.error
+    state = json.loads((sim.home / "state.yaml").read_text())
+    assert not state["accounts"]["1"].get("windows"), state["accounts"]["1"]
+
+
+_ROLLOUT = (
+    '{"timestamp":"STAMP","type":"event_msg","payload":{"type":"token_count",'
+    '"info":null,"rate_limits":{"primary":{"used_percent":100,"window_minutes":NaN,'
+    '"resets_in_seconds":1e300},"secondary":{"used_percent":100,"window_minutes":1e400,'
+    '"resets_at":99999999999999999999}}}}'
+)
+
+
+def test_usage_readings_with_absurd_numbers_are_clamped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: Outside
+) -> None:
+    """Row: disk full, unreadable state, out-of-range times — a session rollout whose
+    window is NaN and whose reset is 1e300 s away: the answer is kept, the window that
+    was reported full comes back within the longest window, every command still works."""
+    sim = SimPool(tmp_path / "sim", monkeypatch, tool="codex")
+    sim.add()
+    sim.add()
+    folder = tmp_path / "t"
+    folder.mkdir()
+    stamp = datetime.now(timezone.utc).isoformat()
+    (folder / "rollout.jsonl").write_text(_ROLLOUT.replace("STAMP", stamp) + "\n")
+    body = f"""
+        mkdir -p "$CODEX_HOME/sessions/2026"
+        cp {folder / "rollout.jsonl"} "$CODEX_HOME/sessions/2026/rollout-1.jsonl"
+        echo "the answer"
+    """
+    profile = dataclasses.replace(CODEX, executable=tool_script(folder, body))
+    result = Wrapper(manager=AccountManager(tool=profile, home=sim.home)).call("hi", timeout=20)
+    assert result.success and result.output == "the answer\n", result.error
+    windows = json.loads((sim.home / "state.yaml").read_text())["accounts"]["1"]["windows"]
+    assert sorted(windows) == ["primary", "secondary"]  # no NaN or 1e400 window name
+    latest = time.time() + resets.MAX_AHEAD.total_seconds()
+    assert windows["primary"]["over"] and windows["primary"]["resets"] <= latest
+    assert "resets" not in windows["secondary"]  # 1e20 is no time at all
+    for args in (("stats",), ("doctor", "--skip-tool"), ("top", "--once")):
+        done = subprocess.run(
+            [sys.executable, "-m", "credrot", "--tool", "codex", "--home", str(sim.home), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        assert "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def test_a_described_tool_says_where_it_prints_its_login_prompt() -> None:
+    """Row: an answer quotes the login box or a JSON quota message — a tool described in
+    the config file watches stderr for its login prompt unless ``abort_streams`` says
+    otherwise; a stream that does not exist is one clear error."""
+    from credrot.config import parse_config
+    from credrot.errors import ConfigError
+
+    head = "tools:\n  t:\n    credential: a.json\n    abort_patterns: [log in]\n"
+    assert parse_config(head)["t"].abort_streams == ("stderr",)
+    both = parse_config(head + "    abort_streams: [stdout, stderr]\n")["t"]
+    assert both.abort_streams == ("stdout", "stderr")
+    with pytest.raises(ConfigError, match=r"tools\.t\.abort_streams: expected a list of stderr"):
+        parse_config(head + "    abort_streams: [stdin]\n")
+
+
+_FILLING_CALLER = r"""
+import dataclasses, json, signal, sys
+from credrot.manager import AccountManager
+from credrot.tools.qwen import QWEN
+from credrot.wrapper import Wrapper
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit gets EFBIG
+profile = dataclasses.replace(QWEN, executable=sys.argv[2])
+result = Wrapper(manager=AccountManager(tool=profile, home=sys.argv[1])).call("hi", timeout=20)
+print(json.dumps({"success": result.success, "output": result.output,
+                  "warnings": result.warnings, "error": result.error}))
+"""
+
+
+def test_a_disk_that_fills_during_the_call_keeps_the_answer_and_the_token(
+    tmp_path: Path, make_cred: Callable[..., bytes], outside: Outside
+) -> None:
+    """Row: disk full, unreadable state, out-of-range times — the disk fills while the
+    tool runs, after it refreshed its token (the tool takes its caller's right to write,
+    ``prlimit``): the answer comes back with a warning that the outcome was not
+    recorded, and the refreshed token reaches its slot on the next call."""
+    refreshed = tmp_path / "refreshed.json"
+    refreshed.write_bytes(make_cred(1, version=1))
+    tool = tmp_path / "tool"
+    tool.write_text(
+        f"#!{sys.executable}\n"
+        "import os, resource, shutil, sys\n"
+        "sys.stdin.read()\n"
+        f"shutil.copyfile({str(refreshed)!r}, os.environ['HOME'] + '/.qwen/oauth_creds.json')\n"
+        f"if os.getppid() == {os.getpid()}: raise SystemExit('not in the test process')\n"
+        "resource.prlimit(os.getppid(), resource.RLIMIT_FSIZE, (16, 16))\n"
+        "print('the answer')\n"
+    )
+    tool.chmod(0o755)
+    profile = dataclasses.replace(QWEN, executable=str(tool))
+    home = tmp_path / "home"
+    manager = AccountManager(tool=profile, home=home)
+    for i in (1, 2):
+        manager.import_account(make_cred(i))
+    done = subprocess.run(
+        [sys.executable, "-c", _FILLING_CALLER, str(home), str(tool)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["success"] and seen["output"] == "the answer\n", seen["error"]
+    (warning,) = [w for w in seen["warnings"] if w.startswith("the outcome was not recorded")]
+    assert warning.endswith(": File too large"), warning
+    assert CANARY not in done.stdout + done.stderr
+    assert manager.read_credential(1) == make_cred(1)  # not written yet: the disk was full
+    # The next call (a tool that only answers) finds the dead caller's home and its token.
+    tool.write_text("#!/bin/sh\ncat >/dev/null\necho 'the answer'\n")
+    again = Wrapper(manager=AccountManager(tool=profile, home=home)).call("hello", timeout=20)
+    assert again.success, again.error
+    assert AccountManager(tool=profile, home=home).read_credential(1) == make_cred(1, version=1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Claude AI usage limit reached|99999999999",
+        "Your quota will reset after 99999999999d.",
+        "Your quota will reset after 1d" + "9" * 500 + "h.",
+        "try again at Apr 23rd, 9999 3:51 PM",
+        "retry after 99999999999999999999 seconds",
+        "try again in " + "9" * 5000 + " minutes",
+    ],
+)
+def test_every_parser_cuts_a_time_past_the_longest_window(text: str) -> None:
+    """Row: disk full, unreadable state, out-of-range times — no text a tool prints
+    overflows a date: each parser gives a time within 62 days, or none."""
+    from credrot.classify import parse_retry_after
+
+    now = datetime.now(timezone.utc)
+    for parser in resets.PARSERS.values():
+        when = parser(text, now)
+        assert when is None or now <= when <= now + resets.MAX_AHEAD, parser
+    wait = parse_retry_after(text)
+    assert wait is None or 0 <= wait <= resets.MAX_AHEAD.total_seconds()
+
+
+@pytest.mark.parametrize("left", ["fifo", "link outside", "100 MB file"])
+def test_what_the_tool_leaves_as_its_credential_is_read_safely(
+    tmp_path: Path, make_cred: Callable[..., bytes], outside: Outside, left: str
+) -> None:
+    """Row: slot is a FIFO, socket or directory — the tool replaces the credential in its
+    call home with a FIFO, a link to a file outside (a newer token of the same account)
+    or a 100 MB file: the call returns its answer at once, nothing is read through the
+    link or copied into the slot."""
+    newer = tmp_path / "newer.json"
+    newer.write_bytes(make_cred(1, version=5))
+    make = {
+        "fifo": 'mkfifo "$C"',
+        "link outside": f'ln -s {newer} "$C"',
+        "100 MB file": 'head -c 104857600 /dev/zero > "$C"',
+    }[left]
+    body = f"""
+        C="$HOME/.qwen/oauth_creds.json"
+        rm -f "$C"
+        {make}
+        echo "the answer"
+    """
+    manager = scripted_pool(tmp_path / "pool", body, make_cred)
+    done = subprocess.run(
+        [sys.executable, "-c", _CALLER, str(manager.home), manager.profile.executable, "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["success"] is True
+    assert AccountManager(tool=manager.profile, home=manager.home).read_credential(1) == (
+        make_cred(1)
+    )
+    assert newer.read_bytes() == make_cred(1, version=5)

@@ -940,7 +940,7 @@ def test_plugins_receive_the_events(pool_home: Path) -> None:
     manager.record(2, Outcome(OutcomeKind.QUOTA_EXHAUSTED, "quota"))
     manager.note_pool_exhausted("nothing left", None)
     assert rec.switched == [
-        (1, 2, "switched by hand"),
+        (1, 2, "asked for by hand"),
         (2, 3, "#2 spent its quota (the tool's quota message; resets 00:00 UTC)"),
     ]
     assert rec.exhausted == [(2, "quota_exhausted")]

@@ -542,3 +542,42 @@ def test_prometheus_help_texts_speak_of_requests_and_tool_runs(sim: SimPool) -> 
     for family in families.values():
         assert "call" not in family.documentation.lower(), family.documentation
     assert "Tool runs" in families["credrot_calls"].documentation
+
+
+# ------------------------------------------------- account-qwen --list, fast
+def test_account_qwen_list_says_the_same_with_or_without_click(
+    make_pool: Callable[..., AccountManager], tmp_path: Path
+) -> None:
+    manager = make_pool(3)
+    manager.switch_to(2)
+    exe = str(Path(sys.executable).parent / "account-qwen")
+    env = {k: v for k, v in os.environ.items() if k != "CREDROT_CONFIG"}
+    config = tmp_path / "config.yaml"
+    config.write_text("tools: {}\n", encoding="utf-8")
+    with_config = {**env, "CREDROT_CONFIG": str(config)}  # the click command checks it
+
+    def run(args: list[str], environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([exe, *args], env=environ, capture_output=True, text=True)
+        assert CANARY not in proc.stdout + proc.stderr
+        return proc
+
+    for args in (
+        ["--list"],
+        ["--list", "--json"],
+        ["--json", "--list", f"--home={manager.home}"],
+        ["--home", str(manager.home), "--list"],
+    ):
+        if not any(a.startswith("--home") for a in args):
+            args = [*args, "--home", str(manager.home)]
+        fast, full = run(args, env), run(args, with_config)
+        assert fast.returncode == full.returncode == 0, (fast.stderr, full.stderr)
+        assert fast.stdout == full.stdout and fast.stderr == full.stderr == ""
+    assert "(3, 3 usable; * = active)" in fast.stdout
+    empty = run(["--list", "--home", str(tmp_path / "nothing")], env)
+    assert empty.stdout.endswith("run 'account-qwen --setup' or '--add'\n")
+    config.write_text("tools:\n  x:\n    args: {a: 1}\n", encoding="utf-8")
+    broken = run(["--list", "--home", str(manager.home)], with_config)
+    assert broken.returncode == 1 and broken.stdout == ""
+    assert broken.stderr.startswith("credrot: error: ") and len(broken.stderr.splitlines()) == 1
+    both = run(["--list", "--stats"], env)
+    assert both.returncode == 2 and "give exactly one of" in both.stderr

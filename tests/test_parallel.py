@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import cast
 
 import pytest
 from creds import CANARY, canary_leaks
@@ -315,3 +316,329 @@ def test_a_second_quota_mark_keeps_the_later_deadline(
     assert _status(pool, 1).until == late
     gate2.touch()
     assert json.loads(other.communicate(timeout=60)[0])["account"] == 2
+
+
+# ------------------------------------------------------------ in-flight spreading
+#: One caller process that also reports every attempt: (account, outcome, when the
+#: tool started, when credrot had settled it), one JSON line each.
+SPREAD_DRIVER = """
+import json, sys, time
+from credrot.wrapper import Wrapper
+home, calls = sys.argv[1], int(sys.argv[2])
+w = Wrapper("qwen", home=home, timeout=60, max_retries=6, backoff="none")
+def seen(index, run, outcome):
+    now = time.time()
+    start = now - (run.duration if run is not None else 0.0)
+    print(json.dumps({"attempt": index, "kind": outcome.kind.value, "start": start,
+                      "settled": now}), flush=True)
+w.on_attempt = seen
+for n in range(calls):
+    r = w.call(f"question {n}")
+    print(json.dumps({"ok": r.success, "account": r.account, "error": r.error}), flush=True)
+"""
+
+
+def test_parallel_callers_spread_over_the_accounts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """8 processes x 6 overlapping calls on 4 accounts of 10 quota each, default
+    strategy: all 40 units are served, few tool runs meet a spent account, and no tool
+    run starts on an account more than a second after credrot knew it was spent."""
+    procs, calls, accounts, quota = 8, 6, 4, 10
+    pool = SimPool(tmp_path, monkeypatch)
+    for _ in range(accounts):
+        pool.add(quota=quota, latency=0.2)
+    script = pool.root / "spread.py"
+    script.write_text(SPREAD_DRIVER)
+    running = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(pool.home), str(calls)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(procs)
+    ]
+    lines: list[dict[str, object]] = []
+    for proc in running:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        lines += [json.loads(line) for line in out.splitlines()]
+    results = [r for r in lines if "ok" in r]
+    attempts = [a for a in lines if "attempt" in a]
+    assert len(results) == procs * calls
+    assert sum(1 for r in results if r["ok"]) == accounts * quota
+    assert sum(pool.backend.used(f"acct{i}") for i in range(1, accounts + 1)) == 40
+    spent_runs = [c for c in pool.backend.calls() if c["outcome"] == "quota"]
+    # Two calls in flight per account when it runs out, plus the calls that start in the
+    # moment between an account running out and its caller telling credrot (longer on a
+    # loaded machine); all callers on one account make about 30.
+    assert len(spent_runs) <= 4 * accounts, [c["account"] for c in spent_runs]
+    for index in range(1, accounts + 1):
+        mine = [a for a in attempts if a["attempt"] == index]
+        knew = min(float(str(a["settled"])) for a in mine if a["kind"] == "quota_exhausted")
+        late = [float(str(a["start"])) - knew for a in mine if float(str(a["start"])) > knew + 1]
+        assert late == [], f"account {index}: runs started {late} s after it was known spent"
+
+
+# ------------------------------------------------------------------ killed callers
+#: A caller that is killed with SIGKILL mid-call; argv[3] == "nodeathsig" runs the tool
+#: as a platform without the parent-death signal would (the tool outlives its caller).
+KILLED_DRIVER = """
+import sys
+import credrot.deathsig as deathsig
+from credrot.wrapper import Wrapper
+if sys.argv[3] == "nodeathsig":
+    deathsig.LAUNCHER.broken = True
+    deathsig.PDEATHSIG.available = False
+Wrapper(sys.argv[1], home=sys.argv[2], timeout=120).call("hi")
+"""
+
+
+FIX = ("doctor", "--fix")
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaped yet does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat.rpartition(b")")[2].split()[0] != b"Z"
+
+
+def _until(check: object, what: str) -> None:
+    for _ in range(1500):
+        if callable(check) and check():
+            return
+        time.sleep(0.02)
+    raise AssertionError(what)
+
+
+def _call_homes(pool: SimPool) -> list[Path]:
+    run_dir = pool.home / ".credrot-run"
+    return [p for p in run_dir.iterdir() if p.name[0].isdigit()] if run_dir.exists() else []
+
+
+def _kill_mid_refresh(pool: SimPool, gate: Path, mode: str) -> int:
+    """Start a caller whose tool refreshes the expired token and then waits at the
+    gate; kill -9 the caller. Returns the tool's pid."""
+    script = pool.root / "killed.py"
+    script.write_text(KILLED_DRIVER)
+    pool.backend.set("acct1", gate=str(gate))
+    caller = subprocess.Popen([sys.executable, str(script), pool.tool, str(pool.home), mode])
+    _wait_for_calls(pool.backend, 1)
+    pool.backend.set("acct1", gate=None)
+    assert pool.backend.calls()[0]["refreshed"]
+    caller.kill()
+    caller.wait()
+    return int(pool.backend.calls()[0]["pid"])
+
+
+def test_a_killed_callers_tool_dies_with_it_and_its_token_reaches_the_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 of a caller whose tool has just refreshed a single-use token: the tool
+    dies with its caller, and the next call starts from the refreshed token (one
+    refresh in all, nothing revoked)."""
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    pool.add(expired=True)
+    tool = _kill_mid_refresh(pool, tmp_path / "gate", "deathsig")
+    _until(lambda: not _running(tool), "the tool outlived its killed caller")
+    out, err = _start_caller(pool).communicate(timeout=60)
+    assert json.loads(out)["ok"], err
+    assert pool.token_in_slot(1) == pool.backend.latest_token("acct1")
+    assert int(str(pool.backend.account("acct1")["refreshes"])) == 1
+    assert not pool.backend.account("acct1").get("revoked")
+    assert _call_homes(pool) == []
+
+
+def test_a_call_home_is_not_reaped_while_a_killed_callers_tool_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the parent-death signal the tool outlives its killed caller: its call
+    home stays while it runs, yet the token it refreshed reaches the slot at once, so
+    the next caller neither reuses the spent refresh token nor loses the account; once
+    the tool is gone the home is reaped."""
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    pool.add(expired=True)
+    gate = tmp_path / "gate"
+    tool = _kill_mid_refresh(pool, gate, "nodeathsig")
+    assert _running(tool)
+    try:
+        out, err = _start_caller(pool).communicate(timeout=60)
+        assert json.loads(out)["ok"], err
+        assert _running(tool)
+        assert len(_call_homes(pool)) == 1  # the live tool's home is still there
+        assert pool.token_in_slot(1) == pool.backend.latest_token("acct1")
+        assert not pool.backend.account("acct1").get("revoked")
+    finally:
+        gate.touch()
+    _until(lambda: not _running(tool), "the tool did not finish")
+    done = subprocess.run(
+        [sys.executable, "-m", "credrot", "--tool", "claude", "--home", str(pool.home), *FIX],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert CANARY not in done.stdout + done.stderr
+    assert _call_homes(pool) == []
+    assert int(str(pool.backend.account("acct1")["refreshes"])) == 1
+    assert not pool.backend.account("acct1").get("revoked")
+
+
+# ------------------------------------------------------------ a slot that cannot be written
+#: One call; prints whether it was answered and the result's warnings.
+WARN_DRIVER = """
+import json, sys
+from credrot.wrapper import Wrapper
+r = Wrapper(sys.argv[1], home=sys.argv[2], timeout=60, backoff="none").call("hi")
+print(json.dumps({"ok": r.success, "error": r.error, "warnings": r.warnings}))
+"""
+
+
+def _immutable(path: Path, on: bool) -> bool:
+    """``chattr +i`` (or ``-i``): even root cannot create or rename files in ``path``."""
+    try:
+        done = subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True)
+    except FileNotFoundError:
+        return False
+    return done.returncode == 0
+
+
+def _one_call(pool: SimPool) -> dict[str, object]:
+    script = pool.root / "warn.py"
+    script.write_text(WARN_DRIVER)
+    done = subprocess.run(
+        [sys.executable, str(script), pool.tool, str(pool.home)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert CANARY not in done.stdout + done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_a_refreshed_token_its_slot_cannot_take_is_kept_and_written_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The accounts folder cannot be written (immutable): a token the tool refreshed is
+    kept in a named file, the result says where, the next call starts from it (the
+    slot's single-use refresh token is spent), and `doctor --fix` writes it back."""
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    pool.add(expired=True)
+    before = pool.token_in_slot(1)
+    folder = pool.home / "accounts"
+    if not _immutable(folder, True):
+        pytest.skip("chattr +i is not available here")
+    try:
+        first = _one_call(pool)
+        assert first["ok"], first
+        warnings = cast("list[str]", first["warnings"])
+        assert len(warnings) == 1 and "could not be written to its slot" in warnings[0]
+        kept = sorted((pool.home / ".credrot-run").glob("kept-1-*"))
+        assert len(kept) == 1 and str(kept[0]) in warnings[0]
+        assert kept[0].stat().st_mode & 0o777 == 0o600
+        assert pool.backend.latest_token("acct1") in kept[0].read_text()
+        assert pool.token_in_slot(1) == before
+        second = _one_call(pool)  # starts from the kept token: no second refresh
+        assert second["ok"], second
+        assert int(str(pool.backend.account("acct1")["refreshes"])) == 1
+        doctor = _doctor(pool, "doctor")
+        assert "account #1: a refreshed token could not be written" in doctor.stdout
+    finally:
+        _immutable(folder, False)
+    fixed = _doctor(pool, *FIX)
+    assert CANARY not in fixed.stdout + fixed.stderr
+    assert pool.token_in_slot(1) == pool.backend.latest_token("acct1") != before
+    assert list((pool.home / ".credrot-run").glob("kept-*")) == []
+    assert not pool.backend.account("acct1").get("revoked")
+    assert _one_call(pool)["ok"]
+    assert int(str(pool.backend.account("acct1")["refreshes"])) == 1
+
+
+def _doctor(pool: SimPool, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "credrot", "--tool", pool.tool, "--home", str(pool.home), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+# ------------------------------------------------------------------------ fencing
+def _claude_cred(access: str, refresh: str, expires_ms: int) -> bytes:
+    oauth = {"accessToken": access, "refreshToken": refresh, "expiresAt": expires_ms}
+    return json.dumps({"claudeAiOauth": {**oauth, "scopes": ["user:inference"]}}).encode()
+
+
+def test_a_write_back_never_overwrites_a_newer_generation_with_an_older_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls A and B start on account 1 at the same generation, in this order:
+    B writes back the token its tool refreshed (T1); A then brings back its copy of
+    the token it started from, written differently; a later call refreshes again (T2);
+    then a dead home's copy of T1 comes back with a later expiry stamped on it, and
+    the pointer file is replaced by T1 by hand. The slot keeps T2 each time; only a
+    credential really newer than T2 (later expiry, tokens never held) replaces it."""
+    from credrot.kinds import Outcome
+
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    pool.add()
+    manager = pool.manager
+    soon = int(time.time() * 1000) + 3_600_000
+    a, b = manager.lease(), manager.lease()
+    assert a is not None and b is not None and a.generation == b.generation
+    t0 = json.loads(a.raw)["claudeAiOauth"]
+    t1 = _claude_cred(f"{CANARY}-access-1", f"{CANARY}-refresh-1", soon + 1000)
+    manager.settle(b, Outcome.success(), t1)
+    assert pool.token_in_slot(1) == f"{CANARY}-access-1"
+    again = _claude_cred(t0["accessToken"], t0["refreshToken"], int(t0["expiresAt"]))
+    assert again != a.raw  # the tool rewrote the file: same tokens, other bytes
+    manager.settle(a, Outcome.success(), again)
+    assert pool.token_in_slot(1) == f"{CANARY}-access-1"
+    c = manager.lease()
+    assert c is not None and c.generation == a.generation + 1
+    t2 = _claude_cred(f"{CANARY}-access-2", f"{CANARY}-refresh-2", soon + 2000)
+    manager.settle(c, Outcome.success(), t2)
+    stale = _claude_cred(f"{CANARY}-access-1", f"{CANARY}-refresh-1", soon + 9000)
+    assert not manager.write_back(1, b"", stale)  # later expiry, but tokens it held
+    assert pool.token_in_slot(1) == f"{CANARY}-access-2"
+    pointer = pool.home / ".credentials.json"
+    pointer.unlink()
+    pointer.write_bytes(stale)
+    assert manager.switch_to(1) == 1  # adopts the pointer file first
+    assert pool.token_in_slot(1) == f"{CANARY}-access-2"
+    assert list((pool.home / "backups").glob("older-1-*"))
+    t3 = _claude_cred(f"{CANARY}-access-3", f"{CANARY}-refresh-3", soon + 3000)
+    assert manager.write_back(1, b"", t3)
+    assert pool.token_in_slot(1) == f"{CANARY}-access-3"
+    assert CANARY not in (pool.home / "state.yaml").read_text()
+
+
+# ------------------------------------------------------------------- pytest-xdist
+def test_xdist_workers_on_expired_single_use_tokens_all_answer(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pytest -n 4`` through the plugin, 16 tests on 3 claude accounts whose access
+    tokens have expired: every test is answered, each account refreshed at most once,
+    none revoked."""
+    pool = _pool(tmp_path, "claude", monkeypatch, expired=True)
+    pytester.makeini(f"[pytest]\ncredrot_home = {pool.home}\ncredrot_tool = claude\n")
+    pytester.makepyfile(
+        test_many="""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(16))
+        def test_call(credrot_wrapper, i):
+            result = credrot_wrapper().call(f"question {i}")
+            assert result.success, result.error
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "4", "-p", "xdist")
+    result.assert_outcomes(passed=16)
+    assert _refreshes(pool.backend) <= ACCOUNTS
+    assert _revoked(pool.backend) == []
+    assert CANARY not in "\n".join(result.outlines + result.errlines)

@@ -688,3 +688,19 @@ def test_space_form_of_credrot_home_warns_that_the_ini_file_is_ignored(
     spaced.assert_outcomes(failed=1)  # the ini file was indeed not read
     joined.assert_outcomes(passed=1)
     assert "space form" not in output(joined)
+
+
+def test_the_summary_shows_at_most_twenty_switch_lines_and_counts_the_rest() -> None:
+    from pytest_credrot.tally import MAX_SWITCH_LINES, Switch, _Tally
+
+    worker = _Tally("qwen", "/pool", requests=30, runs=30, successes=30, switches=25)
+    worker.switched = [
+        Switch(float(t), t % 2 + 1, (t + 1) % 2 + 1, "round-robin") for t in range(25)
+    ]
+    controller = _Tally("qwen", "/pool")
+    controller.merge(json.loads(json.dumps(worker.as_dict())))  # as workeroutput carries it
+    lines = controller.lines()
+    assert lines[0] == "qwen pool /pool: requests 30, tool runs 30, successes 30, switches 25"
+    assert lines[1:3] == ["switched #1 -> #2: round-robin", "switched #2 -> #1: round-robin"]
+    assert lines[MAX_SWITCH_LINES + 1] == ("... and 5 more switches (every one is in rotation.log)")
+    assert lines[-1] == "accounts exhausted during the run: 0"

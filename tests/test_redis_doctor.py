@@ -172,3 +172,47 @@ def test_a_store_that_is_down_is_a_warning_and_the_pool_still_checks(
     assert "calls use the local pool until it answers" in found[0]["fix"]
     assert "2 accounts, 2 usable now" in text
     assert code == 0
+
+
+# ------------------------------------------------------------- and for a call
+def test_a_call_through_a_refused_user_or_with_another_key_is_one_line(
+    tmp_path: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from simpool import SimPool
+
+    sim = SimPool(tmp_path / "sim", monkeypatch)
+    sim.add(answer="hello")
+    credrot = str(Path(sys.executable).parent / "credrot")
+
+    def run(store: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [credrot, "--home", str(sim.home), "--store", store, "run", "--", "-p", "x"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=dict(os.environ),
+        )
+
+    first = run(redis_server.url)
+    assert (first.returncode, first.stdout) == (0, "hello"), first.stderr
+    reader = acl_user(redis_server, "reader", "~credrot:*", "+@read", "+ping")
+    monkeypatch.setenv("CREDROT_STORE_KEY", Fernet.generate_key().decode())
+    for store, says in (
+        (reader, "refused: this user has no permissions to run the 'set' command (check its ACL)"),
+        (
+            redis_server.url,
+            "does not decrypt the pool's key check: it was written with another key",
+        ),
+    ):
+        got = run(store)
+        assert got.returncode == 1 and got.stdout == ""
+        assert len(got.stderr.splitlines()) == 1, got.stderr
+        assert got.stderr.startswith("credrot: error: ") and says in got.stderr
+        assert CANARY not in got.stderr and "pw-of-reader" not in got.stderr
+    assert sim.backend.account("acct1")["calls"] == 1  # no call ran without its store

@@ -123,8 +123,8 @@ def test_a_refresh_held_on_one_machine_keeps_the_other_waiting_then_it_uses_the_
     refreshed = make_cred(1, version=2)
     a.settle(held_a[0], Outcome.success(), refreshed)
     held_a[1].release()
-    again = b.lease()
-    assert again is not None and again.raw == refreshed  # the store's newer generation
+    again = b.lease()  # (B looked at the store less than a second ago: its copy is old)
+    assert again is not None
     got = rotation.hold_refresh(b.pool, again, time.monotonic() + 5)
     assert got is not None and got[1] is None  # fresh now: runs without a refresh
     assert got[0].raw == refreshed and not got[0].refresh_due

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from simpool import SimPool
 
-from credrot import resets
+from credrot import resets, windows
 from credrot.classify import classify
 from credrot.kinds import Outcome, OutcomeKind
 from credrot.pool import rotation
+from credrot.state import AccountState
 from credrot.tools import BUILTIN
 from credrot.wrapper import Wrapper
 
@@ -176,3 +177,98 @@ def test_a_passed_reset_is_reprobed_by_the_next_call(
     assert again.success and again.account == 1, again.error
     assert [c["account"] for c in pool.backend.calls()] == ["b", "a"]
     assert "until" not in _state(pool)["accounts"]["1"]["windows"]["5h"]  # type: ignore[index]
+
+
+# ---------------------------------------------------------------------- per model
+@pytest.mark.parametrize(
+    ("window", "model", "per_model", "limits"),
+    [
+        ("week:opus", "opus", True, True),
+        ("week:opus", "claude-opus-4-5", True, True),
+        ("week:opus", "sonnet", True, False),
+        ("week:opus", "claude-sonnet-4-5", True, False),
+        ("week:opus", None, True, True),  # the tool's default model may be that one
+        ("week:opus", "sonnet", False, True),  # the profile keeps windows per account
+        ("week", "sonnet", True, True),  # a window of every model
+        ("5h", "sonnet", True, True),
+        ("quota", None, True, True),
+    ],
+)
+def test_which_calls_a_window_limits(
+    window: str, model: str | None, per_model: bool, limits: bool
+) -> None:
+    assert windows.concerns(window, model, per_model) is limits
+
+
+@pytest.mark.parametrize(
+    ("argv", "model"),
+    [
+        (["-p", "--model", "opus"], "opus"),
+        (["-p", "--model=Claude-Sonnet-4-5"], "claude-sonnet-4-5"),
+        (["exec", "-m", "gpt-5", "-"], "gpt-5"),
+        (["-p", "--output-format", "text"], None),
+        (["-p", "--model"], None),  # a flag without its value names nothing
+    ],
+)
+def test_the_model_a_call_names(argv: list[str], model: str | None) -> None:
+    assert windows.call_model(argv) == model
+
+
+def test_only_claude_keeps_windows_per_model() -> None:
+    assert {name for name, p in BUILTIN.items() if p.per_model_windows} == {"claude"}
+    assert not windows.account_wide("week:opus", True)
+    assert windows.account_wide("week:opus", False)
+    assert windows.account_wide("week", True)
+
+
+def test_a_spent_model_window_blocks_calls_for_that_model_only() -> None:
+    acct = AccountState(windows={"week:opus": {"until": NOW.timestamp() + 3600, "signal": "text"}})
+    now = NOW.timestamp()
+    opus = windows.blocked(acct, 1, now, model="opus", per_model=True)
+    assert opus is not None and opus.window == "week:opus"
+    assert windows.blocked(acct, 1, now, model="sonnet", per_model=True) is None
+    assert windows.blocked(acct, 1, now, model=None, per_model=True) is not None
+    assert windows.blocked(acct, 1, now, model="sonnet", per_model=False) is not None
+    # the tool's own report that the opus week is nearly spent bars opus calls only too
+    read = AccountState(windows={"week:opus": {"used": 0.97, "read": now, "over": True}})
+    assert windows.blocked(read, 1, now, model="opus", per_model=True) is not None
+    assert windows.blocked(read, 1, now, model="sonnet", per_model=True) is None
+
+
+OPUS_SPENT = "You've hit your Opus limit · resets 7:12pm (UTC)"
+
+
+def test_a_call_for_another_model_still_uses_an_account_whose_model_week_is_spent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    pool.add("a", quota=0, limit_text=OPUS_SPENT)
+    pool.add("b")
+    opus = Wrapper("claude", manager=pool.manager, extra_args=("--model", "opus"))
+    first = opus.call("one")
+    assert first.success and first.accounts_tried == [1, 2], first.error
+    one: Any = _state(pool)["accounts"]
+    one = one["1"]
+    assert one["status"] == "ready"  # the account itself is not spent
+    assert one["windows"]["week:opus"]["until"] > time.time()
+    assert one.get("quota_hits") == 1
+    switch = [json.loads(x) for x in (pool.home / "rotation.log").read_text().splitlines()]
+    moved = [r for r in switch if r["event"] == "switch"][-1]
+    assert moved["reason"].startswith("#1 spent its week window for opus (the tool's quota")
+    assert moved["window"] == "week:opus"
+
+    pool.backend.set("a", quota=None)  # the simulated account answers its other models
+    pool.manager.switch_to(1)
+    sonnet = Wrapper("claude", manager=pool.manager, extra_args=("--model", "sonnet"))
+    assert sonnet.call("two").account == 1
+    assert opus.call("three").account == 2  # skipped without a run
+    default = Wrapper("claude", manager=pool.manager)  # no model named: it may be opus
+    pool.manager.switch_to(1)
+    assert default.call("four").account == 2
+    assert [c["account"] for c in pool.backend.calls()] == ["a", "b", "a", "b", "b"]
+
+    explained = _cli(pool, "explain", "1")
+    assert explained.returncode == 0, explained.stderr
+    assert "so calls for opus skip it (a call naming another model may use it)" in (
+        explained.stdout
+    )

@@ -25,6 +25,7 @@ from credrot.cli.base import (
 from credrot.cli.commands import (
     _stats,
 )
+from credrot.cli.fast import LIST_HINT
 
 # ---------------------------------------------------------------- account-qwen
 ACCOUNT_QWEN_EXAMPLES = """\b
@@ -113,7 +114,7 @@ def account_qwen(ctx: click.Context, /, **params: Any) -> int:
     if action == "remove":
         return _remove(ctx, params["remove"])
     if action == "list_":
-        return _list(ctx, params["as_json"], "run 'account-qwen --setup' or '--add'")
+        return _list(ctx, params["as_json"], LIST_HINT)
     if action == "switch":
         return _switch(ctx, params["switch"])
     if action == "switch_next":

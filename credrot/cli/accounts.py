@@ -35,21 +35,10 @@ if TYPE_CHECKING:
 
 # -------------------------------------------------------- shared actions
 def _list(ctx: click.Context, as_json: bool, empty_hint: str) -> int:
-    from credrot import report
+    from credrot.cli.fast import list_lines
 
-    manager = _manager(ctx)
-    infos = manager.list_accounts()
-    tool = manager.profile.name
-    if as_json:
-        click.echo(report.accounts_json(tool, str(manager.home), infos))
-        return EXIT_OK
-    if not infos:
-        click.echo(f"no {tool} accounts in {manager.home}; {empty_hint}")
-        return EXIT_OK
-    usable = sum(1 for i in infos if i.usable)
-    click.echo(f"{tool} accounts in {manager.home} ({len(infos)}, {usable} usable; * = active)")
-    for line in report.accounts_table(infos):
-        click.echo("  " + line)
+    for line in list_lines(_manager(ctx), as_json, empty_hint):
+        click.echo(line)
     return EXIT_OK
 
 

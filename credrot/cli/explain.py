@@ -63,9 +63,10 @@ def explain_pool(manager: AccountManager, only: int | None = None) -> dict[str, 
             continue
         acct = state.accounts.get(index)
         invalid = pool.slots.read(index).why
-        why = None
+        why = room = None
         if invalid is None and acct is not None:
             why = reasons.out(acct, index, now, pool.limits)
+            room = reasons.headroom(acct, index, now, pool.limits)
         record = switches.get(index)
         last = None
         if record is not None:
@@ -78,7 +79,14 @@ def explain_pool(manager: AccountManager, only: int | None = None) -> dict[str, 
                 until,
             )
         sentence = reasons.explain(
-            index, now, invalid=invalid, why=why, active=index == active, last=last
+            index,
+            now,
+            invalid=invalid,
+            why=why,
+            active=index == active,
+            last=last,
+            per_model=pool.profile.per_model_windows,
+            room=room,
         )
         rows.append(
             {
@@ -89,6 +97,7 @@ def explain_pool(manager: AccountManager, only: int | None = None) -> dict[str, 
                 "window": why.window if why else None,
                 "signal": why.signal if why else None,
                 "until": _iso(why.until) if why else None,
+                "headroom": room if why is None and invalid is None else None,
                 "last_switch": None
                 if record is None
                 else {
@@ -142,4 +151,8 @@ def explain(ctx: click.Context, index: int | None, as_json: bool) -> int:
         )
     for row in data["accounts"]:
         click.echo(row["sentence"])
+    if not data["accounts"]:
+        from credrot.reasons import NO_ACCOUNTS
+
+        click.echo(NO_ACCOUNTS.format(tool=data["tool"], home=data["home"]))
     return EXIT_OK

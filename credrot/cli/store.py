@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from credrot.cli.base import CONTEXT, EXIT_OK, _Group, _manager
+from credrot.cli.base import CONTEXT, EXIT_OK, _Group, _manager, pool_option
 
 if TYPE_CHECKING:
     from credrot.manager import AccountManager
@@ -114,7 +114,7 @@ def status(ctx: click.Context, as_json: bool) -> int:
     from credrot.tools import get_profile
 
     settings = _settings(ctx)
-    tool = get_profile(ctx.find_root().params.get("tool") or "qwen").name
+    tool = get_profile(pool_option(ctx, "tool") or "qwen").name
     got = look(settings, tool, connect(settings))
     if as_json:
         click.echo(json.dumps({"tool": tool, **got}, indent=2))

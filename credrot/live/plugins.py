@@ -33,7 +33,7 @@ class CallRecorder:
 
 def notify_wanted() -> bool:
     """Whether a config file exists that may ask for notifications (one ``stat``)."""
-    from credrot.config import config_path
+    from credrot.configpath import config_path
 
     try:
         return config_path().is_file()

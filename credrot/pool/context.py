@@ -123,11 +123,19 @@ class Pool:
             self.events.audit("invalid", to=index, reason=f"never activated: {slot.why}")
         return slot.data is not None
 
-    def usable(self, state: st.PoolState, index: int, now: float | None = None) -> bool:
+    def usable(
+        self, state: st.PoolState, index: int, now: float | None = None, model: str | None = None
+    ) -> bool:
+        """Whether account ``index`` can take a call (for ``model``, when the call names one)."""
         acct = state.accounts.get(index)
         when = time.time() if now is None else now
         if acct is not None and acct.effective_status(when) is not AccountStatus.READY:
             return False
-        if acct is not None and windows.blocked(acct, index, when, self.limits) is not None:
+        per_model = self.profile.per_model_windows
+        if (
+            acct is not None
+            and windows.blocked(acct, index, when, self.limits, model=model, per_model=per_model)
+            is not None
+        ):
             return False
         return self.valid(index)

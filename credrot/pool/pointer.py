@@ -103,15 +103,32 @@ def link(pool: Pool, index: int, state: st.PoolState, *, adopt: bool = True) -> 
         pool.slots.touched(index)
 
 
-def switch(pool: Pool, state: st.PoolState, to: int, reason: str) -> None:
+def switch(
+    pool: Pool, state: st.PoolState, to: int, reason: str, *, model: str | None = None
+) -> None:
     """Make ``to`` the active account: state, pointer, and the event.
 
     ``reason`` is the cause (``quota_exhausted``, ``current unusable``, ``manual`` ...);
-    the event says it as one sentence about the account left behind (:mod:`credrot.reasons`).
+    the event says it as one sentence about the account left behind (:mod:`credrot.reasons`);
+    ``model``: the model of the call the pool moves for.
     """
     before = state.current
     left = state.accounts.get(before) if before is not None else None
-    why = reasons.switch(reason, before, left, to, time.time(), pool.limits)
+    per_model = pool.profile.per_model_windows
+    invalid = None
+    if before is not None and reason == "current unusable":
+        invalid = pool.slots.read(before).why  # cached: no parse
+    why = reasons.switch(
+        reason,
+        before,
+        left,
+        to,
+        time.time(),
+        pool.limits,
+        model=model,
+        per_model=per_model,
+        invalid=invalid,
+    )
     state.current = to
     state.switches_total += 1
     state.last_switch = time.time()
@@ -186,7 +203,12 @@ def adopt_file(pool: Pool, state: st.PoolState) -> int | None:
         old_data, _ = profile.parse_credential(old)
         old_exp = profile.expiry(old_data) if old_data else None
         new_exp = profile.expiry(data)
+        mine = fingerprint(profile, data)
+        now = fingerprint(profile, old_data) if old_data else ""
+        older = mine != now and mine in state.account(owner).held.split()  # held before
         if confirmed and old_exp is not None and new_exp is not None and new_exp < old_exp:
+            older = True
+        if older:
             dest = backup(pool, raw, f"older-{owner}")
             pool.events.audit("adopted", to=owner, reason=f"older copy kept as {dest.name}")
             return owner

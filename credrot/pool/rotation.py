@@ -43,6 +43,8 @@ class Lease:
     home: Path | None = None
     #: The slot's generation when the attempt started (fencing of the write-back).
     generation: int = 0
+    #: The model the call names, if any (per-model windows, see :mod:`credrot.windows`).
+    model: str | None = None
 
 
 def switch_to(pool: Pool, index: int) -> int:
@@ -78,10 +80,15 @@ def switch_next(pool: Pool, expected: int | None, reason: str) -> tuple[bool, in
 
 
 def lease(
-    pool: Pool, exclude: frozenset[int] | set[int] = frozenset(), *, reserve: bool = False
+    pool: Pool,
+    exclude: frozenset[int] | set[int] = frozenset(),
+    *,
+    reserve: bool = False,
+    model: str | None = None,
 ) -> Lease | None:
     """The account the next attempt should use, with its credential; the pool moves
     there if needed. None when no usable account is left (beside ``exclude``).
+    ``model``: the model the call names (a per-model window of another one is no bar).
 
     With ``reserve`` the attempt's call home is made here, under the lock, so it counts
     as in flight for the next caller's choice; a caller finding the chosen account
@@ -93,23 +100,41 @@ def lease(
         now = time.time()
         flying = callhome.in_flight(pool.layout) if reserve else {}
         while True:
-            choice, reason = select.call_choice(pool, state, exclude=exclude, now=now)
+            choice, reason = select.call_choice(pool, state, exclude=exclude, now=now, model=model)
             if choice is None:
                 return None
             start = choice
             if flying:
-                start = select.spread_choice(pool, state, choice, flying, exclude=exclude, now=now)
+                start = select.spread_choice(
+                    pool, state, choice, flying, exclude=exclude, now=now, model=model
+                )
             slot = pool.slots.read(start)
             if slot.raw is not None and slot.data is not None:
                 break
             exclude = {*exclude, start}  # vanished or damaged since it was listed
         if choice != state.current:
-            pointer.switch(pool, state, choice, reason)
+            pointer.switch(pool, state, choice, reason, model=model)
         acct = state.account(start)
         pool.store.began(start, now)
-        due = refresh.due(pool.profile, slot.data, acct.last_outcome, now)
+        raw, data = slot.raw, slot.data
+        if reserve:
+            raw, data = _kept_or(pool, start, acct.generation, raw, data)
+        due = refresh.due(pool.profile, data, acct.last_outcome, now)
         home = callhome.reserve(pool.layout, start) if reserve else None
-        return Lease(start, slot.raw, slot.data, now, due, home, acct.generation)
+        return Lease(start, raw, data, now, due, home, acct.generation, model)
+
+
+def _kept_or(
+    pool: Pool, index: int, generation: int, raw: bytes, data: dict[str, object]
+) -> tuple[bytes, dict[str, object]]:
+    """A refreshed token kept because the slot could not take it is newer than the
+    slot: a call starts from it (with a single-use refresh token the slot's is spent)."""
+    for item in reversed(callhome.kept(pool.layout)):  # the newest first
+        if item.index == index and item.generation == generation:
+            kept_data, _ = pool.profile.parse_credential(item.raw)
+            if kept_data is not None:
+                return item.raw, kept_data
+    return raw, data
 
 
 def hold_refresh(
@@ -148,7 +173,7 @@ def _reread(pool: Pool, got: Lease) -> Lease | None:
     with pool.store.transaction() as state:
         now = time.time()
         slot = pool.slots.read(index)
-        if slot.raw is None or slot.data is None or not pool.usable(state, index, now):
+        if slot.raw is None or slot.data is None or not pool.usable(state, index, now, got.model):
             return None
         acct = state.account(index)
         due = refresh.due(pool.profile, slot.data, acct.last_outcome, now)
@@ -176,6 +201,7 @@ def settle(
     readings: Sequence[Reading] = (),
     request: bool = False,
     generation: int | None = None,
+    model: str | None = None,
 ) -> int | None:
     """Record what an attempt on ``index`` found, in one transaction with the write-back
     of a token the tool refreshed meanwhile; move the pool off a spent account.
@@ -192,6 +218,11 @@ def settle(
         now = time.time()
         acct = state.account(index)
         before = acct.effective_status(now)
+        per_model = pool.profile.per_model_windows
+        # A per-model window's quota leaves the account's status alone (other models)
+        model_only = outcome.kind is OutcomeKind.QUOTA_EXHAUSTED and not windows.account_wide(
+            outcome.window, per_model
+        )
         spent = marking.apply(
             acct,
             outcome,
@@ -199,9 +230,11 @@ def settle(
             now,
             count_call=count_call,
             until=until,
-            mark=mark,
+            mark=mark and not model_only,
             started=started,
         )
+        if model_only and mark:
+            acct.quota_hits += 1
         windows.after_call(
             acct,
             index,
@@ -211,6 +244,8 @@ def settle(
             limits=pool.limits,
             readings=readings,
             counted=count_call,
+            per_model=per_model,
+            model=model,
         )
         recovered = acct.effective_status(now) is AccountStatus.READY
         if outcome.kind is OutcomeKind.OK and before is not AccountStatus.READY and recovered:
@@ -225,6 +260,9 @@ def settle(
                     pointer.switch(pool, state, nxt, outcome.kind.value)
                 elif nxt is not None:
                     state.current = nxt
+        if model_only and mark:
+            window = windows.entries(acct).get(outcome.window, {}).get("until")
+            pool.events.exhausted(index, outcome, None if window is None else _utc(window))
         pool.store.ended(index)
         return state.current
 

@@ -143,12 +143,17 @@ def next_after(
 
 
 def call_choice(
-    pool: Pool, state: st.PoolState, *, exclude: Collection[int], now: float
+    pool: Pool,
+    state: st.PoolState,
+    *,
+    exclude: Collection[int],
+    now: float,
+    model: str | None = None,
 ) -> tuple[int | None, str]:
     return for_call(
         pool.strategy,
         list(pool.slots.listing()),
-        lambda i: pool.usable(state, i, now),
+        lambda i: pool.usable(state, i, now, model),
         _load_of(state, now),
         current=state.current,
         exclude=exclude,
@@ -163,10 +168,11 @@ def spread_choice(
     *,
     exclude: Collection[int],
     now: float,
+    model: str | None = None,
 ) -> int:
     return relieve(
         list(pool.slots.listing()),
-        lambda i: pool.usable(state, i, now),
+        lambda i: pool.usable(state, i, now, model),
         flying,
         _load_of(state, now),
         chosen=chosen,

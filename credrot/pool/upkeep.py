@@ -96,19 +96,27 @@ def dead_call_homes(pool: Pool) -> list[Path]:
 
 def reap_call_homes(pool: Pool) -> int:
     """Remove the call homes of dead processes, saving a refreshed token in each first;
-    write back tokens kept when their slot could not be written."""
+    write back tokens kept when their slot could not be written.
+
+    A home whose caller died while its tool still runs (a tool that outlived the
+    parent-death signal, or a process it started) is not removed, but the token in it
+    is saved already: the next caller of that account must not refresh the old one.
+    """
     accounts.restore_kept(pool)
-    dead = dead_call_homes(pool)
-    for root in dead:
-        parsed = pool.layout.parse_call_dir(root.name)
-        index = parsed[1] if parsed is not None else None
+    removed = 0
+    for root, caller, index in callhome.homes(pool.layout):
+        if pid_alive(caller):
+            continue
         if index is not None and not pool.profile.env_kind:
             cred = pool.profile.private_home(root) / pool.profile.credential_name
             with suppress(OSError, CredrotError):
                 accounts.write_back(pool, index, b"", read_regular(cred))
+        if callhome.alive(root, caller):
+            continue
+        removed += 1
         if root.is_dir() and not root.is_symlink():
             shutil.rmtree(root, ignore_errors=True)
         else:  # a file or a link in its place: never followed
             with suppress(OSError):
                 root.unlink()
-    return len(dead)
+    return removed

@@ -10,6 +10,6 @@ Modules: ``settings`` (which store, which key), ``client`` (the connection and i
 errors), ``scripts`` (key names and the Lua that changes them), ``seal`` (Fernet
 encryption of credentials), ``merge`` (an account's Redis hash <-> its local state),
 ``shared`` (the per-transaction sync), ``creds`` (credential generations), ``leases``
-(in-flight and refresh leases), ``sync`` (``credrot store push|pull|status``) and
-``check`` (what ``doctor`` asks).
+(in-flight and refresh leases), ``sync`` (``credrot store push|pull``), ``check`` (what
+``doctor`` and ``credrot store status`` ask) and ``words`` (what they say).
 """

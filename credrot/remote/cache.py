@@ -65,43 +65,100 @@ class SyncMark:
         )
 
 
-def load(home: Path, store: str) -> tuple[SyncMark, str]:
-    """(the mark, its text as read) — a fresh mark for another store or a damaged file."""
+#: What a mark held when it was read or written: :func:`save` writes only when it changed.
+Saved = tuple[object, ...]
+#: The last mark this process read or wrote per file, by the file's identity: a pool of
+#: a thousand accounts is not parsed again for every transaction.
+_MEMO: dict[Path, tuple[tuple[int, int, int], SyncMark]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
     try:
-        text = (home / NAME).read_text(encoding="utf-8")
-        raw = json.loads(text)
-        if not isinstance(raw, dict) or raw.get("store") != store:
-            raise ValueError("another store")
-        mark = SyncMark(
-            store,
-            str(raw["epoch"]),
-            int(raw["rev"]),
-            {int(k): int(v) for k, v in raw["gens"].items()},
-            {int(k): str(v) for k, v in raw["fps"].items()},
-            {int(i) for i in raw["dirty"]},
-            int(raw["accounts_mtime"]),
-            float(raw["down_until"]),
-        )
-        mark.saved_rev = mark.rev
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _copy(mark: SyncMark) -> SyncMark:
+    return SyncMark(
+        mark.store,
+        mark.epoch,
+        mark.rev,
+        dict(mark.gens),
+        dict(mark.fps),
+        set(mark.dirty),
+        mark.accounts_mtime,
+        mark.down_until,
+        mark.saved_rev,
+    )
+
+
+def _saved(mark: SyncMark) -> Saved:
+    return (
+        mark.store,
+        mark.epoch,
+        mark.saved_rev,
+        dict(mark.gens),
+        dict(mark.fps),
+        set(mark.dirty),
+        mark.accounts_mtime,
+        mark.down_until,
+    )
+
+
+def _parse(text: str, store: str) -> SyncMark:
+    raw = json.loads(text)
+    if not isinstance(raw, dict) or raw.get("store") != store:
+        raise ValueError("another store")
+    mark = SyncMark(
+        store,
+        str(raw["epoch"]),
+        int(raw["rev"]),
+        {int(k): int(v) for k, v in raw["gens"].items()},
+        {int(k): str(v) for k, v in raw["fps"].items()},
+        {int(i) for i in raw["dirty"]},
+        int(raw["accounts_mtime"]),
+        float(raw["down_until"]),
+    )
+    mark.saved_rev = mark.rev
+    return mark
+
+
+def load(home: Path, store: str) -> tuple[SyncMark, Saved]:
+    """(the mark, what it held as read) — a fresh mark for another store or a damaged
+    file."""
+    path = home / NAME
+    stamp = _stamp(path)
+    memo = _MEMO.get(path)
+    if stamp is not None and memo is not None and memo[0] == stamp and memo[1].store == store:
+        mark = _copy(memo[1])
+        return mark, _saved(mark)
+    try:
+        mark = _parse(path.read_text(encoding="utf-8"), store)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return SyncMark(store), ""
-    return mark, text
+        mark = SyncMark(store)
+        return mark, _saved(mark)
+    if stamp is not None:
+        _MEMO[path] = (stamp, _copy(mark))
+    return mark, _saved(mark)
 
 
 REV_SLACK = 64
 
 
-def save(home: Path, mark: SyncMark, before: str) -> str:
-    """Write the mark if more than its revision changed (or that by a lot); the text the
+def save(home: Path, mark: SyncMark, before: Saved) -> Saved:
+    """Write the mark if more than its revision changed (or that by a lot); what the
     file now holds."""
-    if abs(mark.rev - mark.saved_rev) < REV_SLACK:
-        rev, mark.rev = mark.rev, mark.saved_rev
-        text = mark.text()
-        mark.rev = rev
-        if text == before:
-            return before
-    text = mark.text()
-    if text != before:
-        atomic_write(home / NAME, text.encode("utf-8"), fsync=False)
-        mark.saved_rev = mark.rev
-    return text
+    if abs(mark.rev - mark.saved_rev) < REV_SLACK and _saved(mark) == before:
+        return before
+    mark.saved_rev = mark.rev
+    now = _saved(mark)
+    if now == before:
+        return before
+    path = home / NAME
+    atomic_write(path, mark.text().encode("utf-8"), fsync=False)
+    stamp = _stamp(path)
+    if stamp is not None:
+        _MEMO[path] = (stamp, _copy(mark))
+    return now

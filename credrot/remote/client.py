@@ -8,6 +8,7 @@ credrot needs — a setup mistake, reported and not papered over).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -60,6 +61,8 @@ def call(settings: StoreSettings, what: Callable[[], T]) -> T:
 
     try:
         return what()
+    except CredrotError:
+        raise  # already ours (a wrong key is a PermissionError, not a store that is down)
     except rx.NoPermissionError as exc:
         raise StoreRefused(
             f"store {settings.shown} refused: {_first(exc)} (check its ACL)"
@@ -75,8 +78,13 @@ def call(settings: StoreSettings, what: Callable[[], T]) -> T:
         raise StoreRefused(f"store {settings.shown} answered an error: {text}") from None
 
 
+#: What the client puts before an error inside a pipeline (with the command's first
+#: arguments, which a message never repeats).
+_PIPELINE_NOTE = re.compile(r"^Command # \d+ \(.*?\) of pipeline caused error: ", re.S)
+
+
 def _first(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = _PIPELINE_NOTE.sub("", str(exc).strip()) or type(exc).__name__
     return text.splitlines()[0][:200]
 
 
@@ -87,3 +95,47 @@ def run_script(client: Any, source: str, keys: list[str], args: list[Any]) -> An
     if script is None:
         script = cache[source] = client.register_script(source)
     return script(keys=keys, args=args)
+
+
+class Batch:
+    """Commands and scripts sent to the server in one round trip (a pipeline, not a
+    transaction: each script is atomic by itself).
+
+    Scripts go by EVALSHA of their digest, computed here; one the server does not hold
+    yet (a new or restarted server) answers NOSCRIPT without running, and is then run
+    once more by EVAL, which also caches it there.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._pipe = client.pipeline(transaction=False)
+        self._items: list[tuple[str, list[str], list[Any]] | None] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def script(self, source: str, keys: list[str], args: list[Any]) -> None:
+        self._pipe.evalsha(_digest(source), len(keys), *keys, *args)
+        self._items.append((source, keys, args))
+
+    def command(self, name: str, *args: Any) -> None:
+        getattr(self._pipe, name)(*args)
+        self._items.append(None)
+
+    def run(self) -> list[Any]:
+        import redis.exceptions as rx
+
+        got: list[Any] = self._pipe.execute(raise_on_error=False)
+        for pos, (item, answer) in enumerate(zip(self._items, got, strict=True)):
+            if isinstance(answer, rx.NoScriptError) and item is not None:
+                source, keys, args = item
+                got[pos] = self.client.eval(source, len(keys), *keys, *args)
+            elif isinstance(answer, Exception):
+                raise answer
+        return got
+
+
+def _digest(source: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()

@@ -29,8 +29,10 @@ def ensure_key(client: Any, keys: scripts.Keys, sealer: Sealer) -> None:
     """Write the key check value if the store has none; refuse a key that differs."""
     from credrot.remote.seal import KEYCHECK
 
-    client.set(keys.keycheck, sealer.seal(KEYCHECK), nx=True)
-    sealer.check(client.get(keys.keycheck))
+    pipe = client.pipeline(transaction=False)
+    pipe.set(keys.keycheck, sealer.seal(KEYCHECK), nx=True)
+    pipe.get(keys.keycheck)
+    sealer.check(pipe.execute()[1])
 
 
 def fetch(client: Any, keys: scripts.Keys, sealer: Sealer, index: int) -> tuple[int, bytes] | None:

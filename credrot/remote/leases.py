@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from credrot.remote import scripts
-from credrot.remote.client import run_script
+from credrot.remote.client import Batch, run_script
 
 #: How long an in-flight lease counts if its call never says it ended (ms).
 INFLIGHT_TTL_MS = 15 * 60 * 1000
@@ -31,10 +31,19 @@ def holder_id() -> str:
 
 
 def begin(client: Any, keys: scripts.Keys, index: int, lease_id: str, ttl_ms: int) -> Any:
-    """Count a call in flight on ``index``; answers how many are now (or queues the
-    command when ``client`` is a pipeline)."""
+    """Count a call in flight on ``index``; answers how many are now."""
     now_ms = int(time.time() * 1000)
     return run_script(client, scripts.BEGIN, [keys.inflight(index)], [lease_id, now_ms, ttl_ms])
+
+
+def queue_begin(batch: Batch, keys: scripts.Keys, index: int, lease_id: str, ttl_ms: int) -> None:
+    """:func:`begin` as part of a round trip of other commands."""
+    now_ms = int(time.time() * 1000)
+    batch.script(scripts.BEGIN, [keys.inflight(index)], [lease_id, now_ms, ttl_ms])
+
+
+def queue_end(batch: Batch, keys: scripts.Keys, index: int, lease_id: str) -> None:
+    batch.command("zrem", keys.inflight(index), lease_id)
 
 
 def end(client: Any, keys: scripts.Keys, index: int, lease_id: str) -> None:

@@ -51,7 +51,7 @@ def redact(url: str) -> str:
 
 def _config_store() -> str | None:
     """The ``store:`` key of the config file, read only when the file exists."""
-    from credrot.config import config_path
+    from credrot.configpath import config_path
 
     path = config_path()
     try:

@@ -5,7 +5,10 @@ lock): what other machines changed since this one last looked is merged in, and 
 credentials are written into their slots. :meth:`SharedPool.push` runs before the save:
 what this transaction changed goes to the store as counter deltas and marks (through
 ``APPLY``: deadlines only move later), and changed slots are offered as the next
-generation. Two round trips for a call, both answered in memory by the server.
+generation. A transaction's marks, counters and in-flight leases go in one round trip
+(a pipeline of scripts), and a process that fetched less than :data:`PULL_FRESH` ago
+does not fetch again: a call costs three round trips (fetch + send at its lease, send
+at its settlement), each answered from the server's memory.
 
 The store failing never fails a call: a warning is said once, the local files carry on
 (fail open), marks made meanwhile are remembered in ``.credrot-store.json`` and replayed,
@@ -16,6 +19,7 @@ that *refuses* us (wrong key, password or ACL) is an error.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from dataclasses import replace
@@ -24,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from credrot import state as st
 from credrot.errors import ConfigError, CredrotError
 from credrot.remote import cache, creds, leases, merge, scripts, words
-from credrot.remote.client import StoreDown, call, connect, run_script
+from credrot.remote.client import Batch, StoreDown, call, connect, run_script
 from credrot.remote.seal import Sealer
 from credrot.remote.settings import StoreSettings, load_key
 
@@ -33,6 +37,10 @@ if TYPE_CHECKING:
 
 #: Seconds every process of a machine leaves an unreachable store alone before retrying.
 RETRY_AFTER = 1.0
+#: Seconds a process works from what it last fetched before it asks the store again:
+#: a call's settlement right after its lease sends its news without fetching first
+#: (another machine's news of that second arrives with the next call).
+PULL_FRESH = 1.0
 #: Seconds between two tries for a refresh lease another machine holds.
 LEASE_POLL = 0.05
 
@@ -47,7 +55,7 @@ class SharedPool:
         self._sealer: Sealer | None = None
         self._key_checked = False
         self._mark = cache.SyncMark(self.identity)
-        self._mark_text = ""
+        self._mark_text: cache.Saved = ()
         self._before: dict[int, st.AccountState] = {}
         self._lines: dict[int, str] = {}
         #: When each running call on an account started (a success clears older marks).
@@ -55,6 +63,8 @@ class SharedPool:
         self._leases: dict[int, list[str]] = {}
         self._settling: dict[int, float] = {}
         self._queue: list[tuple[str, int, str]] = []
+        #: When this process last fetched the store's news (``time.monotonic``).
+        self._pulled_at = -math.inf
 
     def __repr__(self) -> str:
         return f"SharedPool({self.identity!r})"
@@ -92,11 +102,13 @@ class SharedPool:
         self._mark, self._mark_text = cache.load(self.pool.home, self.identity)
         mark = self._mark
         if time.time() >= mark.down_until:
-            try:
-                call(self.settings, lambda: self._pull(state))
-                mark.down_until = 0.0
-            except StoreDown as exc:
-                self._went_down(exc)
+            if time.monotonic() - self._pulled_at >= PULL_FRESH:
+                try:
+                    call(self.settings, lambda: self._pull(state))
+                    mark.down_until = 0.0
+                    self._pulled_at = time.monotonic()
+                except StoreDown as exc:
+                    self._went_down(exc)
         else:  # another process of this machine found it down a moment ago
             self._went_down(StoreDown(f"store {self.settings.shown} is unreachable"))
         self._snapshot(state)
@@ -193,18 +205,32 @@ class SharedPool:
     ) -> None:
         self._ready()
         settling, self._settling = self._settling, {}
+        batch, applied = Batch(self.client), []
         for index, (before, after) in changed.items():
             runs = self.started.get(index)
             started = settling.get(index, runs[0] if runs else None)
             args = merge.change(index, before, after, now, started)
             if args is not None:
-                self._apply(state, index, args)
+                batch.script(scripts.APPLY, self._acct_keys(index), args)
+                applied.append(index)
+        queue, self._queue = self._queue, []
+        for what, index, lease_id in queue:
+            if what == "begin":
+                leases.queue_begin(batch, self.keys, index, lease_id, leases.INFLIGHT_TTL_MS)
+            else:
+                leases.queue_end(batch, self.keys, index, lease_id)
+        if len(batch):  # one round trip for every mark, counter and lease of the transaction
+            got = batch.run()
+            self._seen([int(answer[0]) for answer in got[: len(applied)]])
+            for index, answer in zip(applied, got, strict=False):
+                merge.to_local(merge.pairs(answer[1]), state.account(index), time.time())
         self._seen(creds.offer_changed(self.client, self.keys, self.sealer, self.pool, self._mark))
-        self._flush_leases()
+
+    def _acct_keys(self, index: int) -> list[str]:
+        return [self.keys.rev, self.keys.changes, self.keys.acct(index)]
 
     def _apply(self, state: st.PoolState, index: int, args: list[str]) -> None:
-        keys = [self.keys.rev, self.keys.changes, self.keys.acct(index)]
-        got = run_script(self.client, scripts.APPLY, keys, args)
+        got = run_script(self.client, scripts.APPLY, self._acct_keys(index), args)
         self._seen([int(got[0])])
         merge.to_local(merge.pairs(got[1]), state.account(index), time.time())
 
@@ -230,18 +256,6 @@ class SharedPool:
         if ids:
             self._queue.append(("end", index, ids.pop(0)))
 
-    def _flush_leases(self) -> None:
-        queue, self._queue = self._queue, []
-        if not queue:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for what, index, lease_id in queue:
-            if what == "begin":
-                leases.begin(pipe, self.keys, index, lease_id, leases.INFLIGHT_TTL_MS)
-            else:
-                leases.end(pipe, self.keys, index, lease_id)
-        pipe.execute()
-
     # ------------------------------------------------------- refresh lease
     def take_refresh(self, index: int, deadline: float) -> leases.Held | None:
         """This machine's hold on the account's refresh lease in the store, once no other
@@ -261,6 +275,7 @@ class SharedPool:
                 self._went_down(exc)
                 return leases.UNHELD
             if got is not None:
+                self._pulled_at = -math.inf  # the holder before may have stored a new token
                 return leases.Held(got, leases.Renewer(self.client, self.keys, got, ttl))
             left = deadline - time.monotonic()
             if left <= 0:

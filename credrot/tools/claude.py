@@ -81,6 +81,9 @@ CLAUDE = ToolProfile(
     tool_lock_name=".oauth_refresh.lock",
     # Otherwise its temp files go to /tmp/claude-<uid>/, shared by every call.
     tmpdir_env=("CLAUDE_CODE_TMPDIR",),
+    # Besides the 5-hour and the weekly window, subscriptions meter each model family's
+    # week (`week:opus`, `week:sonnet`): a call for another model may still use the account.
+    per_model_windows=True,
     base_args=("-p", "--output-format", "text"),
     approval_flag="--permission-mode",
     # A refresh refused with invalid_grant makes 2.1.332 blank both tokens in the file

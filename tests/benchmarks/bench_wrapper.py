@@ -1,14 +1,14 @@
 """Wrapper benchmarks (run by ``nox -s bench``; not part of the test suite).
 
 1. ``call`` overhead: ``Wrapper.call`` against a bare ``subprocess.run`` of the same
-   simulator with the same prompt, measured in the same run. Target: at most 1.15x.
+   simulator with the same prompt, measured in the same run. Target: at most 1.10x.
 2. Quota economics: 5 accounts with a 20-call quota each, 120 requests in sequence:
    exactly 100 successes, and at most 5 tool invocations that hit a spent account.
 3. Running the tool: ``run_tool`` (its own session, the parent-death signal, a timeout,
    abort patterns watched) against a bare ``subprocess.run`` with the same prompt,
    on the simulator and on a 1 ms tool (a shell script that echoes its stdin), where
-   every fixed cost shows. Targets: at most 1.05x and 1.25x. ``Wrapper.call`` on the
-   1 ms tool is printed beside it (target 1.5x) without gating this script.
+   every fixed cost shows. Targets: at most 1.05x and 1.25x; ``Wrapper.call`` on the
+   1 ms tool (the pool lock twice, the call home, the state write): at most 1.5x.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from credrot.wrapper import Wrapper
 from credrot_sim import SimBackend, install
 
 ROUNDS = 40
-TARGET_OVERHEAD = 1.15
+TARGET_OVERHEAD = 1.10
 #: ``run_tool`` over a bare ``subprocess.run``: on the simulator, and on a 1 ms tool.
 TARGET_RUN_TOOL_SIM = 1.05
 TARGET_RUN_TOOL_1MS = 1.25
@@ -176,7 +176,6 @@ def run_tool_overhead() -> bool:
                 base_1ms,
                 timed_wrapped,
                 TARGET_WRAPPER_1MS,
-                gate=False,
             ),
         ]
         return all(results)

@@ -12,8 +12,11 @@ run's canary is visible in every token and a leak is found by grepping for it. T
 token's ``exp`` is the mock's expiry; the id token names the account (``chatgpt_account_id``).
 
 Quota is the genuine 429 ``usage_limit_reached`` with ``resets_at`` (epoch seconds); a
-plain 429 is a rate limit; 401 an expired token; ``revoked`` answers 401 and refuses the
-refresh as ``refresh_token_invalidated``.
+plain 429 (with ``retry-after``) is a rate limit; 401 an expired token (an access token
+past its ``exp`` is refused too); ``revoked`` answers 401 and refuses the refresh as
+``refresh_token_invalidated``; a refresh mode ``invalid_grant`` as
+``refresh_token_expired``. ``drop`` cuts an account's Responses requests off unanswered,
+``usage`` sets the usage headers its answers carry.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import socket
 import time
 import uuid
 from typing import Any
@@ -73,6 +77,10 @@ class MockCodex(ProviderMock):
     def __init__(self, token_prefix: str = "mock") -> None:
         #: exp claim for the next access token made for an account (name -> epoch)
         self.next_exp: dict[str, float] = {}
+        #: usage headers per account: slot (primary, secondary) -> (percent, minutes, reset)
+        self.usage: dict[str, dict[str, tuple[float, int, float]]] = {}
+        #: accounts whose Responses requests are cut off unanswered (a dropped connection)
+        self.drop: set[str] = set()
         super().__init__(token_prefix)
 
     def make_token(self, kind: str, name: str) -> str:
@@ -180,9 +188,14 @@ class _Handler(MockHandler):
         acct: Account | None = book.by_access(self.bearer())
         return acct
 
+    def _expired(self) -> bool:
+        """The bearer is a JWT whose ``exp`` has passed (the backend refuses it)."""
+        exp = _claims(self.bearer()).get("exp")
+        return isinstance(exp, (int, float)) and exp <= time.time()
+
     def _accounts_check(self) -> None:
         acct = self._account()
-        if acct is None or acct.revoked or acct.mode == "revoked":
+        if acct is None or acct.revoked or acct.mode == "revoked" or self._expired():
             self.mock.book.record(self.hit(401, acct.name if acct else None, "accounts"))
             self.send_json(401, EXPIRED_BODY)
             return
@@ -248,9 +261,17 @@ class _Handler(MockHandler):
 
     def _responses(self, request: dict[str, Any]) -> None:
         book = self.mock.book
-        acct, outcome = book.chat_outcome(self.bearer())
+        if self._expired():
+            acct, outcome = self._account(), "unauthorized"
+        else:
+            acct, outcome = book.chat_outcome(self.bearer())
         name = acct.name if acct else None
         prompt = _last_user_text(request)
+        if name in self.mock.drop:
+            book.record(self.hit(0, name, "chat", prompt))
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if outcome in ("quota", "quota_long"):
             assert acct is not None
             book.record(self.hit(429, name, "chat", prompt))
@@ -310,10 +331,37 @@ class _Handler(MockHandler):
             "response.completed",
             {"response": {**response, "status": "completed", "output": [message], "usage": usage}},
         )
-        self.send(200, "".join(events).encode(), "text/event-stream")
+        self.send(200, "".join(events).encode(), "text/event-stream", headers=self._usage())
+
+    def _usage(self) -> dict[str, str]:
+        """The usage headers the backend sends with an answer (codex keeps them in its
+        rollout as ``token_count`` ``rate_limits``)."""
+        acct = self._account()
+        if acct is None:
+            return {}
+        usage = self.mock.usage.get(acct.name)
+        if usage is None:
+            return {}
+        headers = {}
+        for slot, (percent, minutes, resets_at) in usage.items():
+            headers[f"x-codex-{slot}-used-percent"] = str(percent)
+            headers[f"x-codex-{slot}-window-minutes"] = str(minutes)
+            headers[f"x-codex-{slot}-reset-at"] = str(int(resets_at))
+        return headers
 
 
 MockCodex.handler = _Handler
+
+
+def _claims(token: str) -> dict[str, Any]:
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
 
 
 def _request_id() -> dict[str, str]:

@@ -24,13 +24,12 @@ from credrot.kinds import OutcomeKind
 from credrot.process import run_tool
 from credrot.tools import CODEX
 
+from .callers import run_callers
 from .genuine import PROMPT, Setup, assert_no_secret, cli_bin, slot_json, status_of
 from .mockcodex import MockCodex
 from .transcribe import record
 
 pytestmark = pytest.mark.conformance
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +64,17 @@ def _minute(epoch: float) -> datetime:
     return datetime.fromtimestamp(int(epoch) // 60 * 60, timezone.utc)
 
 
+def _try_again_at(epoch: float) -> str:
+    """How 0.171.0 prints a reset in UTC: ``5:10 PM``, another day ``Dec 5th, 2026 4:10 PM``."""
+    at, now = time.gmtime(epoch), time.gmtime()
+    when = time.strftime("%-I:%M %p", at)
+    if (at.tm_year, at.tm_yday) == (now.tm_year, now.tm_yday):
+        return when
+    day = at.tm_mday
+    suffix = "th" if 11 <= day <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"{time.strftime('%b', at)} {day}{suffix}, {at.tm_year} {when}"
+
+
 def _errors(stderr: str) -> list[str]:
     """The ``ERROR: ...`` lines codex ends a failed run with (its reconnect notes aside)."""
     return [
@@ -91,15 +101,7 @@ def test_spent_account_is_skipped_until_its_printed_reset(
     first = attempts[0].run
     assert first is not None and first.exit_code == 1 and first.stdout == ""
     # printed twice, in the process's zone (TZ=UTC here); another day names the date
-    when = time.strftime("%-I:%M %p", time.gmtime(resets))
-    if mode == "quota_long":
-        at = time.gmtime(resets)
-        suffix = (
-            "th"
-            if 11 <= at.tm_mday <= 13
-            else {1: "st", 2: "nd", 3: "rd"}.get(at.tm_mday % 10, "th")
-        )
-        when = f"{time.strftime('%b', at)} {at.tm_mday}{suffix}, {at.tm_year} {when}"
+    when = _try_again_at(resets)
     line = (
         "ERROR: You\u2019ve hit your usage limit. Upgrade to Pro "
         "(https://chatgpt.com/explore/pro), visit https://chatgpt.com/settings/usage "
@@ -108,6 +110,9 @@ def test_spent_account_is_skipped_until_its_printed_reset(
     )
     assert _errors(first.stderr) == [line, line]
     record("codex", mode, first, attempts[0].outcome.kind.value)
+    answered = attempts[1].run
+    assert answered is not None and answered.stdout == "Mock answer from spare.\n"
+    record("codex", "ok", answered, attempts[1].outcome.kind.value)
     info = {a.index: a for a in manager.list_accounts()}
     assert info[1].status == "exhausted"
     assert info[1].until == _minute(resets)
@@ -115,6 +120,101 @@ def test_spent_account_is_skipped_until_its_printed_reset(
     assert again.success and again.attempts == 1 and again.account == 2
     assert len(mock.chats("spent")) == 1  # never asked again
     assert_no_secret(mock.secrets(), result, again, first.stderr)
+
+
+def test_credrot_run_rotates_codex_as_a_user_types_it(setup: Setup) -> None:
+    """``credrot --tool codex run -- exec --skip-git-repo-check -`` with the prompt piped
+    in: the answer alone on stdout, the switch said on stderr, the pool remembers."""
+    mock = setup.mock
+    resets = time.time() + 3 * 3600
+    setup.pool(mock.add_account("spent", mode="quota", resets_at=resets), mock.add_account("spare"))
+    env = setup.env()
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    argv = ["credrot", "--tool", "codex", "run", "--", "exec", "--skip-git-repo-check", "-"]
+    done = subprocess.run(
+        argv,
+        input=PROMPT,
+        env=env,
+        cwd=setup.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout == "Mock answer from spare.\n"
+    said = [line for line in done.stderr.splitlines() if line.startswith("credrot:")]
+    spent_until = _minute(resets).strftime("%H:%M")
+    assert said == [f"credrot: account #1 spent (resets {spent_until} UTC); trying #2"]
+    listed = subprocess.run(
+        ["credrot", "--tool", "codex", "accounts", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    accounts = {a["index"]: a for a in json.loads(listed.stdout)["accounts"]}
+    assert accounts[1]["status"] == "exhausted" and accounts[2]["active"]
+    assert accounts[1]["until"] == _minute(resets).isoformat()
+    assert mock.book.token_prefix not in listed.stdout + done.stdout + done.stderr
+    assert len(mock.chats("spent")) == 1
+
+
+def test_json_events_carry_the_quota_and_the_answer(setup: Setup) -> None:
+    """``codex exec --json``: JSONL events on stdout, nothing on stderr but a warning;
+    the quota is in an ``error`` and a ``turn.failed`` event, exit 1."""
+    mock = setup.mock
+    resets = time.time() + 3 * 3600
+    manager = setup.pool(
+        mock.add_account("spent", mode="quota", resets_at=resets), mock.add_account("spare")
+    )
+    wrapper, attempts = setup.wrapper(manager, extra_args=["--json"])
+    result = wrapper.call(PROMPT)
+    assert result.success and result.accounts_tried == [1, 2], result.error
+    spent, answered = (a.run for a in attempts)
+    assert spent is not None and answered is not None
+    assert spent.exit_code == 1 and not _errors(spent.stderr)
+    events = [json.loads(line) for line in spent.stdout.splitlines()]
+    assert [e["type"] for e in events] == ["thread.started", "turn.started", "error", "turn.failed"]
+    assert events[2]["message"].startswith("You\u2019ve hit your usage limit.")
+    assert events[3]["error"]["message"] == events[2]["message"]
+    record("codex", "quota_json", spent, attempts[0].outcome.kind.value)
+    assert status_of(manager, 1) == "exhausted"
+    assert manager.list_accounts()[0].until == _minute(resets)
+    events = [json.loads(line) for line in answered.stdout.splitlines()]
+    assert [e["type"] for e in events][-2:] == ["item.completed", "turn.completed"]
+    assert events[-2]["item"] == {
+        "id": "item_0",
+        "type": "agent_message",
+        "text": "Mock answer from spare.",
+    }
+    record("codex", "ok_json", answered, attempts[1].outcome.kind.value)
+
+
+def test_usage_codex_reports_moves_the_pool_before_its_limit(setup: Setup) -> None:
+    """The backend's usage headers land in codex's own rollout (``token_count``
+    ``rate_limits``) inside the call home; credrot reads them from there, and an account
+    at 97 % of its 5-hour window is left before the tool ever refuses it."""
+    mock = setup.mock
+    manager = setup.pool(mock.add_account("busy"), mock.add_account("spare"))
+    five_reset, week_reset = time.time() + 3600, time.time() + 3 * 86400
+    mock.usage["busy"] = {"primary": (97.0, 300, five_reset), "secondary": (7.5, 10080, week_reset)}
+    wrapper, _ = setup.wrapper(manager)
+    first = wrapper.call(PROMPT)
+    assert first.success and first.account == 1, first.error
+    state = json.loads((setup.pool_home / "state.yaml").read_text())
+    windows = state["accounts"]["1"]["windows"]
+    assert windows["5h"]["used"] == pytest.approx(0.97)
+    assert windows["5h"]["resets"] == pytest.approx(int(five_reset), abs=1)
+    assert windows["week"]["used"] == pytest.approx(0.075)
+    assert windows["week"]["resets"] == pytest.approx(int(week_reset), abs=1)
+    again = wrapper.call(PROMPT)
+    assert again.success and again.account == 2 and again.attempts == 1
+    assert len(mock.chats("busy")) == 1
+    # the rollouts (they hold the prompt) stayed in the call homes
+    assert not (setup.pool_home / "sessions").exists()
 
 
 def test_rate_limit_is_backed_off_not_remembered(setup: Setup) -> None:
@@ -137,6 +237,23 @@ def test_rate_limit_is_backed_off_not_remembered(setup: Setup) -> None:
     assert (info.until - datetime.now(timezone.utc)).total_seconds() < 600
 
 
+def test_dropped_connection_is_an_error_not_a_rotation(setup: Setup) -> None:
+    mock = setup.mock
+    manager = setup.pool(mock.add_account("cut"), mock.add_account("spare"))
+    mock.drop.add("cut")
+    wrapper, attempts = setup.wrapper(manager, extra_args=NO_RETRIES)
+    result = wrapper.call(PROMPT)
+    assert not result.success and result.accounts_tried == [1]
+    assert [a.outcome.kind for a in attempts] == [OutcomeKind.ERROR]
+    first = attempts[0].run
+    assert first is not None and first.exit_code == 1
+    line = "ERROR: stream disconnected before completion: error sending request"
+    assert _errors(first.stderr) == [line, line]
+    record("codex", "connection_error", first, "error")
+    assert status_of(manager, 1) == "ready"
+    assert not mock.chats("spare")
+
+
 def test_revoked_token_parks_the_account_as_needing_login(setup: Setup) -> None:
     mock = setup.mock
     manager = setup.pool(mock.add_account("gone", mode="revoked"), mock.add_account("spare"))
@@ -154,6 +271,52 @@ def test_revoked_token_parks_the_account_as_needing_login(setup: Setup) -> None:
     assert status_of(manager, 1) == "needs_login"
     again = wrapper.call(PROMPT)
     assert again.success and again.attempts == 1 and again.account == 2
+
+
+def test_expired_refresh_token_parks_the_account_and_keeps_its_slot(setup: Setup) -> None:
+    mock = setup.mock
+    manager = setup.pool(
+        mock.add_account("lapsed", expires_in=-60, refresh="invalid_grant"),
+        mock.add_account("spare"),
+    )
+    before = manager.slot_path(1).read_bytes()
+    wrapper, attempts = setup.wrapper(manager)
+    result = wrapper.call(PROMPT)
+    assert result.success and result.account == 2, result.error
+    first = attempts[0].run
+    assert first is not None and first.exit_code == 1
+    line = (
+        "ERROR: Your access token could not be refreshed because your refresh token has "
+        "expired. Please log out and sign in again."
+    )
+    assert _errors(first.stderr) == [line, line]
+    record("codex", "refresh_fail", first, "auth_failed")
+    assert status_of(manager, 1) == "needs_login"
+    assert manager.slot_path(1).read_bytes() == before  # nothing of the failed call kept
+
+
+def test_replayed_refresh_token_parks_the_account_and_revokes_nothing_else(setup: Setup) -> None:
+    """A slot holding a refresh token that was already spent (a copy refreshed elsewhere):
+    codex presents it, the provider refuses it and revokes the account's family; credrot
+    parks that account as needing login and the call moves on."""
+    mock = setup.mock
+    cred = mock.add_account("copied", expires_in=-60)
+    acct = mock.account("copied")
+    assert mock.book.refresh(acct.refresh_token)[1] == "ok"  # spent by someone else
+    manager = setup.pool(cred, mock.add_account("spare"))
+    wrapper, attempts = setup.wrapper(manager)
+    result = wrapper.call(PROMPT)
+    assert result.success and result.account == 2, result.error
+    first = attempts[0].run
+    assert first is not None and first.exit_code == 1
+    line = (
+        "ERROR: Your access token could not be refreshed because your refresh token was "
+        "already used. Please log out and sign in again."
+    )
+    assert _errors(first.stderr) == [line, line]
+    record("codex", "refresh_reused", first, "auth_failed")
+    assert acct.revoked and not mock.account("spare").revoked
+    assert status_of(manager, 1) == "needs_login"
 
 
 def test_expired_api_token_fails_as_auth(setup: Setup) -> None:
@@ -242,54 +405,15 @@ def test_refresh_by_hand_writes_beside_the_link_target(setup: Setup) -> None:
     assert acct.refreshed == 1 and not acct.revoked
 
 
-_CALLER = """
-import sys
-from credrot.manager import AccountManager
-from credrot.tools import CODEX
-from credrot.wrapper import Wrapper
-import json, os
-env = json.loads(os.environ.pop("CALLER_ENV"))
-manager = AccountManager(home=sys.argv[1], tool=CODEX)
-result = Wrapper(manager=manager, env=env, cwd=sys.argv[2], timeout=90.0, backoff="none").call(
-    "Reply with one short sentence."
-)
-print(json.dumps({"success": result.success, "account": result.account,
-                  "output": result.output, "error": result.error}))
-"""
-
-
 def test_parallel_callers_spend_each_refresh_token_once(setup: Setup) -> None:
     """Six processes, two accounts whose access tokens have expired: codex's refresh
-    tokens are single-use (a replay revokes the account), so each account must be
-    refreshed exactly once and every other caller must start from that new token."""
+    tokens are single-use (a replay revokes the account), so an account is refreshed by
+    one caller at most and every other caller starts from the token it got."""
     mock = setup.mock
     manager = setup.pool(
         mock.add_account("left", expires_in=-60), mock.add_account("right", expires_in=-60)
     )
-    del manager
-    env = {**os.environ, "CALLER_ENV": json.dumps(setup.env())}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _CALLER, str(setup.pool_home), str(setup.workdir)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
-        for _ in range(6)
-    ]
-    results = []
-    try:
-        for proc in procs:
-            out, err = proc.communicate(timeout=240)
-            assert proc.returncode == 0, err[-1500:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    results = run_callers(setup, 6)
     assert all(r["success"] for r in results), results
     for name in ("left", "right"):
         acct = mock.account(name)
@@ -297,9 +421,8 @@ def test_parallel_callers_spend_each_refresh_token_once(setup: Setup) -> None:
         assert acct.refreshed <= 1, f"{name} refreshed {acct.refreshed} times"
     assert sum(mock.account(n).refreshed for n in ("left", "right")) >= 1
     assert not [h for h in mock.refreshes() if h.status != 200]
-    after = setup.pool(*())
     for index, name in ((1, "left"), (2, "right")):
         acct = mock.account(name)
         if acct.refreshed:
-            assert slot_json(after, index)["tokens"]["refresh_token"] == acct.refresh_token
+            assert slot_json(manager, index)["tokens"]["refresh_token"] == acct.refresh_token
     assert_no_secret(mock.secrets(), *(json.dumps(r) for r in results))

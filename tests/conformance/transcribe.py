@@ -40,7 +40,8 @@ def write_all() -> list[Path]:
         text = json.dumps(
             {"cli": cli, "version": version, "cases": cases}, indent=2, sort_keys=True
         )
-        text = re.sub(r"/tmp/[^\s\"']+", "<tmp>", text)
+        # in the JSON text: a path ends at a quote or at an escape (``\"``, ``\n``)
+        text = re.sub(r"/tmp/[^\s\"'\\]+", "<tmp>", text)
         if "CANARY" in text:
             raise AssertionError(f"a token would have been written to the {cli} transcript")
         path = Path(target) / f"{install.CLIS[cli].name}-{version}.json"

@@ -370,9 +370,10 @@ def test_parallel_callers_spread_over_the_accounts(
     assert sum(1 for r in results if r["ok"]) == accounts * quota
     assert sum(pool.backend.used(f"acct{i}") for i in range(1, accounts + 1)) == 40
     spent_runs = [c for c in pool.backend.calls() if c["outcome"] == "quota"]
-    # Two calls in flight per account when it runs out, plus the calls that start in the
-    # moment between an account running out and its caller telling credrot (longer on a
-    # loaded machine); all callers on one account make about 30.
+    # Two calls in flight per account when it runs out (8; the benchmark holds that
+    # target), plus on a loaded machine the few calls that start in the moment between
+    # an account running out and its caller telling credrot; all callers on one account
+    # make about 25.
     assert len(spent_runs) <= 4 * accounts, [c["account"] for c in spent_runs]
     for index in range(1, accounts + 1):
         mine = [a for a in attempts if a["attempt"] == index]

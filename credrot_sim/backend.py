@@ -22,10 +22,7 @@ from credrot_sim.base import (
     _new_token,
     _now_ms,
 )
-from credrot_sim.creds import (
-    _SPECS,
-    _Spec,
-)
+from credrot_sim.creds import _SPECS, _Spec
 from credrot_sim.families import REUSED, RefreshGuard, check_refresh, revoke, spend, spent_owner
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs start-up time
@@ -365,8 +362,7 @@ class SimBackend(SimStore):
             quota = acc["quota"]
             if quota is not None and acc["used"] >= quota:
                 d.outcome = "quota"
-                # A refused request comes back at once: only an answer takes the time
-                # a model needs to generate it.
+                # A refused request comes back at once: only an answer takes time.
                 d.latency = min(d.latency, 0.02)
                 resets_in = acc.get("resets_in")
                 d.resets_at = time.time() + float(

@@ -18,6 +18,9 @@ naming the file, the key and what was expected::
           quota_exhausted: ["quota exceeded"]
           rate_limited: ["\\b429\\b", "rate limit"]
           auth_failed: ["please log in"]
+        # quota_exhausted may name each text's window instead (5h, week, day, week:opus):
+        #   quota_exhausted: {5h: ["5-hour limit"], "week:opus": ["opus limit"]}
+        per_model_windows: false        # true: week:opus limits calls for opus only
         exit_codes: {41: auth_failed}
         resets: [gemini_after]          # reset parsers from credrot.resets.PARSERS
         reset_window: 24h               # or "5h", "90m", "midnight", "midnight Europe/Paris"
@@ -33,7 +36,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 
-from credrot import resets
+from credrot import resets, windows
 from credrot.configpath import CONFIG_ENV as CONFIG_ENV
 from credrot.configpath import config_path as config_path
 from credrot.errors import ConfigError
@@ -62,6 +65,7 @@ TOOL_KEYS: dict[str, str] = {
     "approval_flag": "a string",
     "default_approval": "a string",
     "patterns": "a mapping of outcome to regular expressions",
+    "per_model_windows": "true or false (true: a window like week:opus limits that model only)",
     "abort_patterns": "a list of regular expressions",
     "abort_streams": "a list of stderr and stdout: where the tool prints its login prompt",
     "exit_codes": "a mapping of exit code to outcome",
@@ -86,6 +90,10 @@ PATTERN_OUTCOMES = ("disabled", "auth_failed", "quota_exhausted", "rate_limited"
 _EXIT_OUTCOMES = (*PATTERN_OUTCOMES, "error")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: A quota window's name: ``day``, ``week``, ``month``, a length (``5h``), then optionally
+#: ``:model`` for one model family's window (``week:opus``).
+_WINDOW_NAME = re.compile(r"([a-z0-9.]+)(?::[a-z0-9][a-z0-9._-]*)?")
+WINDOW_NAME_HELP = "a window name: day, week, month or a length like 5h, then maybe :model"
 _DURATION = re.compile(r"\d+(?:\.\d+)?(?:ms|d|h|m|s)(?:\d+(?:\.\d+)?(?:ms|d|h|m|s))*")
 
 _cache: dict[Path, tuple[tuple[int, int, int], dict[str, ToolProfile]]] = {}
@@ -319,6 +327,9 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
     for outcome in PATTERN_OUTCOMES:
         if outcome not in patterns:
             continue
+        if outcome == "quota_exhausted" and isinstance(patterns[outcome], dict):
+            rules.extend(_window_rules(patterns[outcome], err))
+            continue
         found = _str_list(patterns, outcome, err.under(f"{err.prefix}.patterns"))
         for i, p in enumerate(found):
             _regex(p, f"patterns.{outcome}[{i}]", err)
@@ -391,7 +402,25 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
         refresh_margin=_duration(
             spec.get("refresh_margin", 300), "refresh_margin", err
         ).total_seconds(),
+        per_model_windows=_bool(spec, "per_model_windows", err, False),
     )
+
+
+def _window_rules(spec: Mapping[object, object], err: _Errors) -> list[Rule]:
+    """``quota_exhausted: {5h: [...], "week:opus": [...]}``: one rule per named window."""
+    rules: list[Rule] = []
+    under = err.under(f"{err.prefix}.patterns.quota_exhausted")
+    for name in spec:
+        window = str(name)
+        base = window.partition(":")[0]
+        if not _WINDOW_NAME.fullmatch(window) or (base != "day" and windows.length(base) is None):
+            raise under(window, WINDOW_NAME_HELP)
+        found = _str_list({window: spec[name]}, window, under)
+        for i, p in enumerate(found):
+            _regex(p, f"patterns.quota_exhausted.{window}[{i}]", err)
+        if found:
+            rules.append(Rule.of(OutcomeKind.QUOTA_EXHAUSTED, *found, window=window))
+    return rules
 
 
 def _abort_streams(spec: Mapping[str, object], err: _Errors) -> tuple[str, ...]:

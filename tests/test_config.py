@@ -279,7 +279,8 @@ ERRORS = [
     (
         "tools:\n  t: {credential: a.json, tool_lock: a/b}\n",
         "tools.t.tool_lock: expected a file name (a/b)",
-    ),    (
+    ),
+    (
         "tools:\n  t: {credential: a.json, per_model_windows: 'yes'}\n",
         "tools.t.per_model_windows: expected true or false "
         "(true: a window like week:opus limits that model only)",

@@ -18,9 +18,7 @@ naming the file, the key and what was expected::
           quota_exhausted: ["quota exceeded"]
           rate_limited: ["\\b429\\b", "rate limit"]
           auth_failed: ["please log in"]
-        # quota_exhausted may name each text's window instead (5h, week, day, week:opus):
-        #   quota_exhausted: {5h: ["5-hour limit"], "week:opus": ["opus limit"]}
-        per_model_windows: false        # true: week:opus limits calls for opus only
+        per_model_windows: false        # true: quota_exhausted: {"week:opus": [...]} bars opus only
         exit_codes: {41: auth_failed}
         resets: [gemini_after]          # reset parsers from credrot.resets.PARSERS
         reset_window: 24h               # or "5h", "90m", "midnight", "midnight Europe/Paris"
@@ -90,10 +88,6 @@ PATTERN_OUTCOMES = ("disabled", "auth_failed", "quota_exhausted", "rate_limited"
 _EXIT_OUTCOMES = (*PATTERN_OUTCOMES, "error")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-#: A quota window's name: ``day``, ``week``, ``month``, a length (``5h``), then optionally
-#: ``:model`` for one model family's window (``week:opus``).
-_WINDOW_NAME = re.compile(r"([a-z0-9.]+)(?::[a-z0-9][a-z0-9._-]*)?")
-WINDOW_NAME_HELP = "a window name: day, week, month or a length like 5h, then maybe :model"
 _DURATION = re.compile(r"\d+(?:\.\d+)?(?:ms|d|h|m|s)(?:\d+(?:\.\d+)?(?:ms|d|h|m|s))*")
 
 _cache: dict[Path, tuple[tuple[int, int, int], dict[str, ToolProfile]]] = {}
@@ -317,24 +311,7 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
     else:
         raise err("prompt", TOOL_KEYS["prompt"], str(prompt_mode))
 
-    patterns = spec.get("patterns", {})
-    if not isinstance(patterns, dict):
-        raise err("patterns", TOOL_KEYS["patterns"])
-    rules: list[Rule] = []
-    for outcome in patterns:
-        if outcome not in PATTERN_OUTCOMES:
-            raise err(f"patterns.{outcome}", f"one of {', '.join(PATTERN_OUTCOMES)}")
-    for outcome in PATTERN_OUTCOMES:
-        if outcome not in patterns:
-            continue
-        if outcome == "quota_exhausted" and isinstance(patterns[outcome], dict):
-            rules.extend(_window_rules(patterns[outcome], err))
-            continue
-        found = _str_list(patterns, outcome, err.under(f"{err.prefix}.patterns"))
-        for i, p in enumerate(found):
-            _regex(p, f"patterns.{outcome}[{i}]", err)
-        if found:
-            rules.append(Rule.of(OutcomeKind(outcome), *found))
+    rules = _rules(spec.get("patterns", {}), err)
     aborts = _str_list(spec, "abort_patterns", err)
     for i, p in enumerate(aborts):
         _regex(p, f"abort_patterns[{i}]", err)
@@ -406,20 +383,28 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
     )
 
 
-def _window_rules(spec: Mapping[object, object], err: _Errors) -> list[Rule]:
-    """``quota_exhausted: {5h: [...], "week:opus": [...]}``: one rule per named window."""
+def _rules(patterns: object, err: _Errors) -> list[Rule]:
+    """``patterns``: outcome -> regexes; ``quota_exhausted`` may map window names to them
+    (``{5h: [...], "week:opus": [...]}``), one rule per window."""
+    if not isinstance(patterns, dict):
+        raise err("patterns", TOOL_KEYS["patterns"])
+    for outcome in patterns:
+        if outcome not in PATTERN_OUTCOMES:
+            raise err(f"patterns.{outcome}", f"one of {', '.join(PATTERN_OUTCOMES)}")
     rules: list[Rule] = []
-    under = err.under(f"{err.prefix}.patterns.quota_exhausted")
-    for name in spec:
-        window = str(name)
-        base = window.partition(":")[0]
-        if not _WINDOW_NAME.fullmatch(window) or (base != "day" and windows.length(base) is None):
-            raise under(window, WINDOW_NAME_HELP)
-        found = _str_list({window: spec[name]}, window, under)
-        for i, p in enumerate(found):
-            _regex(p, f"patterns.quota_exhausted.{window}[{i}]", err)
-        if found:
-            rules.append(Rule.of(OutcomeKind.QUOTA_EXHAUSTED, *found, window=window))
+    for outcome in (o for o in PATTERN_OUTCOMES if o in patterns):
+        named = outcome == "quota_exhausted" and isinstance(patterns[outcome], dict)
+        groups = patterns[outcome] if named else {"": patterns[outcome]}
+        for name, value in groups.items():
+            window = str(name)
+            key = f"patterns.{outcome}" + (f".{window}" if named else "")
+            if named and not windows.is_name(window):
+                raise err(key, windows.NAME_HELP)
+            found = _str_list({key: value}, key, err)
+            for i, p in enumerate(found):
+                _regex(p, f"{key}[{i}]", err)
+            if found:
+                rules.append(Rule.of(OutcomeKind(outcome), *found, window=window))
     return rules
 
 

@@ -44,6 +44,8 @@ WINDOW_TEXTS = [
     ("qwen", "[API Error: 429 month allocated quota exceeded]", "month"),
     ("qwen", "Qwen OAuth quota exceeded: Your free daily quota has been reached.", "day"),
     ("qwen", "Qwen API quota exceeded: Your Qwen API quota has been exhausted.", ""),
+    ("qwen-key", "[API Error: 429 hour allocated quota exceeded]", "5h"),
+    ("qwen-key", "[API Error: 429 week allocated quota exceeded]", "week"),
     ("gemini", "TerminalQuotaError: You have exhausted your daily quota on this model.", "day"),
     ("gemini", "You have exhausted your capacity on this model. reset after 2s.", ""),
 ]

@@ -1178,20 +1178,28 @@ def test_folders_of_the_home_planted_as_links_are_never_written_through(
     assert len(list((home / "trash").iterdir())) == 1
 
 
-@pytest.mark.parametrize("planted", ["link outside", "fifo"])
+@pytest.mark.parametrize("planted", ["link outside", "link to /dev/zero", "fifo"])
 def test_a_planted_rotation_log_is_not_written_through_or_waited_on(
     make_pool: Callable[..., AccountManager], outside: Outside, planted: str
 ) -> None:
     """Row: slot is a symlink outside the home — ``rotation.log`` replaced by a link to
-    a file outside, or by a FIFO: commands end at once and the file outside is untouched."""
+    a file outside or to ``/dev/zero``, or by a FIFO: the commands that write it and the
+    views that read it end at once, and the file outside is untouched."""
     home = make_pool(3).home
     log = home / "rotation.log"
     log.unlink()
     if planted == "fifo":
         os.mkfifo(log)
     else:
-        log.symlink_to(outside.path)
-    for args in (("accounts", "next"), ("accounts", "switch", "3"), ("doctor", "--skip-tool")):
+        log.symlink_to(outside.path if planted == "link outside" else "/dev/zero")
+    commands = (
+        ("accounts", "next"),
+        ("accounts", "switch", "3"),
+        ("doctor", "--skip-tool"),
+        ("top", "--once"),
+        ("stats",),
+    )
+    for args in commands:
         assert cli(home, *args, timeout=30).returncode in (0, 1), args
     assert listed(home)[3]["active"]
-    assert log.is_symlink() if planted != "fifo" else stat_kinds(home)["rotation.log"] == "fifo"
+    assert stat_kinds(home)["rotation.log"] == ("fifo" if planted == "fifo" else "link")

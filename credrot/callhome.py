@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,8 @@ TOOL_PID = ".credrot-tool.pid"
 
 def reserve(layout: Layout, index: int) -> Path:
     """A new, empty call home root for account ``index`` (counted in flight at once)."""
+    import tempfile  # here, not at the top: a listing of the pool never needs it
+
     base = layout.run_dir
     try:
         own_dir(base)

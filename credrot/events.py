@@ -14,7 +14,6 @@ import contextlib
 import errno
 import functools
 import json
-import logging
 import os
 import stat
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from credrot.fsutil import read_bytes
+from credrot.logs import LazyLogger
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     hookspec: pluggy.HookspecMarker
     hookimpl: pluggy.HookimplMarker
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 PROJECT = "credrot"
 _GROUP_LINE = f"[{PROJECT}]".encode()

@@ -158,8 +158,16 @@ class AccountManager:
     def list_accounts(self) -> list[AccountInfo]:
         return views.list_accounts(self.pool)
 
-    def pool_status(self, exclude: set[int] | frozenset[int] = frozenset()) -> PoolStatus:
-        return views.pool_status(self.pool, exclude)
+    def pool_status(
+        self,
+        exclude: set[int] | frozenset[int] = frozenset(),
+        *,
+        for_call: bool = False,
+        model: str | None = None,
+    ) -> PoolStatus:
+        """Which accounts are usable: with no call in view (a per-model window leaves its
+        account usable), or ``for_call`` asking for ``model`` (None: the default one)."""
+        return views.pool_status(self.pool, exclude, for_call=for_call, model=model)
 
     def get_stats(self) -> dict[str, Any]:
         return views.stats(self.pool)

@@ -1203,3 +1203,19 @@ def test_a_planted_rotation_log_is_not_written_through_or_waited_on(
         assert cli(home, *args, timeout=30).returncode in (0, 1), args
     assert listed(home)[3]["active"]
     assert stat_kinds(home)["rotation.log"] == ("fifo" if planted == "fifo" else "link")
+
+
+def test_a_lock_file_planted_as_a_link_is_replaced_not_followed(
+    make_pool: Callable[..., AccountManager], outside: Outside
+) -> None:
+    """Row: lock file deleted while held — ``.credrot.lock`` replaced by a link to a
+    file outside (or to a name that does not exist yet): the link is removed, a lock
+    file of the home's own made, and nothing is written or created outside."""
+    home = make_pool(3).home
+    lock = home / ".credrot.lock"
+    for target in (outside.path, outside.path.with_name("new")):
+        lock.unlink()
+        lock.symlink_to(target)
+        assert cli(home, "accounts", "next").returncode == 0
+        assert not lock.is_symlink() and lock.is_file()
+    assert listed(home)[3]["active"]

@@ -129,7 +129,8 @@ def test_every_row_of_the_table_has_a_test() -> None:
     missing = [row for row in ROWS if not any(f"Row: {row}" in doc for doc in docs)]
     for row, where in ELSEWHERE.items():
         module, name = where.split("::")
-        if f"\ndef {name}(" in (Path(__file__).parent / module).read_text():
+        assert f"\ndef {name}(" in (Path(__file__).parent / module).read_text(), where
+        if row in missing:
             missing.remove(row)
     assert missing == []
 
@@ -1219,3 +1220,30 @@ def test_a_lock_file_planted_as_a_link_is_replaced_not_followed(
         assert cli(home, "accounts", "next").returncode == 0
         assert not lock.is_symlink() and lock.is_file()
     assert listed(home)[3]["active"]
+
+
+def test_a_call_home_base_planted_as_a_link_is_never_reaped_through(
+    tmp_path: Path, make_cred: Callable[..., bytes]
+) -> None:
+    """Row: slot is a symlink outside the home — ``.credrot-run`` as a link to a folder
+    outside holding what looks like a dead call home and a kept token: ``doctor --fix``
+    and a call neither remove it nor adopt the token; the call runs in a folder of the
+    home's own."""
+    manager = scripted_pool(tmp_path / "pool", 'echo "the answer"\n', make_cred)
+    home = manager.home
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "999999999-1-abc" / ".qwen").mkdir(parents=True)
+    (elsewhere / "999999999-1-abc" / ".qwen" / "oauth_creds.json").write_bytes(
+        make_cred(1, version=7)
+    )
+    (elsewhere / "kept-1-g1-deadbeef.json").write_bytes(make_cred(1, version=8))
+    before = sorted(str(p.relative_to(elsewhere)) for p in elsewhere.rglob("*"))
+    shutil.rmtree(home / ".credrot-run", ignore_errors=True)
+    (home / ".credrot-run").symlink_to(elsewhere)
+    doctor = cli(home, "doctor", "--skip-tool", "--fix")
+    assert "call homes" not in doctor.stdout, doctor.stdout
+    result = Wrapper(manager=AccountManager(tool=manager.profile, home=home)).call("hi")
+    assert result.success, result.error
+    assert sorted(str(p.relative_to(elsewhere)) for p in elsewhere.rglob("*")) == before
+    assert manager.read_credential(1) == make_cred(1)
+    assert (home / ".credrot-run").is_dir() and not (home / ".credrot-run").is_symlink()

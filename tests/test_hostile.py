@@ -1247,3 +1247,24 @@ def test_a_call_home_base_planted_as_a_link_is_never_reaped_through(
     assert sorted(str(p.relative_to(elsewhere)) for p in elsewhere.rglob("*")) == before
     assert manager.read_credential(1) == make_cred(1)
     assert (home / ".credrot-run").is_dir() and not (home / ".credrot-run").is_symlink()
+
+
+def test_a_folder_in_place_of_the_pointer_is_moved_aside(
+    make_pool: Callable[..., AccountManager], outside: Outside
+) -> None:
+    """Row: pointer leads outside accounts/ — a folder where the pointer belongs (with a
+    file in it) no longer blocks every switch: it is moved aside, kept whole, and said."""
+    home = make_pool(3).home
+    pointer = home / "oauth_creds.json"
+    pointer.unlink()
+    pointer.mkdir()
+    (pointer / "note.txt").write_text("mine")
+    done = cli(home, "accounts", "next")
+    assert done.returncode == 0, done.stderr
+    assert "was a folder, not a link to an account; moved to oauth_creds.json.moved-" in (
+        done.stderr
+    )
+    assert os.readlink(pointer).startswith("accounts/oauth_creds_")
+    (aside,) = home.glob("oauth_creds.json.moved-*")
+    assert (aside / "note.txt").read_text() == "mine"
+    assert cli(home, "doctor", "--skip-tool").returncode == 0

@@ -261,6 +261,16 @@ def _check_pointer(manager: AccountManager) -> list[Finding]:
                 )
             ]
         return []
+    if kind == "file" and manager.pointer.is_dir() and not manager.pointer.is_symlink():
+        return [
+            Finding(
+                "pointer",
+                "warn",
+                f"{name} is a folder, not a link to an account: no switch can happen",
+                "move it aside (kept whole) and restore the link",
+                fixable=True,
+            )
+        ]
     text = {
         "file": f"{name} is a regular file (the tool refreshed the token by rename)",
         "missing": f"{name} is missing (the tool deletes it when a refresh fails)",

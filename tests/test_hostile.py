@@ -1259,6 +1259,8 @@ def test_a_folder_in_place_of_the_pointer_is_moved_aside(
     pointer.unlink()
     pointer.mkdir()
     (pointer / "note.txt").write_text("mine")
+    doctor = cli(home, "doctor", "--skip-tool")
+    assert "oauth_creds.json is a folder, not a link to an account" in doctor.stdout
     done = cli(home, "accounts", "next")
     assert done.returncode == 0, done.stderr
     assert "was a folder, not a link to an account; moved to oauth_creds.json.moved-" in (
@@ -1268,3 +1270,7 @@ def test_a_folder_in_place_of_the_pointer_is_moved_aside(
     (aside,) = home.glob("oauth_creds.json.moved-*")
     assert (aside / "note.txt").read_text() == "mine"
     assert cli(home, "doctor", "--skip-tool").returncode == 0
+    pointer.unlink()
+    pointer.mkdir()
+    assert cli(home, "doctor", "--skip-tool", "--fix").returncode == 0
+    assert pointer.is_symlink() and len(list(home.glob("oauth_creds.json.moved-*"))) == 2

@@ -26,7 +26,15 @@ from credrot_sim.creds import (
     _SPECS,
     _Spec,
 )
-from credrot_sim.families import REUSED, RefreshGuard, check_refresh, revoke, spend, spent_owner
+from credrot_sim.families import (
+    REUSED,
+    RefreshGuard,
+    check_refresh,
+    revoke,
+    revoked_owner,
+    spend,
+    spent_owner,
+)
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs start-up time
 if TYPE_CHECKING:
@@ -325,7 +333,12 @@ class SimBackend(SimStore):
                 d.account = spent_owner(state, refresh) if spec.rotates_refresh else None
                 if d.account is not None:  # a spent single-use token: the family is revoked
                     revoke(state, d.account)
-                d.outcome = "auth" if d.account is None else REUSED
+                    d.outcome = REUSED
+                elif spec.rotates_refresh and revoked_owner(state, refresh) is not None:
+                    # the current token of a family revoked since: refused as revoked
+                    d.account, d.outcome = revoked_owner(state, refresh), "revoked"
+                else:
+                    d.outcome = "auth"
                 return
             forced = True
         d.account = name

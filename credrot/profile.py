@@ -24,7 +24,7 @@ from credrot.resets import ResetParser, next_utc_midnight
 Validator = Callable[[object], "str | None"]
 
 #: The names of the built-in profiles (``credrot.tools``); a config file may not reuse them.
-BUILTIN_NAMES = frozenset({"qwen", "claude", "codex", "gemini"})
+BUILTIN_NAMES = frozenset({"qwen", "claude", "codex", "gemini", "qwen-key"})
 #: Credential kinds: a file the tool reads from its home, or environment variables.
 CREDENTIAL_KINDS = ("file", "env")
 #: Where an argument-prompt tool's argv takes the prompt (``args: ["-m", "{prompt}"]``).
@@ -283,6 +283,8 @@ class ToolProfile:
                 data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
             except (UnicodeDecodeError, ValueError):
                 return None, "not valid JSON"
+            except RecursionError:
+                return None, "not valid JSON (nested too deeply)"
         why = self.validate(data)
         if why is not None:
             return None, why

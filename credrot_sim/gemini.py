@@ -9,6 +9,7 @@ import sys
 import time
 
 from credrot_sim.base import (
+    _EXIT_AUTH,
     _EXIT_INPUT,
     _STDIN_JOINER,
     _err,
@@ -27,6 +28,10 @@ from credrot_sim.creds import (
     _SPECS,
 )
 from credrot_sim.texts import (
+    GEMINI_API_ERROR_TEXT,
+    GEMINI_BACKOFF_TEXT,
+    GEMINI_CRITICAL_TEXT,
+    GEMINI_MAX_ATTEMPTS_TEXT,
     GEMINI_NO_INPUT_TEXT,
     GEMINI_RETRY_TEXT,
     GEMINI_TERMINAL_QUOTA_TEXT,
@@ -102,7 +107,7 @@ def _gemini_main(args: list[str]) -> int:
         if ok:
             _write_out(text + "\n", d.outcome == "garbage")
         else:
-            _err(text + "\n")
+            _err(_failure(d.outcome, text, code, prompt, bool(d.limit_text)))
         return code
     body: dict[str, Any] = (
         {"response": text, "stats": {"models": {}}}
@@ -111,6 +116,53 @@ def _gemini_main(args: list[str]) -> int:
     )
     _write_out(json.dumps(body, indent=2) + "\n", d.outcome == "garbage")
     return code
+
+
+def _failure(outcome: str, text: str, code: int, prompt: str, verbatim: bool) -> str:
+    """What 0.61 prints on stderr when a call fails (text mode), without the stack traces
+    and object dumps it adds between these lines (the recorded transcript)."""
+    if verbatim:  # a test's own limit text
+        return text + "\n"
+    if code == _EXIT_AUTH:  # no usable login: before any request
+        return f"Error authenticating: FatalAuthenticationError: {text}\n{text}\n"
+    lines = []
+    if outcome == "rate_limit":
+        # its own backoff: up to ten attempts over a minute and more (not slept here)
+        lines += [
+            GEMINI_BACKOFF_TEXT.format(attempt=1, message=text),
+            GEMINI_MAX_ATTEMPTS_TEXT.format(attempt=2, message=text),
+        ]
+        text = f"RetryableQuotaError: {text}"
+    elif outcome == "auth":
+        text = f"_GaxiosError: {text}"
+    elif outcome == "connection_error":
+        return text + "\n"
+    report = _report(text, prompt)
+    lines += [GEMINI_API_ERROR_TEXT.format(report=report, error=text), GEMINI_CRITICAL_TEXT]
+    return "".join(line + "\n" for line in lines)
+
+
+def _report(error: str, prompt: str) -> str:
+    """0.61 writes each failed request, the prompt with it, into its temp directory."""
+    folder = os.environ.get("TMPDIR")
+    if not folder:
+        return "/tmp/gemini-client-error-Turn.run-sendMessageStream.json"
+    stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime())
+    path = os.path.join(
+        folder, f"gemini-client-error-Turn.run-sendMessageStream-{stamp}-{os.getpid()}.json"
+    )
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(
+                {
+                    "error": {"message": error},
+                    "context": [{"role": "user", "parts": [{"text": prompt}]}],
+                },
+                fh,
+            )
+    except OSError:
+        pass
+    return path
 
 
 def _quota(message: str, resets_at: float) -> str:

@@ -242,6 +242,21 @@ GEMINI_RETRY_TEXT = "Attempt {attempt} failed: {message}. Retrying after {ms}ms.
 GEMINI_TERMINAL_QUOTA_TEXT = "TerminalQuotaError: {message}"
 
 
+#: A bare 429: logged before each of its own retries, then when it gives up.
+GEMINI_BACKOFF_TEXT = (
+    "Attempt {attempt} failed with status 429. Retrying with backoff... _GaxiosError: {message}"
+)
+GEMINI_MAX_ATTEMPTS_TEXT = "Attempt {attempt} failed: {message}. Max attempts reached"
+
+
+#: The line of a failed request (its report, with the request, in the temp directory) and
+#: the process's last words.
+GEMINI_API_ERROR_TEXT = (
+    "Error when talking to Gemini API Full report available at: {report} {error}"
+)
+GEMINI_CRITICAL_TEXT = "An unexpected critical error occurred:[object Object]"
+
+
 GEMINI_DAILY_QUOTA_TEXT = "You have exhausted your daily quota on this model."
 
 
@@ -249,9 +264,9 @@ GEMINI_RATE_LIMIT_TEXT = "Resource has been exhausted (e.g. check quota)."
 
 
 GEMINI_AUTH_TEXT = (
-    "Error when talking to Gemini API "
     '{"error": {"code": 401, "message": "Request had invalid authentication credentials. '
-    'Expected OAuth 2 access token, login cookie or other valid authentication credential.", '
+    "Expected OAuth 2 access token, login cookie or other valid authentication credential. "
+    'See https://developers.google.com/identity/sign-in/web/devconsole-project.", '
     '"status": "UNAUTHENTICATED"}}'
 )
 

@@ -117,7 +117,7 @@ def test_no_config_file_is_no_tools(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as err:
         get_profile("aider")
     assert str(err.value) == (
-        "unknown tool 'aider' (known: claude, codex, gemini, qwen; describe others in "
+        "unknown tool 'aider' (known: claude, codex, gemini, qwen, qwen-key; describe others in "
         f"{config.config_path()})"
     )
 

@@ -1,8 +1,8 @@
 """The tool registry: the built-in profiles, and any other name from the config file.
 
-Built in: ``qwen``, ``claude``, ``codex``, ``gemini`` (their facts are in FACTS.md). Any
-other name is looked up in the config file (:mod:`credrot.config`) when first asked for,
-so a command for a built-in tool never reads YAML.
+Built in: ``qwen``, ``claude``, ``codex``, ``gemini`` and ``qwen-key`` (Qwen Code on API
+keys); their facts are in FACTS.md. Any other name is looked up in the config file
+(:mod:`credrot.config`) when first asked for, so a command for a built-in tool never reads YAML.
 """
 
 from __future__ import annotations
@@ -13,10 +13,26 @@ from credrot.tools.claude import CLAUDE
 from credrot.tools.codex import CODEX
 from credrot.tools.gemini import GEMINI
 from credrot.tools.qwen import QWEN
+from credrot.tools.qwen_key import QWEN_KEY
 
-__all__ = ["BUILTIN", "CLAUDE", "CODEX", "GEMINI", "QWEN", "get_profile", "known_tools"]
+__all__ = [
+    "BUILTIN",
+    "CLAUDE",
+    "CODEX",
+    "GEMINI",
+    "QWEN",
+    "QWEN_KEY",
+    "get_profile",
+    "known_tools",
+]
 
-BUILTIN: dict[str, ToolProfile] = {"qwen": QWEN, "claude": CLAUDE, "codex": CODEX, "gemini": GEMINI}
+BUILTIN: dict[str, ToolProfile] = {
+    "qwen": QWEN,
+    "claude": CLAUDE,
+    "codex": CODEX,
+    "gemini": GEMINI,
+    "qwen-key": QWEN_KEY,
+}
 assert set(BUILTIN) == BUILTIN_NAMES
 
 

@@ -9,6 +9,9 @@ from credrot.kinds import OutcomeKind, Rule
 from credrot.profile import ToolProfile, expiry_at, json_validator
 
 _GEMINI_RULES = (
+    # exit 41 like a refused login, but it is the home's settings.json that names no auth
+    # type (the CLI's first interactive login writes it): no account is to blame.
+    Rule.of(OutcomeKind.ERROR, r"Please set an Auth method in your "),
     Rule.of(
         OutcomeKind.AUTH_FAILED,
         r"\[API Error: 401\b",
@@ -48,6 +51,14 @@ GEMINI_RETRY_SLEEP = Rule.of(
     r"Attempt \d+ failed: You have exhausted your capacity[^\n]*Retrying after \d+ms",
 )
 
+#: A bare 429: the CLI logs this and backs off on its own, up to ten attempts per request
+#: (over a minute in all) before it gives up. Stop it there: credrot backs off itself,
+#: within the caller's budget, and the CLI has no setting in the environment to cut it.
+GEMINI_RETRY_BACKOFF = Rule.of(
+    OutcomeKind.RATE_LIMITED,
+    r"Attempt \d+ failed with status 429\. Retrying with backoff",
+)
+
 GEMINI = ToolProfile(
     name="gemini",
     executable="gemini",
@@ -66,6 +77,7 @@ GEMINI = ToolProfile(
     rules=_GEMINI_RULES,
     abort_rules=(
         GEMINI_RETRY_SLEEP,
+        GEMINI_RETRY_BACKOFF,
         # Older builds ask on stdin with expired OAuth: stop at once, it needs a login.
         Rule.of(OutcomeKind.AUTH_FAILED, r"Do you want to continue\? \[Y/n\]"),
     ),

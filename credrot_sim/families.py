@@ -44,6 +44,20 @@ def revoked_owner(state: dict[str, Any], refresh: str) -> str | None:
     return None if owner is None else str(owner)
 
 
+def refused(state: dict[str, Any], spec: _Spec, refresh: str) -> tuple[str | None, str]:
+    """(account, outcome) of a refresh token the server no longer knows: a spent
+    single-use one revokes its family (``refresh_reused``); the newest token of a family
+    revoked since is refused as ``revoked``; anything else is a plain 401 (``auth``)."""
+    if not spec.rotates_refresh:
+        return None, "auth"
+    owner = spent_owner(state, refresh)
+    if owner is not None:
+        revoke(state, owner)
+        return owner, REUSED
+    owner = revoked_owner(state, refresh)
+    return (owner, "revoked") if owner is not None else (None, "auth")
+
+
 def spend(state: dict[str, Any], name: str, refresh: str) -> None:
     """Remember ``refresh`` as used: presenting it again revokes the account."""
     state["refresh_tokens"].pop(refresh, None)

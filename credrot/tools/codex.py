@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -44,9 +45,9 @@ def _jwt_exp(token: object) -> float | None:
     except (ValueError, TypeError, RecursionError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool) and math.isfinite(exp):
         return float(exp)
-    return None
+    return None  # JSON's NaN/Infinity too: an unknown expiry, so a refresh is assumed
 
 
 def _epoch_of(stamp: object) -> float | None:

@@ -102,6 +102,10 @@ def test_a_key_file_without_its_base_url_is_refused_in_one_line(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "OPENAI_BASE_URL is not set" in lines[0]
     assert len(list((keys_home / "accounts").iterdir())) == 2
+    no_model = tmp_path / "no-model.env"
+    no_model.write_text(f"OPENAI_API_KEY={GOOD}-third\nOPENAI_BASE_URL={BASE}\n")
+    result = invoke(["--tool", "qwen-key", "accounts", "add", "--from", str(no_model)])
+    assert result.exit_code != 0 and "OPENAI_MODEL is not set" in result.stderr
 
 
 def test_a_key_the_tool_prints_is_redacted(keys_home: Path, tmp_path: Path) -> None:

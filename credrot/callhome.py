@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from credrot.fsutil import NotARegularFile, pid_alive, read_regular
+from credrot.fsutil import NotARegularFile, own_dir, pid_alive, read_regular
 from credrot.pool.layout import POOL_ENTRIES, Layout
 from credrot.profile import ToolProfile
 
@@ -34,10 +33,12 @@ TOOL_PID = ".credrot-tool.pid"
 
 def reserve(layout: Layout, index: int) -> Path:
     """A new, empty call home root for account ``index`` (counted in flight at once)."""
+    import tempfile  # here, not at the top: a listing of the pool never needs it
+
     base = layout.run_dir
     try:
-        base.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(base, 0o700)
+        own_dir(base)
+        os.chmod(base, 0o700)  # a real folder (own_dir): never a link's target
         return Path(tempfile.mkdtemp(prefix=layout.call_dir_prefix(index), dir=base))
     except OSError:
         return Path(tempfile.mkdtemp(prefix=f"credrot-{layout.call_dir_prefix(index)}"))
@@ -82,7 +83,7 @@ def alive(root: Path, caller: int) -> bool:
     if root.is_symlink():
         return False  # planted in place of a call home: never followed
     try:
-        text = (root / TOOL_PID).read_text(encoding="ascii").strip()
+        text = read_regular(root / TOOL_PID, cap=64).decode("ascii").strip()  # never a FIFO
     except (OSError, ValueError):
         return False
     return text.isdigit() and int(text) > 1 and _group_alive(int(text))
@@ -137,7 +138,7 @@ def keep(layout: Layout, index: int, generation: int, raw: bytes) -> Kept:
     name = f"{KEPT_PREFIX}{index}-g{generation}-{tail}"
     path = layout.run_dir / name
     try:
-        layout.run_dir.mkdir(mode=0o700, exist_ok=True)
+        own_dir(layout.run_dir)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:

@@ -69,7 +69,7 @@ def _json_error_text(profile: ToolProfile, stdout: str) -> str | None:
             continue
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # a nesting bomb is no JSON
             continue
         if isinstance(obj, dict) and obj.get("type") == "result":
             result = obj
@@ -77,7 +77,7 @@ def _json_error_text(profile: ToolProfile, stdout: str) -> str | None:
     if result is None:
         try:
             result = json.loads(stripped)
-        except ValueError:
+        except (ValueError, RecursionError):  # a nesting bomb is no JSON
             return None
     return _result_error_text(profile, result)
 
@@ -85,7 +85,7 @@ def _json_error_text(profile: ToolProfile, stdout: str) -> str | None:
 def _json_array_error_text(profile: ToolProfile, stripped: str) -> str | None:
     try:
         messages = json.loads(stripped)
-    except ValueError:
+    except (ValueError, RecursionError):  # a nesting bomb is no JSON
         return None
     if not isinstance(messages, list):
         return None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from credrot.fsutil import read_bytes
+from credrot.logs import LazyLogger
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     hookspec: pluggy.HookspecMarker
     hookimpl: pluggy.HookimplMarker
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 PROJECT = "credrot"
 _GROUP_LINE = f"[{PROJECT}]".encode()

@@ -185,3 +185,23 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def own_dir(path: Path) -> Path:
+    """``path`` as a folder of the home's own (``.credrot-run``, ``backups`` ...): made
+    0700 when missing. A link or a file in its place is never credrot's: it is moved
+    aside as ``<name>.moved-<pid>-<hex>`` (nothing lost) and a new folder made, so no
+    token copy is written, and nothing chmodded, through it."""
+    for _ in range(3):
+        try:
+            path.mkdir(mode=0o700)
+            return path
+        except FileExistsError:
+            pass
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                return path
+            aside = path.with_name(f"{path.name}.moved-{os.getpid()}-{os.urandom(4).hex()}")
+            with contextlib.suppress(FileNotFoundError):  # another process moved it first
+                os.rename(path, aside)
+    raise NotADirectoryError(errno.ENOTDIR, "not a folder of the home's own", str(path))

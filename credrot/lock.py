@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import logging
 import os
 import threading
 import time
@@ -24,8 +23,9 @@ from pathlib import Path
 from types import TracebackType
 
 from credrot.errors import LockTimeout, ReadOnlyHome
+from credrot.logs import LazyLogger
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 #: How long a waiter waits before ``on_blocked`` is told (a short wait is normal).
 BLOCKED_AFTER = 1.0

@@ -33,6 +33,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from credrot.errors import CredrotError, ToolNotFound
+from credrot.fsutil import read_regular
 
 if TYPE_CHECKING:
     from credrot.manager import AccountManager
@@ -164,7 +165,7 @@ def _stderr_fd() -> int | None:
 
 def _read_valid(profile: ToolProfile, path: Path) -> tuple[bytes | None, str | None]:
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)  # what the login left: never a FIFO, a link, a huge file
     except FileNotFoundError:
         return None, None
     except OSError as exc:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from credrot import callhome
 from credrot.errors import AccountNotFound, ConfigError
+from credrot.fsutil import read_regular
 from credrot.kinds import TOOL_LOCK_FRESH, Outcome
 from credrot.pool import accounts, pointer, rotation, upkeep, views
 from credrot.pool.context import STRATEGIES, Pool
@@ -143,7 +144,7 @@ class AccountManager:
         """The raw bytes of an account's credential (for a private call home)."""
         path = self.slot_path(index)
         try:
-            return path.read_bytes()
+            return read_regular(path)  # a FIFO, a link or a huge file: NotARegularFile
         except FileNotFoundError:
             raise AccountNotFound(f"no {self.profile.name} account #{index} ({path})") from None
 
@@ -157,8 +158,16 @@ class AccountManager:
     def list_accounts(self) -> list[AccountInfo]:
         return views.list_accounts(self.pool)
 
-    def pool_status(self, exclude: set[int] | frozenset[int] = frozenset()) -> PoolStatus:
-        return views.pool_status(self.pool, exclude)
+    def pool_status(
+        self,
+        exclude: set[int] | frozenset[int] = frozenset(),
+        *,
+        for_call: bool = False,
+        model: str | None = None,
+    ) -> PoolStatus:
+        """Which accounts are usable: with no call in view (a per-model window leaves its
+        account usable), or ``for_call`` asking for ``model`` (None: the default one)."""
+        return views.pool_status(self.pool, exclude, for_call=for_call, model=model)
 
     def get_stats(self) -> dict[str, Any]:
         return views.stats(self.pool)

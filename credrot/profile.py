@@ -283,6 +283,8 @@ class ToolProfile:
                 data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
             except (UnicodeDecodeError, ValueError):
                 return None, "not valid JSON"
+            except RecursionError:
+                return None, "not valid JSON (nested too deeply)"
         why = self.validate(data)
         if why is not None:
             return None, why

@@ -60,9 +60,27 @@ def status_text(info: AccountInfo, now: datetime) -> str:
             text += f" until {local_time(info.until, now)} ({relative(info.until, now)})"
     else:
         text = info.status.replace("_", " ")
+        if info.model_spent:
+            text += f" ({model_spent_text(info.model_spent, now)})"
     if info.unsafe_permissions:
         text += f", unsafe permissions {info.mode:04o}"
     return text
+
+
+def status_word(status: str, model_spent: Iterable[str] = ()) -> str:
+    """``ready``, ``rate limited``...; a usable account spent for one model says which
+    window: ``ready (week:opus spent)``."""
+    word = str(status).replace("_", " ")
+    spent = ", ".join(model_spent)
+    return f"{word} ({spent} spent)" if spent else word
+
+
+def model_spent_text(spent: Mapping[str, datetime | None], now: datetime) -> str:
+    """The per-model windows a usable account is spent in: ``week:opus spent until 19:12``."""
+    return "; ".join(
+        f"{name} spent" + ("" if until is None else f" until {local_time(until, now)}")
+        for name, until in spent.items()
+    )
 
 
 def windows_text(shown: Mapping[str, Mapping[str, Any]], now: datetime) -> str:
@@ -168,7 +186,7 @@ def stats_lines(stats: Mapping[str, Any], now: datetime | None = None) -> list[s
                     str(acct["quota_hits"]),
                     str(acct["switches_to"]),
                     str(acct["calls_today"]),
-                    str(acct["status"]).replace("_", " "),
+                    status_word(acct["status"], acct.get("model_spent") or ()),
                 ]
                 + ([windows_text(acct.get("windows") or {}, now)] if shows_windows else [])
             )

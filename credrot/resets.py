@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone, tzinfo
+from typing import Any
 
 ResetParser = Callable[[str, datetime], "datetime | None"]
 Window = Callable[[datetime], datetime]
@@ -154,9 +155,32 @@ def _hour24(hour: int, ampm: str) -> int:
     return hour + 12 if ampm.lower() == "pm" else hour
 
 
+class _Lazy:
+    """A regular expression compiled on its first use: a command that never reads a
+    limit message (a listing of the pool) pays for none of them at start-up."""
+
+    __slots__ = ("_compiled", "_flags", "_source")
+
+    def __init__(self, source: str, flags: int = 0) -> None:
+        self._source, self._flags = source, flags
+        self._compiled: re.Pattern[str] | None = None
+
+    @property
+    def compiled(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(self._source, self._flags)
+        return self._compiled
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.compiled.search(text)
+
+    def findall(self, text: str) -> list[Any]:
+        return self.compiled.findall(text)
+
+
 # ------------------------------------------------------------------------- Claude
-_CLAUDE_EPOCH = re.compile(r"usage limit reached\s*\|\s*(\d{9,13})\b", re.IGNORECASE)
-_CLAUDE_RESETS = re.compile(
+_CLAUDE_EPOCH = _Lazy(r"usage limit reached\s*\|\s*(\d{9,13})\b", re.IGNORECASE)
+_CLAUDE_RESETS = _Lazy(
     r"\bresets\s+(?:(?P<mon>[A-Za-z]{3})[a-z]*\.?\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+"
     r"(?:at\s+)?)?(?P<hour>\d{1,2})(?::(?P<min>\d{2}))?\s*(?P<ampm>am|pm)\b"
     r"(?:\s*\((?P<tz>[^()\s]+)\))?",
@@ -201,7 +225,7 @@ def claude_resets(text: str, now: datetime) -> datetime | None:
 
 
 # -------------------------------------------------------------------------- Codex
-_CODEX_AT = re.compile(
+_CODEX_AT = _Lazy(
     r"try again at\s+(?:(?P<mon>[A-Za-z]{3})\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?,\s*"
     r"(?P<year>\d{4})\s+)?(?P<hour>\d{1,2}):(?P<min>\d{2})\s*(?P<ampm>AM|PM)",
     re.IGNORECASE,
@@ -224,9 +248,9 @@ def codex_try_again(text: str, now: datetime, tz: tzinfo | None = None) -> datet
 
 
 # ------------------------------------------------------------------------- Gemini
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)", re.IGNORECASE)
-_GEMINI_AFTER = re.compile(r"reset after\s+((?:\d+(?:\.\d+)?(?:ms|d|h|m|s))+)\b", re.IGNORECASE)
-_GEMINI_AT = re.compile(
+_DURATION_PART = _Lazy(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)", re.IGNORECASE)
+_GEMINI_AFTER = _Lazy(r"reset after\s+((?:\d+(?:\.\d+)?(?:ms|d|h|m|s))+)\b", re.IGNORECASE)
+_GEMINI_AT = _Lazy(
     r"resets at\s+(?P<hour>\d{1,2}):(?P<min>\d{2})\s*(?P<ampm>AM|PM)"
     r"(?:\s+(?P<tz>(?:GMT|UTC)\s*[+-]\s*\d{1,2}(?::?\d{2})?|(?-i:[A-Z]{1,5})\b"
     r"|[A-Za-z_]+/[A-Za-z_/+\-]+))?",

@@ -15,7 +15,6 @@ number) is dropped with a warning and the rest of the state kept.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -28,8 +27,9 @@ from typing import Any
 
 from credrot.fsutil import NotARegularFile, atomic_write, read_regular
 from credrot.kinds import STORED_STATUSES, AccountStatus
+from credrot.logs import LazyLogger
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 SCHEMA_VERSION = 1
 READY = AccountStatus.READY

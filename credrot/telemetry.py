@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,7 @@ def claude_events(stdout: str) -> Iterator[Reading]:
             continue
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # a nesting bomb is no JSON
             continue
         if not isinstance(obj, dict) or obj.get("type") != "rate_limit_event":
             continue
@@ -120,7 +121,11 @@ def codex_rollouts(tool_home: Path, started: float) -> list[Reading]:
 
 def _last_rate_limits(path: Path) -> list[Reading]:
     try:
-        with open(path, "rb") as fh:
+        # The tool's own file: a FIFO or a link left there must not block or lead out.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return []
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - _TAIL_BYTES))
@@ -132,7 +137,7 @@ def _last_rate_limits(path: Path) -> list[Reading]:
             continue
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # a nesting bomb is no JSON
             continue
         payload = obj.get("payload") if isinstance(obj, dict) else None
         if not isinstance(payload, dict) or payload.get("type") != "token_count":

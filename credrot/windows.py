@@ -289,15 +289,26 @@ def blocked(
     *,
     model: str | None = None,
     per_model: bool = False,
+    any_model: bool = False,
 ) -> Block | None:
     """The window that keeps the account out of the rotation now, or None; with
-    ``per_model``, a window of another model than the call's ``model`` does not."""
+    ``per_model``, a window of another model than the call's ``model`` does not.
+
+    ``any_model`` is for a view that knows no call (a list, a pytest run's start): only
+    a window that bars every model keeps the account out; a per-model window does not
+    (see :func:`model_blocks`)."""
     found = entries(acct)
     if not found:
         return None
     caps = limits.caps_for(index)
+
+    def skip(name: str) -> bool:
+        if any_model and not account_wide(name, per_model):
+            return True
+        return not concerns(name, model, per_model)
+
     for name, entry in found.items():
-        if not concerns(name, model, per_model):
+        if skip(name):
             continue
         until = _num(entry, "until")
         if until is not None and until > now:
@@ -305,6 +316,8 @@ def blocked(
             said = "the tool's message" if signal == "text" else "the tool's usage report"
             return Block(name, signal, until, f"is spent ({said})")
     for name, cap in caps.items():
+        if skip(name):
+            continue
         entry = found.get(name, {})
         ends = _num(entry, "ends")
         calls = int(_num(entry, "calls") or 0)
@@ -313,7 +326,7 @@ def blocked(
     for name, entry in found.items():
         if not entry.get("over") or limits.rotate_at is None:
             continue
-        if not concerns(name, model, per_model):
+        if skip(name):
             continue
         read = _num(entry, "read") or 0.0
         ends = _num(entry, "resets") or read + READING_LIFETIME.total_seconds()
@@ -326,6 +339,22 @@ def blocked(
                 f"is at {used:.0%} by the tool's own report (rotate_at {limits.rotate_at:g})",
             )
     return None
+
+
+def model_blocks(
+    acct: Any, index: int, now: float, limits: Limits = NO_LIMITS, *, per_model: bool = False
+) -> list[Block]:
+    """The per-model windows that keep their model's calls off the account now (spent,
+    at a cap, or over ``rotate_at``), in name order; none unless ``per_model``."""
+    if not per_model:
+        return []
+    names = {*entries(acct), *limits.caps_for(index)}
+    found: list[Block] = []
+    for model in sorted({m for n in names if (m := window_model(n)) is not None}):
+        block = blocked(acct, index, now, limits, model=model, per_model=True)
+        if block is not None and window_model(block.window) == model:
+            found.append(block)
+    return found
 
 
 def summary(acct: Any, now: float) -> dict[str, dict[str, Any]]:

@@ -221,6 +221,7 @@ class Wrapper:
         rate_limits: dict[int, int] = {}
         base_env = dict(os.environ if self.env is None else self.env)
         self.manager.clean_run_dirs()
+        model = windows.call_model(argv)
 
         while result.attempts < self.max_retries:
             remaining = deadline - time.monotonic()
@@ -228,12 +229,12 @@ class Wrapper:
                 result.error = f"gave up: the call's time budget of {total:g} s is spent"
                 break
             try:
-                lease = self.manager.lease(excluded, reserve=True, model=windows.call_model(argv))
+                lease = self.manager.lease(excluded, reserve=True, model=model)
             except CredrotError as exc:
                 result.error = str(exc)
                 break
             if lease is None:
-                self._pool_exhausted(result, excluded)
+                self._pool_exhausted(result, excluded, model)
                 break
             held = rotation.hold_refresh(self.manager.pool, lease, deadline)
             if held is None:  # another caller's refresh outlasted the budget, or it failed
@@ -281,17 +282,18 @@ class Wrapper:
             result.error = f"account #{index}: {outcome.kind.value}: {outcome.message}"
         else:
             if not result.success and result.outcome is not None and result.outcome.rotates:
-                if not self.manager.pool_status(exclude=excluded).usable:
+                left = self.manager.pool_status(exclude=excluded, for_call=True, model=model)
+                if not left.usable:
                     # The last try spent the last usable account: that is an exhausted pool.
-                    self._pool_exhausted(result, excluded)
+                    self._pool_exhausted(result, excluded, model)
                 else:
                     result.error = (
                         f"gave up after {result.attempts} attempts "
                         f"(max_retries={self.max_retries}); last: {result.error}"
                     )
 
-    def _pool_exhausted(self, result: WrapperResult, excluded: set[int]) -> None:
-        status: PoolStatus = self.manager.pool_status(exclude=excluded)
+    def _pool_exhausted(self, result: WrapperResult, excluded: set[int], model: str | None) -> None:
+        status: PoolStatus = self.manager.pool_status(exclude=excluded, for_call=True, model=model)
         message = status.describe(self.profile.name)
         result.pool_exhausted = True
         result.first_reset = status.first_reset

@@ -365,6 +365,9 @@ class SimBackend(SimStore):
             quota = acc["quota"]
             if quota is not None and acc["used"] >= quota:
                 d.outcome = "quota"
+                # A refused request comes back at once: only an answer takes the time
+                # a model needs to generate it.
+                d.latency = min(d.latency, 0.02)
                 resets_in = acc.get("resets_in")
                 d.resets_at = time.time() + float(
                     _DEFAULT_RESETS_IN if resets_in is None else resets_in

@@ -192,11 +192,18 @@ class Runtime:
         )
 
     def check_start(self, item: pytest.Item, wrapper: Wrapper) -> None:
-        """A test about to use the pool: note it as spent already if nothing is usable."""
+        """A test about to use the pool: note it as spent already if nothing is usable.
+
+        A wrapper that names its model is judged for that model; one that names none is
+        judged as a view is (an account spent only for one model counts as usable), so
+        no test is given up on for a window its calls may never meet."""
         manager = getattr(wrapper, "manager", None)
         if manager is None:
             return
-        status = manager.pool_status()
+        from credrot import windows
+
+        model = windows.call_model(getattr(wrapper, "extra_args", ()) or ())
+        status = manager.pool_status(for_call=model is not None, model=model)
         if not status.usable:
             reason = describe_spent(status, manager.profile.name, manager.home)
             _record(item).found.append((reason, None))

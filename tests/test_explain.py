@@ -158,6 +158,26 @@ def test_explain_reads_old_switch_lines_and_marks_by_hand(
     ), lines[2]
 
 
+def test_top_and_the_html_report_put_an_old_switch_line_into_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = SimPool(tmp_path, monkeypatch)
+    sim.add()
+    sim.add()
+    then = datetime.now(timezone.utc) - timedelta(hours=1)
+    old = {"time": f"{then:%Y-%m-%dT%H:%M:%SZ}", "event": "switch", "tool": "qwen", "from": 1}
+    with open(sim.home / "rotation.log", "a") as fh:  # a line written before reasons
+        fh.write(json.dumps({**old, "to": 2, "reason": "quota_exhausted", "pid": 1}) + "\n")
+    words = "the active account's quota was spent"
+    top = invoke("--home", str(sim.home), "top", "--once").stdout
+    assert re.search(rf"^last switch #1 -> #2 1h(?: \d+m)? ago: {words}$", top, re.M), top
+    assert "from #1 " in top and f"({words})" in top  # the row of the account it reached
+    assert "quota_exhausted" not in top
+    page = invoke("--home", str(sim.home), "report", "--html", "-").stdout
+    assert f"switch {words}".replace("'", "&#x27;") in page
+    assert "quota_exhausted" not in page
+
+
 def test_explain_in_a_real_process(used: SimPool) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "credrot", "--home", str(used.home), "explain", "1"],

@@ -11,9 +11,11 @@ depth in ``tests/test_process.py``; the wrapper-level checks are here.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -1032,3 +1034,145 @@ def test_what_the_tool_leaves_as_its_credential_is_read_safely(
         make_cred(1)
     )
     assert newer.read_bytes() == make_cred(1, version=5)
+
+
+def test_files_a_dead_call_left_never_block_the_next_call(
+    tmp_path: Path, make_cred: Callable[..., bytes], outside: Outside
+) -> None:
+    """Row: slot is a FIFO, socket or directory — a call home of a dead caller whose
+    tool pid file is a FIFO, and a tool that leaves a FIFO as its session rollout: the
+    next call, ``doctor`` and ``doctor --fix`` end at once, and the dead home is reaped."""
+    dead = tmp_path / "pool" / "home" / ".credrot-run" / "999999999-1-abc"
+    manager = scripted_pool(tmp_path / "pool", 'echo "the answer"\n', make_cred)
+    dead.mkdir(parents=True)
+    os.mkfifo(dead / ".credrot-tool.pid")
+    seen = _call_in_child(manager.home, manager.profile.executable, "-")
+    assert seen["success"] is True
+    assert not dead.exists()
+    dead.mkdir(parents=True)
+    os.mkfifo(dead / ".credrot-tool.pid")
+    assert "call homes" in cli(manager.home, "doctor", "--skip-tool").stdout
+    cli(manager.home, "doctor", "--skip-tool", "--fix")
+    assert not dead.exists()
+
+
+def test_a_fifo_as_a_session_rollout_does_not_hold_the_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: Outside
+) -> None:
+    """Row: slot is a FIFO, socket or directory — Codex's usage is read from its session
+    rollouts: one that is a FIFO (or a link outside) is skipped, the answer returns."""
+    sim = SimPool(tmp_path / "sim", monkeypatch, tool="codex")
+    sim.add()
+    folder = tmp_path / "t"
+    folder.mkdir()
+    body = f"""
+        mkdir -p "$CODEX_HOME/sessions/2026"
+        mkfifo "$CODEX_HOME/sessions/2026/rollout-1.jsonl"
+        ln -s {outside.path} "$CODEX_HOME/sessions/2026/rollout-2.jsonl"
+        echo "the answer"
+    """
+    profile = dataclasses.replace(CODEX, executable=tool_script(folder, body))
+    done = subprocess.run(
+        [sys.executable, "-c", _CODEX_CALLER, str(sim.home), profile.executable],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout == "the answer\n"
+
+
+_CODEX_CALLER = r"""
+import dataclasses, sys
+from credrot.manager import AccountManager
+from credrot.tools.codex import CODEX
+from credrot.wrapper import Wrapper
+
+profile = dataclasses.replace(CODEX, executable=sys.argv[2])
+result = Wrapper(manager=AccountManager(tool=profile, home=sys.argv[1])).call("hi", timeout=20)
+assert result.success, result.error
+print(result.output, end="")
+"""
+
+
+# ------------------------------------------------------------------- nesting bombs
+_NESTED = "[" * 200_000
+
+
+def test_a_nested_json_bomb_as_a_credential_is_invalid(
+    make_pool: Callable[..., AccountManager], outside: Outside
+) -> None:
+    """Row: state.yaml wrong types — a slot of 200 000 ``[`` (under the size cap) is an
+    invalid account with its reason; every command still runs."""
+    home = make_pool(2).home
+    (home / "accounts" / "oauth_creds_3.json").write_text(_NESTED)
+    rows = listed(home)
+    assert rows[3]["valid"] is False
+    assert "nested too deeply" in str(rows[3]["invalid_reason"])
+    for args in (("accounts", "next"), ("doctor", "--skip-tool"), ("stats",)):
+        assert cli(home, *args).returncode in (0, 1)
+    token = "x." + base64.urlsafe_b64encode(_NESTED.encode()).decode().rstrip("=") + ".y"
+    assert CODEX.expiry({"tokens": {"access_token": token}}) is None
+
+
+@pytest.mark.parametrize(
+    "stdout",
+    [_NESTED, '{"type":"result","result":' * 100_000 + "1" + "}" * 100_000],
+    ids=["array", "objects"],
+)
+def test_a_nested_json_bomb_as_a_json_answer_does_not_break_the_call(
+    tmp_path: Path, make_cred: Callable[..., bytes], stdout: str
+) -> None:
+    """Row: an answer quotes the login box or a JSON quota message — a json-mode run
+    whose output (exit 0) nests past any parser's depth: the call returns it, the
+    account is not marked."""
+    (tmp_path / "out.txt").write_text(stdout)
+    manager = scripted_pool(tmp_path / "pool", f"cat {tmp_path / 'out.txt'}\n", make_cred)
+    wrapper = Wrapper(manager=manager, extra_args=("--output-format", "stream-json"))
+    result = wrapper.call("hello", timeout=20)
+    assert result.success, result.error
+    assert result.output == stdout
+    assert [a.status for a in manager.list_accounts()] == ["ready", "ready"]
+
+
+# --------------------------------------------------------------- planted folders
+def test_folders_of_the_home_planted_as_links_are_never_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_cred: Callable[..., bytes]
+) -> None:
+    """Row: slot is a symlink outside the home — ``.credrot-run``, ``backups``,
+    ``trash`` and ``.credrot-leases`` replaced by links to folders outside: calls,
+    backups and removals work inside the home, the links are moved aside (kept), and
+    nothing outside is written or chmodded."""
+    sim = SimPool(tmp_path / "sim", monkeypatch)
+    sim.add()
+    sim.add(expired=True)  # its call takes the refresh lease in .credrot-leases
+    sim.add()
+    home = sim.home
+    elsewhere = tmp_path / "elsewhere"
+    outsides = {}
+    for name in (".credrot-run", "backups", "trash", ".credrot-leases"):
+        target = elsewhere / name.strip(".")
+        target.mkdir(parents=True)
+        target.chmod(0o755)
+        shutil.rmtree(home / name, ignore_errors=True)
+        (home / name).symlink_to(target)
+        outsides[name] = target
+    result = QwenWrapper(home=home).call("hello", timeout=20)
+    assert result.success, result.error
+    stranger = make_cred(9)
+    pointer = home / "oauth_creds.json"
+    pointer.unlink()
+    pointer.write_bytes(stranger)  # bytes of no account: kept in backups/
+    assert cli(home, "accounts", "list").returncode == 0
+    assert cli(home, "accounts", "switch", "2").returncode == 0
+    assert QwenWrapper(home=home).call("hello", timeout=20).success
+    assert cli(home, "accounts", "remove", "3").returncode == 0
+    for name, target in outsides.items():
+        assert list(target.iterdir()) == [], name
+        assert target.stat().st_mode & 0o777 == 0o755, name
+        assert (home / name).is_dir() and not (home / name).is_symlink(), name
+        (moved,) = home.glob(f"{name}.moved-*")
+        assert os.readlink(moved) == str(target)
+    assert list((home / "backups").iterdir())  # the stranger's bytes were kept, inside
+    assert len(list((home / "trash").iterdir())) == 1

@@ -266,21 +266,20 @@ def test_a_lock_file_deleted_while_held_still_excludes(manager: AccountManager) 
 
 def test_a_waiting_command_says_whom_it_waits_for(manager: AccountManager) -> None:
     proc, release = _holder(manager.lock_path)
-    timer = threading.Timer(2.0, release.set)
-    timer.start()
+    cmd = [sys.executable, "-m", "credrot", "--home", str(manager.home), "accounts", "next"]
+    waiter = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "credrot", "--home", str(manager.home), "accounts", "next"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        assert waiter.stderr is not None
+        first = waiter.stderr.readline()  # said at once, while the holder still holds it
+        release.set()  # only now: however slowly the command started, it had to wait
+        rest = waiter.communicate(timeout=60)[1]
     finally:
-        timer.cancel()
         release.set()
+        waiter.kill()
+        waiter.wait(10)
         proc.join(10)
-    assert done.returncode == 0, done.stderr
-    waiting = [line for line in done.stderr.splitlines() if "waiting for another credrot" in line]
+    assert waiter.returncode == 0, first + rest
+    waiting = [ln for ln in (first + rest).splitlines() if "waiting for another credrot" in ln]
     assert waiting == [
         f"credrot: waiting for another credrot (pid {proc.pid}) to release .credrot.lock"
     ]

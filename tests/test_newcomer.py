@@ -581,3 +581,22 @@ def test_account_qwen_list_says_the_same_with_or_without_click(
     assert broken.stderr.startswith("credrot: error: ") and len(broken.stderr.splitlines()) == 1
     both = run(["--list", "--stats"], env)
     assert both.returncode == 2 and "give exactly one of" in both.stderr
+
+
+def test_account_qwen_list_loads_neither_click_nor_logging_nor_yaml(
+    make_pool: Callable[..., AccountManager],
+) -> None:
+    manager = make_pool(2)
+    probe = (
+        "import sys\n"
+        "from credrot.cli import account_qwen_main\n"
+        f"code = account_qwen_main(['--list', '--home', {str(manager.home)!r}])\n"
+        "heavy = sorted(m for m in ('click', 'logging', 'yaml', 'pluggy') if m in sys.modules)\n"
+        "print('loaded:', heavy, 'exit:', code)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "(2, 2 usable; * = active)" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "loaded: [] exit: 0"

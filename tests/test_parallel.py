@@ -370,9 +370,10 @@ def test_parallel_callers_spread_over_the_accounts(
     assert sum(1 for r in results if r["ok"]) == accounts * quota
     assert sum(pool.backend.used(f"acct{i}") for i in range(1, accounts + 1)) == 40
     spent_runs = [c for c in pool.backend.calls() if c["outcome"] == "quota"]
-    # Two calls in flight per account when it runs out, plus the calls that start in the
-    # moment between an account running out and its caller telling credrot (longer on a
-    # loaded machine); all callers on one account make about 30.
+    # Two calls in flight per account when it runs out (8; the benchmark holds that
+    # target), plus on a loaded machine the few calls that start in the moment between
+    # an account running out and its caller telling credrot; all callers on one account
+    # make about 25.
     assert len(spent_runs) <= 4 * accounts, [c["account"] for c in spent_runs]
     for index in range(1, accounts + 1):
         mine = [a for a in attempts if a["attempt"] == index]
@@ -642,3 +643,66 @@ def test_xdist_workers_on_expired_single_use_tokens_all_answer(
     assert _refreshes(pool.backend) <= ACCOUNTS
     assert _revoked(pool.backend) == []
     assert CANARY not in "\n".join(result.outlines + result.errlines)
+
+
+def test_a_refreshed_token_with_nowhere_to_go_is_kept_in_memory_until_it_can_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the accounts folder nor the call-home base can be written: the refreshed
+    token stays in the calling process's memory, the result says so, the next call of
+    that process starts from it, and the first call after the folder is writable
+    again writes it to its slot."""
+    from credrot.wrapper import Wrapper
+
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    pool.add(expired=True)
+    before = pool.token_in_slot(1)
+    folders = [pool.home / "accounts", pool.home / ".credrot-run"]
+    folders[1].mkdir(mode=0o700)
+    if not all(_immutable(f, True) for f in folders):
+        for f in folders:
+            _immutable(f, False)
+        pytest.skip("chattr +i is not available here")
+    wrapper = Wrapper("claude", home=pool.home, timeout=60, backoff="none")
+    try:
+        first = wrapper.call("hi")
+        assert first.success, first.error
+        assert len(first.warnings) == 1
+        assert f"kept in the memory of process {os.getpid()} only" in first.warnings[0]
+        assert CANARY not in first.warnings[0]
+        assert pool.token_in_slot(1) == before
+        second = wrapper.call("again")
+        assert second.success, second.error
+        assert second.warnings == []
+        assert int(str(pool.backend.account("acct1")["refreshes"])) == 1
+    finally:
+        for f in folders:
+            _immutable(f, False)
+    third = wrapper.call("once more")
+    assert third.success, third.error
+    assert pool.token_in_slot(1) == pool.backend.latest_token("acct1") != before
+    assert wrapper.manager.kept_tokens() == []
+    assert int(str(pool.backend.account("acct1")["refreshes"])) == 1
+    assert not pool.backend.account("acct1").get("revoked")
+
+
+def test_spreading_leaves_a_lone_caller_on_the_strategy_s_choice() -> None:
+    """With no other call in flight the strategy's choice stands (fill-first keeps its
+    meaning); with calls in flight a caller goes where fewest are, then where fewest
+    calls were made today, and never to an account that is not usable."""
+    from credrot.pool.select import relieve
+
+    order = [1, 2, 3, 4]
+    calls = {1: 9, 2: 5, 3: 2, 4: 0}
+
+    def pick(flying: dict[int, int], usable: frozenset[int] = frozenset(order)) -> int:
+        return relieve(
+            order, usable.__contains__, flying, lambda i: (calls[i],), chosen=1, exclude=()
+        )
+
+    assert pick({}) == 1
+    assert pick({2: 1}) == 1  # the chosen account carries none
+    assert pick({1: 1, 2: 1, 3: 1, 4: 1}) == 1  # nowhere lighter
+    assert pick({1: 2, 2: 1, 3: 1, 4: 2}) == 3  # fewest in flight, then fewest calls
+    assert pick({1: 2, 2: 1, 3: 1, 4: 2}, frozenset({1, 2, 4})) == 2
+    assert pick({1: 1}, frozenset({1})) == 1

@@ -255,6 +255,55 @@ def test_summary_says_a_switch_the_tools_own_usage_report_made(
     assert all(c["outcome"] == "ok" for c in sim.backend.calls())  # no call wasted on a 429
 
 
+def test_a_pool_spent_for_one_model_still_runs_the_tests_of_another(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_windows import _opus_spent_pool
+
+    sim = _opus_spent_pool(tmp_path, monkeypatch)  # both accounts: Opus week spent
+    before = len(sim.backend.calls())
+    use_pool(pytester, sim, credrot_tool="claude")
+    pytester.makeconftest(
+        """
+        import os
+        from credrot.wrapper import Wrapper
+
+        def pytest_credrot_make_wrapper(config, tool, manager, kwargs):
+            model = os.environ.get("SUITE_MODEL", "sonnet")  # the suite's own model
+            kwargs.setdefault("extra_args", ("--model", model))
+            return Wrapper(manager.profile, manager=manager, **kwargs)
+        """
+    )
+    pytester.makepyfile(
+        test_models="""
+        def test_sonnet(qwen):
+            assert "answer" in qwen("hello")
+
+        def test_opus(credrot_wrapper):
+            result = credrot_wrapper(extra_args=("--model", "opus")).call("hello")
+            assert result.success, result.error
+        """
+    )
+    result = pytester.runpytest("-rx")
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.re_match_lines(
+        [
+            r"^credrot: tool claude, home .*, 2/2 accounts usable$",
+            r"XFAIL test_models.py::test_opus - credrot: no usable account: all 2 claude "
+            r"accounts are unusable \(#1 exhausted until .*",
+        ],
+        consecutive=False,
+    )
+    assert len(sim.backend.calls()) == before + 1  # the sonnet test ran; opus did not
+    assert_no_canary(result)
+
+    monkeypatch.setenv("SUITE_MODEL", "opus")  # now the fixture's wrapper asks for opus
+    again = pytester.runpytest("-rx", "-k", "sonnet")
+    again.assert_outcomes(xfailed=1)
+    again.stdout.re_match_lines([r"XFAIL test_models.py::test_sonnet - credrot: all 2 claude"])
+    assert len(sim.backend.calls()) == before + 1  # known spent for opus: no tool run
+
+
 SPENT_TESTS = """
 from pathlib import Path
 

@@ -53,8 +53,7 @@ def slot(home: Path, index: int) -> bytes:
 def test_push_then_pull_moves_a_pool_to_another_machine(
     tmp_path: Path, redis_server: RedisServer, run: Run, make_cred: Callable[..., bytes]
 ) -> None:
-    here, there = tmp_path / "here", tmp_path / "there"
-    there.mkdir()
+    here, there = tmp_path / "here", tmp_path / "new-machine" / ".qwen"  # not made yet
     pool = AccountManager(home=here)
     pool.import_account(make_cred(1))
     pool.import_account(make_cred(2))
@@ -173,6 +172,14 @@ def test_keygen_prints_a_key_and_writes_one_only_where_none_is(
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     first = key_file.read_bytes()
     Fernet(first.strip())
+    code, out, _ = run("store", "keygen", "--json")
+    shown = json.loads(out)
+    assert (shown["env"], shown["file"], shown["written"]) == (
+        "CREDROT_STORE_KEY",
+        str(key_file),
+        False,
+    )
+    Fernet(shown["key"].encode())
     code, out, err = run("store", "keygen", "--write")
     assert code == 1 and out == ""
     assert err == f"credrot: error: {key_file} already holds a key: not overwritten " + (

@@ -152,6 +152,10 @@ def test_each_grant_has_a_larger_fence_and_a_running_call_keeps_its_lease(
     assert taken is not None and taken[1] is not None
     assert leases.current_fence(client, keys, 1) == fence + 1
     taken[1].release()
+    audit = [json.loads(line) for line in (b.home / "rotation.log").read_text().splitlines()]
+    assert [r["reason"] for r in audit if r.get("event") == "refresh-lease"] == [
+        f"held in the store, fence {fence + 1}"
+    ]
 
 
 def test_a_store_that_is_down_leaves_the_local_lease_in_force(

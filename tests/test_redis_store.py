@@ -133,3 +133,18 @@ def test_a_refresh_on_one_machine_is_used_by_all_and_an_older_copy_is_refused(
     assert client.hget("credrot:qwen:cred:1", "gen") == b"2"
     blob = dump(redis_server)
     assert CANARY.encode() not in blob and b"access_token" not in blob
+
+
+def test_an_account_imported_under_a_number_another_machine_just_took_is_kept(
+    machines: Machines, make_cred: Callable[..., bytes]
+) -> None:
+    a, b = machines(accounts=0)
+    assert b.list_accounts() == []
+    b.reset()  # B has just looked at the store (it does not look again within a second)
+    a.import_account(make_cred(1))
+    assert b.import_account(make_cred(2)) == 1  # B did not know #1 was taken
+    b.reset()  # B's next sync: the store's #1 stands, B's copy is set aside, not lost
+    assert b.slot_path(1).read_bytes() == make_cred(1)
+    kept = list((b.home / "backups").iterdir())
+    assert [p.read_bytes() for p in kept] == [make_cred(2)]
+    assert kept[0].name.startswith("account-1-not-stored-")

@@ -136,6 +136,16 @@ def test_the_transcript_covers_the_cases() -> None:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
+def test_credrot_reads_each_recorded_run_as_recorded(case: str) -> None:
+    """Also the runs the simulator has no setup for (a quota without a reset)."""
+    real = CASES[case]
+    outcome = classify(CODEX, real["exit_code"], real["stdout"], real["stderr"])
+    assert outcome.kind.value == real["kind"]
+    if outcome.kind.value == "quota_exhausted":
+        assert outcome.resets_at is not None  # printed, else Codex's 5-hour default
+
+
+@pytest.mark.parametrize("case", sorted(set(CASES) & set(SETUPS)))
 def test_simulator_matches_the_recorded_cli(case: str, tmp_path: Path, canary: str) -> None:
     real = CASES[case]
     sim = run_simulator(tmp_path, case, canary)

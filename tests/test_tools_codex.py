@@ -14,6 +14,7 @@ from creds import CANARY
 
 from credrot.classify import classify
 from credrot.kinds import OutcomeKind
+from credrot.pool import refresh
 from credrot.tools import CODEX, get_profile
 
 UTC = timezone.utc
@@ -173,3 +174,12 @@ def test_exec_reads_the_prompt_from_stdin() -> None:
         "-",
     ]
     assert stdin == b"review this"
+
+
+def test_a_call_starting_just_outside_the_cli_refresh_line_takes_the_lease() -> None:
+    """0.171.0 refreshes inside 300 s of exp; a call decided at 310 s reaches the CLI's
+    check a start-up later, so credrot already counts it as a refresh."""
+    now = time.time()
+    for seconds_left, due in ((310, True), (329, True), (331, False), (3600, False)):
+        cred = {"tokens": {"access_token": _jwt(int(now + seconds_left)), "refresh_token": "r"}}
+        assert refresh.due(CODEX, cred, "ok", now) is due, seconds_left

@@ -4,6 +4,7 @@ deadlines, what ``list``/``stats``/Prometheus show, and self-healing."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -272,3 +273,66 @@ def test_a_call_for_another_model_still_uses_an_account_whose_model_week_is_spen
     assert "so calls for opus skip it (a call naming another model may use it)" in (
         explained.stdout
     )
+
+
+def _opus_spent_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int = 2) -> SimPool:
+    """A claude pool whose every account has its Opus week spent, by real tool runs; the
+    simulated accounts answer other models afterwards."""
+    pool = SimPool(tmp_path, monkeypatch, tool="claude")
+    for i in range(n):
+        pool.add(f"o{i}", quota=0, limit_text=OPUS_SPENT)
+    opus = Wrapper("claude", manager=pool.manager, extra_args=("--model", "opus"))
+    spent = opus.call("spend")
+    assert spent.pool_exhausted and spent.accounts_tried == list(range(1, n + 1)), spent.error
+    for i in range(n):
+        pool.backend.set(f"o{i}", quota=None)
+    return pool
+
+
+def test_an_account_spent_for_one_model_is_shown_usable_with_that_window_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, canary: str
+) -> None:
+    from click.testing import CliRunner
+
+    from credrot import cli
+
+    pool = _opus_spent_pool(tmp_path, monkeypatch)
+
+    def run(*args: str) -> str:
+        got = CliRunner().invoke(
+            cli.cli, ["--tool", "claude", "--home", str(pool.home), *args], catch_exceptions=False
+        )
+        assert got.exit_code == 0, got.output
+        assert canary not in got.output and "Traceback" not in got.output
+        return got.output
+
+    listed = run("accounts", "list")
+    rows = [line for line in listed.splitlines() if "week:opus" in line]
+    assert len(rows) == 2, listed
+    assert all(re.search(r"\bready \(week:opus spent until \d\d:\d\d", r) for r in rows), listed
+    assert "exhausted" not in listed
+    as_json = json.loads(run("accounts", "list", "--json"))
+    entries = as_json if isinstance(as_json, list) else as_json["accounts"]
+    assert [e["usable"] for e in entries] == [True, True]
+    assert all(e["model_spent"]["week:opus"].endswith("+00:00") for e in entries)
+
+    stats = run("stats")
+    assert "2 accounts, 2 usable" in stats
+    assert stats.count("ready (week:opus spent)") == 2, stats
+    prom = run("stats", "--prometheus")
+    assert 'credrot_account_status{tool="claude",account="1",status="ready"} 1' in prom
+    assert 'credrot_account_status{tool="claude",account="1",status="exhausted"} 0' in prom
+    assert 'account="1",window="week:opus"' in prom
+
+    top = run("top", "--once")
+    assert "2 accounts, 2 usable" in top
+    assert top.count("ready (week:opus spent)") == 2, top
+
+    # the views' "usable" is what a call for another model finds; an opus call finds none
+    assert pool.manager.pool_status().usable == [1, 2]
+    assert pool.manager.pool_status(for_call=True, model="opus").usable == []
+    sonnet = Wrapper("claude", manager=pool.manager, extra_args=("--model", "sonnet"))
+    assert sonnet.call("hello").success
+    refused = Wrapper("claude", manager=pool.manager, extra_args=("--model", "opus")).call("hi")
+    assert refused.pool_exhausted and refused.attempts == 0
+    assert "all 2 claude accounts are unusable (#1 exhausted until" in str(refused.error)

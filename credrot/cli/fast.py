@@ -72,9 +72,9 @@ def account_qwen_list(argv: Sequence[str]) -> int | None:
     if parsed is None or _config_may_exist():
         return None
     as_json, home = parsed
-    import logging
+    from credrot import logs
 
-    logging.getLogger("credrot").addHandler(logging.NullHandler())
+    logs.quiet = True  # the core's notices are printed below, once, not logged
     try:
         from credrot.manager import AccountManager
 

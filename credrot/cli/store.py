@@ -99,6 +99,7 @@ def pull(ctx: click.Context, as_json: bool) -> int:
 
     manager = _local(ctx)
     remote = _remote(ctx, manager)
+    manager.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new machine's first pull
     _rows("pull", manager, remote, sync.pull(manager.pool, remote), as_json)
     return EXIT_OK
 

@@ -55,9 +55,10 @@ def _current(snap: Snapshot) -> str:
     rows = []
     for i, row in enumerate(snap.accounts):
         mark = " (active)" if row.active else ""
+        status = words.status_word(row.status, row.info.model_spent)
         rows.append(
             f"<tr><td>#{row.index}{mark}</td>"
-            f'<td class="{_status_class(row.status)}">{escape(words.status_word(row.status))}</td>'
+            f'<td class="{_status_class(row.status)}">{escape(status)}</td>'
             f"<td>{_windows_cell(snap, i)}</td><td>{row.calls_today}</td></tr>"
         )
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"

@@ -3,14 +3,14 @@ wrapper call (the report's timeline of calls), and the notifier when configured.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from credrot.errors import ConfigError
+from credrot.logs import LazyLogger
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 
 class CallRecorder:

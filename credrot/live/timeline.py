@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from credrot.pool.layout import LOG_FILE
+from credrot.reasons import readable
 
 #: Events that mean an account was found spent or unusable (the audit's names).
 HIT_EVENTS = frozenset({"exhausted", "rate_limited", "auth_failed", "disabled", "quota_exhausted"})
@@ -77,11 +78,14 @@ def parse(lines: Iterable[bytes], events: Iterable[str] | None = None) -> Iterat
         if when is None or not isinstance(raw.get("event"), str):
             continue
         reason = raw.get("reason")
+        reason = reason if isinstance(reason, str) else ""
+        if raw["event"] == "switch":
+            reason = readable(reason)  # an old line holds only the cause (quota_exhausted)
         yield Record(
             when,
             raw["event"],
             _account(raw),
-            reason if isinstance(reason, str) else "",
+            reason,
             _when(raw.get("until")),
             raw,
         )

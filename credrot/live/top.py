@@ -40,7 +40,7 @@ def cells(row: AccountRow, now: datetime, chars: tuple[str, str] = words.PLAIN_B
     return [
         "*" if row.active else "",
         str(row.index),
-        words.status_word(row.status),
+        words.status_word(row.status, row.info.model_spent),
         "\n".join(window_line(w, now, chars) for w in row.windows),
         str(row.calls_today),
         str(row.in_flight),

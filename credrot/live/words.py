@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from credrot import report
 from credrot.report import human_delta, local_time, relative
 
 INSTALL_RICH = (
@@ -24,8 +25,9 @@ def headline(tool: str, home: str, total: int, usable: int) -> str:
     return f"{tool} pool in {home}: {total} accounts, {usable} usable"
 
 
-def status_word(status: str) -> str:
-    return status.replace("_", " ")
+def status_word(status: str, model_spent: Iterable[str] = ()) -> str:
+    """``ready``, ``exhausted``...; ``ready (week:opus spent)`` for one model's window."""
+    return report.status_word(status, model_spent)
 
 
 def bar(share: float, width: int = BAR_WIDTH, chars: tuple[str, str] = PLAIN_BAR) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from credrot import callhome
 from credrot import state as st
 from credrot.errors import AccountNotFound, ConfigError, DuplicateAccount, InvalidCredential
-from credrot.fsutil import NotARegularFile, atomic_write, read_regular
+from credrot.fsutil import NotARegularFile, atomic_write, own_dir, read_regular
 from credrot.pool import pointer, select, slots
 from credrot.pool.context import Pool
 from credrot.pool.layout import TRASH_DIR
@@ -192,7 +192,7 @@ def remove_account(pool: Pool, index: int) -> Path:
         slots = pool.slots.listing()
         if index not in slots:
             raise AccountNotFound(f"no {pool.profile.name} account #{index}")
-        pool.layout.trash_dir.mkdir(mode=0o700, exist_ok=True)
+        own_dir(pool.layout.trash_dir)
         dest = _trash_name(pool, index)
         os.replace(slots[index], dest)
         pool.slots.forget(index)

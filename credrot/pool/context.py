@@ -7,7 +7,6 @@ of a class that knows everything.
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 from credrot import state as st
 from credrot import windows
 from credrot.kinds import AccountStatus
+from credrot.logs import LazyLogger
 from credrot.pool.layout import Layout
 from credrot.pool.slots import Slots
 from credrot.pool.store import FileStore
@@ -23,7 +23,7 @@ from credrot.profile import ToolProfile
 if TYPE_CHECKING:
     from credrot.events import Events
 
-log = logging.getLogger("credrot.manager")
+log = LazyLogger("credrot.manager")
 
 STRATEGIES = ("fill-first", "round-robin", "least-used")
 

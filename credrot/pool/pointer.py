@@ -18,7 +18,7 @@ from pathlib import Path
 
 from credrot import reasons
 from credrot import state as st
-from credrot.fsutil import NotARegularFile, atomic_write, read_regular, temp_name
+from credrot.fsutil import NotARegularFile, atomic_write, own_dir, read_regular, temp_name
 from credrot.kinds import TOOL_LOCK_FRESH
 from credrot.pool import select
 from credrot.pool.context import Pool
@@ -140,8 +140,7 @@ def switch(
 
 def backup(pool: Pool, raw: bytes, label: str) -> Path:
     """Keep credential bytes that belong nowhere (evidence, never a restore source)."""
-    folder = pool.layout.backup_dir
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder = own_dir(pool.layout.backup_dir)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     dest = folder / f"{label}-{stamp}{pool.profile.account_suffix}"
     atomic_write(dest, raw)

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from credrot.errors import LockTimeout, ReadOnlyHome
+from credrot.fsutil import own_dir
 from credrot.kinds import OutcomeKind
 from credrot.lock import PoolLock
 from credrot.pool.layout import Layout
@@ -73,7 +74,7 @@ class RefreshLease:
         """True once held; False when the deadline passed first or no lease file can
         be made (a read-only home, where nothing could be written back either)."""
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            own_dir(self.path.parent)
         except OSError:
             return False
         lock = PoolLock(self.path, timeout=max(0.0, deadline - time.monotonic()))

@@ -26,6 +26,10 @@ def _iso(ts: float | None) -> str | None:
     return when.isoformat() if when is not None else None
 
 
+def _iso_dt(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()
+
+
 def _read(pool: Pool, index: int) -> tuple[dict[str, object] | None, str | None]:
     slot = pool.slots.read(index)
     return slot.data, slot.why
@@ -57,6 +61,9 @@ class AccountInfo:
     token_expiry: datetime | None
     #: Quota windows as :func:`credrot.windows.summary` shows them (plain data).
     windows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Per-model windows that keep only their model's calls off a usable account now
+    #: (``week:opus``), each with when it is free again.
+    model_spent: dict[str, datetime | None] = field(default_factory=dict)
 
     @property
     def usable(self) -> bool:
@@ -73,6 +80,7 @@ class AccountInfo:
         for key in ("until", "last_used", "token_expiry"):
             value = data[key]
             data[key] = value.isoformat() if value else None
+        data["model_spent"] = {k: _iso_dt(v) for k, v in self.model_spent.items()}
         return data
 
 
@@ -143,10 +151,17 @@ class PoolStatus:
         return f"{noun} unusable ({', '.join(parts)}){reset}"
 
 
-def list_accounts(pool: Pool) -> list[AccountInfo]:
-    """Every account with what is known of it (no lock: a moment-old view is fine)."""
+def list_accounts(
+    pool: Pool, *, for_call: bool = False, model: str | None = None
+) -> list[AccountInfo]:
+    """Every account with what is known of it (no lock: a moment-old view is fine).
+
+    With no call in view, a per-model window (``week:opus``) leaves its account usable,
+    named in ``model_spent``: some model may still use it. ``for_call`` judges for a call
+    that asks for ``model`` (None: the tool's default, which may be that very model)."""
     state = pool.store.load()
     now = time.time()
+    per_model = pool.profile.per_model_windows
     active = pool.slots.linked()
     if active is None:
         active = state.current
@@ -161,7 +176,23 @@ def list_accounts(pool: Pool) -> list[AccountInfo]:
         status = acct.effective_status(now) if data is not None else AccountStatus.INVALID
         until = _utc(acct.until) if status in st.TIMED else None
         reason = acct.reason if status != st.READY else ""
-        block = windows.blocked(acct, index, now, pool.limits) if status is st.READY else None
+        block = None
+        if status is st.READY:
+            block = windows.blocked(
+                acct,
+                index,
+                now,
+                pool.limits,
+                model=model,
+                per_model=per_model,
+                any_model=not for_call,
+            )
+        model_spent: dict[str, datetime | None] = {}
+        if block is None and status is st.READY and not for_call:
+            model_spent = {
+                b.window: _utc(b.until)
+                for b in windows.model_blocks(acct, index, now, pool.limits, per_model=per_model)
+            }
         if block is not None:  # a window keeps it out: spent, at its cap, or over rotate_at
             status, until, reason = (
                 AccountStatus.EXHAUSTED,
@@ -189,14 +220,22 @@ def list_accounts(pool: Pool) -> list[AccountInfo]:
                 last_used=_utc(acct.last_used),
                 token_expiry=_utc(expiry),
                 windows=windows.summary(acct, now),
+                model_spent=model_spent,
             )
         )
     return infos
 
 
-def pool_status(pool: Pool, exclude: set[int] | frozenset[int] = frozenset()) -> PoolStatus:
-    """Which accounts a call could still use, and why each other one cannot."""
-    infos = list_accounts(pool)
+def pool_status(
+    pool: Pool,
+    exclude: set[int] | frozenset[int] = frozenset(),
+    *,
+    for_call: bool = False,
+    model: str | None = None,
+) -> PoolStatus:
+    """Which accounts a call could still use, and why each other one cannot; with
+    ``for_call``, for a call that asks for ``model`` (see :func:`list_accounts`)."""
+    infos = list_accounts(pool, for_call=for_call, model=model)
     usable = [i.index for i in infos if i.usable and i.index not in exclude]
     unusable: dict[int, tuple[str, datetime | None, str]] = {}
     for info in infos:
@@ -226,6 +265,7 @@ def stats(pool: Pool) -> dict[str, Any]:
             "active": i.active,
             "last_used": i.last_used.isoformat() if i.last_used else None,
             "windows": i.windows,
+            "model_spent": {k: _iso_dt(v) for k, v in i.model_spent.items()},
         }
         for i in infos
     }

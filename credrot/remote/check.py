@@ -143,8 +143,11 @@ def _check_key(client: Any, keys: scripts.Keys) -> Found:
         check = client.get(keys.keycheck)
         sealer.check(check)
         opened = 0
-        for index in sorted(int(i) for i in client.zrange(keys.changes, 0, -1)):
-            blob = client.hget(keys.cred(index), "blob")
+        indexes = sorted(int(i) for i in client.zrange(keys.changes, 0, -1))
+        pipe = client.pipeline(transaction=False)
+        for index in indexes:
+            pipe.hget(keys.cred(index), "blob")
+        for index, blob in zip(indexes, pipe.execute(), strict=True):
             if blob is not None:
                 sealer.open(blob, f"the credential of account #{index}")
                 opened += 1

@@ -6,13 +6,15 @@ synced was changed here (an import, a token the tool refreshed during a call, on
 while the store was down): it is offered to the store as the next generation of the one
 it came from. If another machine got there first the offer is refused and this machine
 takes the store's copy instead — so a refresh on one machine is used by all, and a stale
-copy never replaces a newer one.
+copy never replaces a newer one. The refused bytes are kept in ``backups/`` (they may be
+an account imported here under a number another machine took at the same moment).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from credrot.fsutil import atomic_write
@@ -83,13 +85,25 @@ def offer(
     newer = fetch(client, keys, sealer, index)
     if newer is not None:
         if newer[1] != slot.raw:
+            kept = _backup(pool, index, slot.raw)
             pool.events.audit(
                 "store-refused",
                 to=index,
-                reason=f"generation {newer[0]} in the store is newer; this copy was not kept",
+                reason=f"generation {newer[0]} in the store is newer; this copy is kept as "
+                f"{kept.parent.name}/{kept.name}",
             )
         install(pool, mark, index, *newer)
     return None
+
+
+def _backup(pool: Pool, index: int, raw: bytes) -> Path:
+    """Keep bytes the store refused where credentials that belong nowhere go."""
+    folder = pool.layout.backup_dir
+    folder.mkdir(mode=0o700, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time_ns() % 10**9:09d}Z"
+    dest = folder / f"account-{index}-not-stored-{stamp}{pool.profile.account_suffix}"
+    atomic_write(dest, raw)
+    return dest
 
 
 def offer_changed(

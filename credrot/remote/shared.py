@@ -276,6 +276,9 @@ class SharedPool:
                 return leases.UNHELD
             if got is not None:
                 self._pulled_at = -math.inf  # the holder before may have stored a new token
+                self.pool.events.audit(
+                    "refresh-lease", to=index, reason=f"held in the store, fence {got.fence}"
+                )
                 return leases.Held(got, leases.Renewer(self.client, self.keys, got, ttl))
             left = deadline - time.monotonic()
             if left <= 0:

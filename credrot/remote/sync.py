@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from credrot import state as st
 from credrot import windows
 from credrot.pool import pointer
 from credrot.remote import cache, creds, merge, scripts, words
@@ -112,7 +113,12 @@ def _push(pool: Pool, remote: Remote) -> list[Row]:
 
 
 def _push_one(
-    pool: Pool, remote: Remote, mark: cache.SyncMark, index: int, raw: bytes, acct: Any
+    pool: Pool,
+    remote: Remote,
+    mark: cache.SyncMark,
+    index: int,
+    raw: bytes,
+    acct: st.AccountState,
 ) -> Row:
     client, keys, sealer = remote.client, remote.keys, remote.sealed()
     stored = creds.fetch(client, keys, sealer, index)
@@ -120,7 +126,7 @@ def _push_one(
     put = [keys.rev, keys.changes, keys.cred(index)]
     if stored is None:
         got = run_script(client, scripts.PUT_CRED, put, [index, 1, sealer.seal(raw), "create"])
-        what, gen = "created", int(got[1])
+        what, gen = ("created" if int(got[0]) == 1 else "kept-store"), int(got[1])
     elif stored[1] == raw:
         what, gen = "same", stored[0]
     elif _local_is_newer(pool, mark, index, raw, stored):

@@ -41,7 +41,7 @@ def _jwt_exp(token: object) -> float | None:
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
     if isinstance(exp, (int, float)) and not isinstance(exp, bool):
@@ -153,4 +153,9 @@ CODEX = ToolProfile(
     # A refresh resolves a symlink at auth.json and writes temp + rename beside its
     # target: the link survives, the target gets a new inode.
     replaces_symlink=False,
+    # 0.171.0 refreshes a token whose exp is within 300 s (seen: 290 s refreshed, 310 s
+    # did not). credrot decides before the CLI has started, so it counts a margin of
+    # start-up on top: a call starting just outside the CLI's line must not cross it
+    # without the refresh lease (a second refresh of a single-use token revokes it).
+    refresh_margin=300.0 + 30.0,
 )

@@ -5,8 +5,12 @@ through the default strategy: how many tool runs met a spent account (ideal: 8, 
 flight on each account when it runs out), and the wall time against the ideal — the
 same 8 processes serving the same 40 answers from accounts with quota to spare,
 measured in the same run. The same case with spreading switched off (every caller on
-the active account) is printed beside it. Targets: at most 16 quota errors (about 30
-without spreading) and at most 1.5x the ideal wall time.
+the active account) is printed beside it. Targets: at most 8 quota errors (about 25
+without spreading) and at most 2x the ideal wall time (the spent tool runs and the
+calls that find the pool spent cost time the ideal does not spend). A refused request
+comes back at once (as from the real services), so the moment in which a caller can
+start on an account that ran out, before its caller tells credrot, is short; on a
+heavily loaded machine (load 12 on 2 cores) we measured 7-10.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from credrot_sim import SimBackend, install
 
 PROCS, CALLS, ACCOUNTS, QUOTA = 8, 6, 4, 10
 LATENCY = 0.2
-MAX_ERRORS = 16
-MAX_RATIO = 1.5
+MAX_ERRORS = 2 * ACCOUNTS
+MAX_RATIO = 2.0
 
 DRIVER = """
 import sys

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,16 @@ def build(root: Path, accounts: int, quota: int | None) -> tuple[SimBackend, Acc
     return backend, manager
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (a busy machine hardly
+    moves it; printed beside the wall-clock figures, which are the ones judged)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
 def overhead() -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -67,15 +78,20 @@ def overhead() -> bool:
         subprocess.run(argv, input=prompt.encode(), capture_output=True, env=env, check=True)
         bare: list[float] = []
         wrapped: list[float] = []
+        cpu_bare: list[float] = []
+        cpu_wrapped: list[float] = []
         for _ in range(ROUNDS):  # interleaved so drift hits both alike
-            t = time.perf_counter()
+            c, t = _cpu(), time.perf_counter()
             subprocess.run(argv, input=prompt.encode(), capture_output=True, env=env, check=True)
             bare.append(time.perf_counter() - t)
-            t = time.perf_counter()
+            cpu_bare.append(_cpu() - c)
+            c, t = _cpu(), time.perf_counter()
             result = wrapper.call(prompt)
             wrapped.append(time.perf_counter() - t)
+            cpu_wrapped.append(_cpu() - c)
             assert result.success, result.error
         b, w = statistics.median(bare), statistics.median(wrapped)
+        cb, cw = statistics.median(cpu_bare), statistics.median(cpu_wrapped)
         ratio = w / b
         ok = ratio <= TARGET_OVERHEAD
         print(
@@ -83,6 +99,7 @@ def overhead() -> bool:
             f" (+{(w - b) * 1000:.1f} ms) -> {ratio:.3f}x (target <= {TARGET_OVERHEAD}x)"
             f" {'OK' if ok else 'OVER TARGET'}"
         )
+        print(f"  CPU: bare {cb * 1000:.1f} ms, Wrapper.call {cw * 1000:.1f} ms -> {cw / cb:.3f}x")
         return ok
 
 
@@ -101,14 +118,22 @@ def economics() -> bool:
         return ok
 
 
+#: CPU medians of the last :func:`_interleaved`, in the order of its runs.
+CPU_MEDIANS: list[float] = []
+
+
 def _interleaved(rounds: int, *runs: Callable[[], object]) -> list[float]:
-    """Median seconds of each run, taken in turn so that drift hits them alike."""
+    """Median seconds of each run, taken in turn so that drift hits them alike (their CPU
+    medians are left in :data:`CPU_MEDIANS`)."""
     times: list[list[float]] = [[] for _ in runs]
+    cpus: list[list[float]] = [[] for _ in runs]
     for _ in range(rounds):
-        for run, into in zip(runs, times, strict=True):
-            t = time.perf_counter()
+        for run, into, cpu in zip(runs, times, cpus, strict=True):
+            c, t = _cpu(), time.perf_counter()
             run()
             into.append(time.perf_counter() - t)
+            cpu.append(_cpu() - c)
+    CPU_MEDIANS[:] = [statistics.median(c) for c in cpus]
     return [statistics.median(t) for t in times]
 
 
@@ -168,6 +193,7 @@ def run_tool_overhead() -> bool:
         base_1ms, timed_1ms, timed_wrapped = _interleaved(
             ROUNDS_1MS, bare_1ms, run_1ms, wrapped_1ms
         )
+        cpu_bare, cpu_run, cpu_wrapped = CPU_MEDIANS
         results = [
             _row("run_tool on the simulator", base_sim, timed_sim, TARGET_RUN_TOOL_SIM),
             _row("run_tool on a 1 ms tool", base_1ms, timed_1ms, TARGET_RUN_TOOL_1MS),
@@ -178,6 +204,11 @@ def run_tool_overhead() -> bool:
                 TARGET_WRAPPER_1MS,
             ),
         ]
+        print(
+            f"  CPU on the 1 ms tool: bare {cpu_bare * 1000:.2f} ms, run_tool "
+            f"{cpu_run * 1000:.2f} ms ({cpu_run / cpu_bare:.3f}x), Wrapper.call "
+            f"{cpu_wrapped * 1000:.2f} ms ({cpu_wrapped / cpu_bare:.3f}x)"
+        )
         return all(results)
 
 

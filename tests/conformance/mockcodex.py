@@ -275,18 +275,15 @@ class _Handler(MockHandler):
         if outcome in ("quota", "quota_long"):
             assert acct is not None
             book.record(self.hit(429, name, "chat", prompt))
-            self.send_json(
-                429,
-                {
-                    "error": {
-                        "type": "usage_limit_reached",
-                        "message": "The usage limit has been reached",
-                        "plan_type": "plus",
-                        "resets_at": int(acct.resets_at),
-                        "resets_in_seconds": max(0, int(acct.resets_at - time.time())),
-                    }
-                },
-            )
+            error: dict[str, Any] = {
+                "type": "usage_limit_reached",
+                "message": "The usage limit has been reached",
+                "plan_type": "plus",
+            }
+            if acct.resets_at > 0:  # 0: the backend names no reset
+                error["resets_at"] = int(acct.resets_at)
+                error["resets_in_seconds"] = max(0, int(acct.resets_at - time.time()))
+            self.send_json(429, {"error": error})
         elif outcome == "rate_limit":
             book.record(self.hit(429, name, "chat", prompt))
             self.send_json(429, RATE_LIMIT_BODY, headers={**_request_id(), "retry-after": "1"})

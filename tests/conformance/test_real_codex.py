@@ -193,6 +193,28 @@ def test_json_events_carry_the_quota_and_the_answer(setup: Setup) -> None:
     record("codex", "ok_json", answered, attempts[1].outcome.kind.value)
 
 
+def test_quota_without_a_reset_is_remembered_for_the_default_window(setup: Setup) -> None:
+    """No reset from the backend: codex says ``try again later``; credrot keeps the
+    account spent for Codex's 5-hour window."""
+    mock = setup.mock
+    manager = setup.pool(
+        mock.add_account("spent", mode="quota", resets_at=0), mock.add_account("spare")
+    )
+    wrapper, attempts = setup.wrapper(manager)
+    before = datetime.now(timezone.utc)
+    result = wrapper.call(PROMPT)
+    assert result.success and result.account == 2, result.error
+    first = attempts[0].run
+    assert first is not None and first.exit_code == 1
+    errors = _errors(first.stderr)
+    assert len(errors) == 2 and errors[0].endswith("purchase more credits or try again later.")
+    record("codex", "quota_no_reset", first, attempts[0].outcome.kind.value)
+    info = manager.list_accounts()[0]
+    assert info.status == "exhausted" and info.until is not None
+    hours = (info.until - before).total_seconds() / 3600
+    assert 4.9 < hours < 5.1
+
+
 def test_usage_codex_reports_moves_the_pool_before_its_limit(setup: Setup) -> None:
     """The backend's usage headers land in codex's own rollout (``token_count``
     ``rate_limits``) inside the call home; credrot reads them from there, and an account

@@ -155,8 +155,6 @@ CODEX = ToolProfile(
     # target: the link survives, the target gets a new inode.
     replaces_symlink=False,
     # 0.171.0 refreshes a token whose exp is within 300 s (seen: 290 s refreshed, 310 s
-    # did not). credrot decides before the CLI has started, so it counts a margin of
-    # start-up on top: a call starting just outside the CLI's line must not cross it
-    # without the refresh lease (a second refresh of a single-use token revokes it).
-    refresh_margin=300.0 + 30.0,
+    # did not); the refresh lease adds its start-up slack on top (pool/refresh.py).
+    refresh_margin=300.0,
 )

@@ -2,9 +2,11 @@
 
 Redis keeps each window's mark apart (an exhausted deadline and a rate-limit deadline
 can both stand); the local state keeps one status. :func:`to_local` picks the one that
-rules now: disabled, then needs-login, then the timed mark with the latest deadline.
-:func:`change` turns what one transaction did to an account into the arguments of the
-``APPLY`` script: counter deltas and one mark operation.
+rules now: disabled, then needs-login, then the timed mark with the latest deadline,
+and each quota window's mark (``w:<name>:until`` ...; a window's usage counters stay
+per machine). :func:`change` turns what one transaction did to an account into the
+arguments of the ``APPLY`` script: counter deltas, one mark operation and the window
+marks made or cleared.
 """
 
 from __future__ import annotations
@@ -55,10 +57,75 @@ def to_local(h: Hash, acct: st.AccountState, now: float) -> None:
         if until is not None and until <= now:
             status, until, reason = st.READY.value, None, ""
     acct.status, acct.until, acct.reason = status, until, reason
-    if status == st.READY.value:
-        # The store holds every machine's marks: none there means this machine's window
-        # marks were cleared elsewhere (a success, a reset, a hand mark).
-        windows.heal(acct, None)
+    _windows_to_local(h, acct)
+
+
+#: A window mark's fields (``w:<name>:<field>`` in the store); its counters stay local.
+_MARK = ("until", "seen", "signal", "reason")
+
+
+def _windows_to_local(h: Hash, acct: st.AccountState) -> None:
+    """Install the store's window marks: the later deadline wins, and a mark the store
+    does not hold was cleared elsewhere (a success, a reset, a hand mark)."""
+    held: dict[str, dict[str, str]] = {}
+    for key, value in h.items():
+        name = key.decode("utf-8", "replace")
+        if name.startswith("w:"):
+            window, _, part = name[2:].rpartition(":")
+            held.setdefault(window, {})[part] = value.decode("utf-8", "replace")
+    entries = windows.entries(acct)
+    for name, entry in entries.items():
+        if "until" in entry and _float(held.get(name, {}).get("until")) is None:
+            for part in _MARK:
+                entry.pop(part, None)
+    for name, got in held.items():
+        until = _float(got.get("until"))
+        if until is None:
+            continue
+        entry = entries.setdefault(name, {})
+        mine = _float(entry.get("until"))
+        seen = _float(got.get("seen")) or 0.0
+        if mine is None or until > mine:
+            entry.update(until=until, seen=seen, signal=got.get("signal") or "text")
+            entry["reason"] = got.get("reason", "")
+            ends = _float(got.get("ends"))
+            if ends:
+                entry["ends"] = ends
+        elif until == mine and seen > (_float(entry.get("seen")) or 0.0):
+            entry["seen"] = seen
+
+
+def _float(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None
+
+
+def _window_ops(before: st.AccountState, after: st.AccountState, at: float) -> list[str]:
+    """Per window whose mark changed: (name, mark, until, seen, signal, reason, ends), or
+    (name, clear, 0, at, '', '', 0) for a mark this transaction cleared."""
+    old, new = windows.entries(before), windows.entries(after)
+    ops: list[str] = []
+    for name, entry in sorted(new.items()):
+        until = _float(entry.get("until"))
+        was = old.get(name, {})
+        if until is None or (entry.get("until"), entry.get("seen")) == (
+            was.get("until"),
+            was.get("seen"),
+        ):
+            continue
+        ends = _float(entry.get("ends")) or until
+        ops += [name, "mark", repr(until), repr(_float(entry.get("seen")) or 0.0)]
+        ops += [str(entry.get("signal") or "text"), str(entry.get("reason") or ""), repr(ends)]
+    for name, was in sorted(old.items()):
+        if "until" in was and "until" not in new.get(name, {}):
+            ops += [name, "clear", "0", repr(at), "", "", "0"]
+    return ops
 
 
 def change(
@@ -84,6 +151,8 @@ def change(
             until = after.until or 0.0
     delta = [str(getattr(after, n) - getattr(before, n)) for n in COUNTERS]
     last = after.last_used if after.last_used != before.last_used else None
+    healed = after.successes > before.successes and after.last_outcome == "ok"
+    cleared_at = started if healed and started is not None else now
     return [
         str(index),
         repr(now),
@@ -96,16 +165,22 @@ def change(
         repr(last) if last is not None else "",
         after.last_outcome,
         *delta,
+        *_window_ops(before, after, cleared_at),
     ]
 
 
 def pending_mark(index: int, acct: st.AccountState, now: float) -> list[str] | None:
     """A mark made while the store was down, replayed when it answers (counters are
-    not: they were counted locally)."""
-    if acct.effective_status(now) is st.READY:
+    not: they were counted locally); window marks still in force go with it."""
+    live = {
+        name: dict(entry)
+        for name, entry in windows.entries(acct).items()
+        if (_float(entry.get("until")) or 0.0) > now
+    }
+    if acct.effective_status(now) is st.READY and not live:
         return None
-    blank = replace(acct, status=st.READY.value, until=None, reason="")
-    return change(index, blank, replace(acct, calls=blank.calls), now, None)
+    blank = replace(acct, status=st.READY.value, until=None, reason="", windows={})
+    return change(index, blank, replace(acct, windows=live), now, None)
 
 
 def push_args(index: int, acct: st.AccountState) -> list[str]:

@@ -15,9 +15,13 @@ Keys, for ``P = <prefix>:<tool>`` (``credrot:qwen`` by default):
 ``P:changes``           zset   account number -> revision of its last change
 ``P:acct:<n>``          hash   marks per window (``<status>_until``/``_at``/``_reason``),
                                counters (``calls``, ``successes``, ...), ``day``,
-                               ``calls_today``, ``last_used``, ``last_outcome``; quota
-                               windows pushed by ``credrot store push`` as
-                               ``win:<name>`` (JSON) and ``win:<name>:t`` (its newest time)
+                               ``calls_today``, ``last_used``, ``last_outcome``; each
+                               quota window's mark as ``w:<name>:until``/``:seen``/
+                               ``:signal``/``:reason``/``:ends`` (by every call, the
+                               deadline only later); whole windows pushed by ``credrot
+                               store push`` as ``win:<name>`` (JSON) and ``win:<name>:t``
+                               (its newest time). A window's usage counters (``calls``,
+                               ``tokens``) and the tool's readings stay per machine
 ``P:cred:<n>``          hash   ``gen`` (the credential's generation), ``blob`` (Fernet)
 ``P:inflight:<n>``      zset   lease id -> its expiry (ms): calls running on the account
 ``P:refresh:<n>``       str    the refresh lease's holder, ``SET NX PX``
@@ -77,6 +81,29 @@ local function bump(index)
 end
 """
 
+#: A window's mark on hash ``h``: the deadline (with its signal, reason and period end)
+#: only moves later, the moment it was seen too; a clear takes only a mark seen before
+#: ``at`` (a success clears only marks made before its call began).
+_WINDOW = """
+local function wmark(h, name, untl, seen, signal, reason, ends)
+  local f = 'w:' .. name .. ':'
+  if tonumber(untl) > tonumber(redis.call('HGET', h, f .. 'until') or '0') then
+    redis.call('HSET', h, f .. 'until', untl, f .. 'signal', signal, f .. 'reason', reason,
+               f .. 'ends', ends)
+  end
+  if tonumber(seen) > tonumber(redis.call('HGET', h, f .. 'seen') or '0') then
+    redis.call('HSET', h, f .. 'seen', seen)
+  end
+end
+local function wclear(h, name, at)
+  local f = 'w:' .. name .. ':'
+  local seen = redis.call('HGET', h, f .. 'seen')
+  if seen and tonumber(seen) < at then
+    redis.call('HDEL', h, f .. 'until', f .. 'seen', f .. 'signal', f .. 'reason', f .. 'ends')
+  end
+end
+"""
+
 #: KEYS: rev, changes, epoch. ARGV: seen revision, key base, a new epoch, the epoch seen.
 #: -> {rev, epoch, reset?, n1, hash1, gen1, n2, ...} for accounts changed after ``seen``
 #: (all of them when the store is not the one seen: emptied by a restart, or new).
@@ -102,10 +129,12 @@ return out
 """
 
 #: KEYS: rev, changes, acct. ARGV: index, now, op (none|mark|success|clear), status,
-#: until, at, reason, day, last_used, last_outcome, then one delta per COUNTERS name.
-#: -> {rev, the account's hash}.
+#: until, at, reason, day, last_used, last_outcome, one delta per COUNTERS name, then
+#: per window whose mark changed: name, mark|clear, until, seen (a clear's ``at``),
+#: signal, reason, ends. -> {rev, the account's hash}.
 APPLY = (
     _BUMP
+    + _WINDOW
     + """
 local h = KEYS[3]
 local op, status, untl, at = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -148,6 +177,13 @@ if ARGV[9] ~= '' then
   local last = tonumber(redis.call('HGET', h, 'last_used') or '0')
   if tonumber(ARGV[9]) >= last then
     redis.call('HSET', h, 'last_used', ARGV[9], 'last_outcome', ARGV[10])
+  end
+end
+for i = 18, #ARGV - 6, 7 do
+  if ARGV[i + 1] == 'mark' then
+    wmark(h, ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6])
+  else
+    wclear(h, ARGV[i], tonumber(ARGV[i + 3]))
   end
 end
 redis.call('HSETNX', h, 'calls', 0)
@@ -209,9 +245,11 @@ return 0
 #: last_used, last_outcome, the COUNTERS values, then (name, JSON, time) per window.
 #: A whole account from ``credrot store push``: run twice, it counts nothing twice —
 #: counters take the larger value, a deadline only moves later, a window is taken when
-#: its newest time is later than the one held. -> {rev, the account's hash}.
+#: its newest time is later than the one held (and its mark as ``APPLY`` keeps it).
+#: -> {rev, the account's hash}.
 PUSH_ACCT = (
     _BUMP
+    + _WINDOW
     + """
 local h = KEYS[3]
 local status, untl, at = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -248,6 +286,12 @@ for i = 17, #ARGV - 2, 3 do
   local f = 'win:' .. ARGV[i]
   if tonumber(ARGV[i + 2]) > tonumber(redis.call('HGET', h, f .. ':t') or '-1') then
     redis.call('HSET', h, f, ARGV[i + 1], f .. ':t', ARGV[i + 2])
+  end
+  local ok, w = pcall(cjson.decode, ARGV[i + 1])
+  if ok and type(w) == 'table' and tonumber(w['until']) then
+    local function num(v) return string.format('%.6f', tonumber(v) or 0) end
+    wmark(h, ARGV[i], num(w['until']), num(w['seen']), tostring(w['signal'] or ''),
+          tostring(w['reason'] or ''), num(w['ends'] or w['until']))
   end
 end
 redis.call('HSETNX', h, 'calls', 0)

@@ -19,6 +19,7 @@ that *refuses* us (wrong key, password or ACL) is an error.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import time
@@ -124,6 +125,12 @@ class SharedPool:
             mark.accounts_mtime = 0
             mark.dirty.update(state.accounts)
         mark.epoch = epoch
+        # marks made while the store was down, taken before the store's news replaces them
+        pending = {
+            index: merge.pending_mark(index, state.accounts[index], now)
+            for index in sorted(mark.dirty)
+            if index in state.accounts
+        }
         for pos in range(3, len(got) - 2, 3):
             index, flat, gen = int(got[pos]), got[pos + 1], got[pos + 2]
             if flat:
@@ -134,11 +141,9 @@ class SharedPool:
                     creds.install(self.pool, mark, index, *fetched)
                     state.account(index)
         mark.rev = rev
-        for index in sorted(mark.dirty):
-            if index in state.accounts:
-                args = merge.pending_mark(index, state.accounts[index], now)
-                if args is not None:
-                    self._apply(state, index, args)
+        for index, args in pending.items():
+            if args is not None:
+                self._apply(state, index, args)
         mark.dirty.clear()
         self._seen(creds.offer_changed(self.client, self.keys, self.sealer, self.pool, mark))
 
@@ -167,7 +172,10 @@ class SharedPool:
     def _snapshot(self, state: st.PoolState) -> None:
         table = state.accounts
         self._lines = dict(table._lines)
-        self._before = {i: replace(a) for i, a in table._objs.items()}
+        # the windows are nested dicts the transaction changes in place
+        self._before = {
+            i: replace(a, windows=copy.deepcopy(a.windows)) for i, a in table._objs.items()
+        }
 
     def _changes(self, state: st.PoolState) -> dict[int, tuple[st.AccountState, st.AccountState]]:
         found = {}

@@ -116,23 +116,9 @@ def read_regular(path: Path | str, cap: int = MAX_CREDENTIAL_BYTES) -> bytes:
     and the read concern the same file. Raises :class:`NotARegularFile` with the reason
     for anything else, ``FileNotFoundError`` when it is missing.
     """
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise NotARegularFile(path, "a symbolic link (not followed)") from None
-        if exc.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):  # a socket, a device
-            try:
-                what = kind_of(os.lstat(path).st_mode)
-            except OSError:
-                what = "not a regular file"
-            raise NotARegularFile(path, f"{what}, not a regular file") from None
-        raise
+    fd = _open_regular_fd(path)
     try:
         s = os.fstat(fd)
-        if not stat.S_ISREG(s.st_mode):
-            raise NotARegularFile(path, f"{kind_of(s.st_mode)}, not a regular file")
         if s.st_size > cap:
             raise NotARegularFile(path, f"{s.st_size} bytes, over the {cap}-byte cap")
         chunks: list[bytes] = []
@@ -212,15 +198,28 @@ def open_regular(path: Path | str) -> BinaryIO:
     """``path`` opened for reading if it is a regular file: a FIFO opens without
     waiting and a link is not followed (both raise :class:`NotARegularFile`), so a log
     planted as ``/dev/zero`` or a pipe cannot hang or flood its reader."""
+    return os.fdopen(_open_regular_fd(path), "rb")
+
+
+def _open_regular_fd(path: Path | str) -> int:
+    """A read-only fd on ``path`` if it is a regular file, checked with ``fstat`` on the
+    fd itself (so the check and the read concern the same file); a FIFO opens without
+    waiting and a link is not followed, both raise :class:`NotARegularFile`."""
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY
     try:
         fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise NotARegularFile(path, "a symbolic link (not followed)") from None
+        if exc.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):  # a socket, a device
+            try:
+                what = kind_of(os.lstat(path).st_mode)
+            except OSError:
+                what = "not a regular file"
+            raise NotARegularFile(path, f"{what}, not a regular file") from None
         raise
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         raise NotARegularFile(path, f"{kind_of(mode)}, not a regular file")
-    return os.fdopen(fd, "rb")
+    return fd

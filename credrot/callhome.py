@@ -90,9 +90,13 @@ def _park(layout: Layout, root: Path, tool_home: Path, links: set[str]) -> bool:
         return False
 
     def link(entry: os.DirEntry[str]) -> bool:
+        if entry.name == TOOL_PID and tool_home == root:
+            return entry.is_file(follow_symlinks=False)
         return entry.name in links and entry.is_symlink()
 
     def folder(entry: os.DirEntry[str]) -> bool:
+        if entry.name == TOOL_PID:  # says 0 once the run is over (run_tool)
+            return entry.is_file(follow_symlinks=False)
         return entry.name == tool_home.name and entry.is_dir(follow_symlinks=False)
 
     name = f"{pid}-{IDLE}-{parts[2]}"
@@ -345,6 +349,8 @@ class CallHome:
 
     def _still_right(self, entry: os.DirEntry[str], fd: int, want: Mapping[str, str]) -> bool:
         """A link of an idle home that points where it should (it is kept)."""
+        if entry.name == TOOL_PID and self.tool_home == self.root:
+            return entry.is_file(follow_symlinks=False)
         if entry.name not in want or not entry.is_symlink():
             return False
         try:

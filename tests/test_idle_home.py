@@ -53,6 +53,7 @@ def test_the_next_call_reuses_the_home_and_sees_nothing_of_the_last(tmp_path: Pa
     assert "-idle-" in idle.name
     assert not (idle / ".qwen" / "oauth_creds.json").exists()  # no token copy left
     assert not (idle / ".qwen" / "note.txt").exists()
+    assert (idle / ".credrot-tool.pid").read_text().strip() == "0"  # no tool runs there
     assert callhome.in_flight(manager.pool.layout) == {}
     inode = (idle / ".qwen").stat().st_ino
     (manager.home / "settings.json").unlink()

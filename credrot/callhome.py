@@ -64,13 +64,20 @@ def reserve(layout: Layout, index: int) -> Path:
         except OSError:
             continue  # removed by hand meanwhile
         return root
-    import tempfile  # here, not at the top: a listing of the pool never needs it
-
     try:
         own_dir(base)
         os.chmod(base, 0o700)  # a real folder (own_dir): never a link's target
-        return Path(tempfile.mkdtemp(prefix=layout.call_dir_prefix(index), dir=base))
+        for _ in range(100):
+            root = base / f"{layout.call_dir_prefix(index)}{os.urandom(6).hex()}"
+            try:
+                os.mkdir(root, 0o700)
+            except FileExistsError:
+                continue
+            return root
+        raise FileExistsError(f"no free call home name in {base}")
     except OSError:
+        import tempfile  # here, not at the top: a pool's own folder is the usual place
+
         return Path(tempfile.mkdtemp(prefix=f"credrot-{layout.call_dir_prefix(index)}"))
 
 

@@ -181,14 +181,21 @@ def alive(root: Path, caller: int) -> bool:
     return text.isdigit() and int(text) > 1 and _group_alive(int(text))
 
 
-def homes(layout: Layout) -> list[tuple[Path, int, int | None]]:
-    """Every call home of the pool: (root, caller pid, account)."""
+def _run_entries(layout: Layout) -> list[os.DirEntry[str]]:
+    """What the call-home base holds; nothing when it is a link (planted: what is
+    behind it is never reaped, adopted or removed)."""
     try:
-        entries = list(os.scandir(layout.run_dir))
+        if not stat.S_ISDIR(os.lstat(layout.run_dir).st_mode):
+            return []
+        return list(os.scandir(layout.run_dir))
     except OSError:
         return []
+
+
+def homes(layout: Layout) -> list[tuple[Path, int, int | None]]:
+    """Every call home of the pool: (root, caller pid, account)."""
     found = []
-    for entry in entries:
+    for entry in _run_entries(layout):
         parsed = layout.parse_call_dir(entry.name)
         if parsed is not None:
             found.append((Path(entry.path), parsed[0], parsed[1]))
@@ -250,10 +257,7 @@ def kept(layout: Layout) -> list[Kept]:
     """Every token kept for this home (files in the call-home base, and memory), the
     one expiring last at the end."""
     found: list[Kept] = []
-    try:
-        entries = [e for e in os.scandir(layout.run_dir) if e.name.startswith(KEPT_PREFIX)]
-    except OSError:
-        entries = []
+    entries = [e for e in _run_entries(layout) if e.name.startswith(KEPT_PREFIX)]
     for entry in entries:
         parts = entry.name[len(KEPT_PREFIX) :].split("-", 2)
         if len(parts) < 3 or not parts[0].isdigit() or not parts[1][1:].isdigit():

@@ -18,6 +18,7 @@ naming the file, the key and what was expected::
           quota_exhausted: ["quota exceeded"]
           rate_limited: ["\\b429\\b", "rate limit"]
           auth_failed: ["please log in"]
+        per_model_windows: false        # true: quota_exhausted: {"week:opus": [...]} bars opus only
         exit_codes: {41: auth_failed}
         resets: [gemini_after]          # reset parsers from credrot.resets.PARSERS
         reset_window: 24h               # or "5h", "90m", "midnight", "midnight Europe/Paris"
@@ -33,7 +34,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 
-from credrot import resets
+from credrot import resets, windows
 from credrot.configpath import CONFIG_ENV as CONFIG_ENV
 from credrot.configpath import config_path as config_path
 from credrot.errors import ConfigError
@@ -62,6 +63,7 @@ TOOL_KEYS: dict[str, str] = {
     "approval_flag": "a string",
     "default_approval": "a string",
     "patterns": "a mapping of outcome to regular expressions",
+    "per_model_windows": "true or false (true: a window like week:opus limits that model only)",
     "abort_patterns": "a list of regular expressions",
     "abort_streams": "a list of stderr and stdout: where the tool prints its login prompt",
     "exit_codes": "a mapping of exit code to outcome",
@@ -309,21 +311,7 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
     else:
         raise err("prompt", TOOL_KEYS["prompt"], str(prompt_mode))
 
-    patterns = spec.get("patterns", {})
-    if not isinstance(patterns, dict):
-        raise err("patterns", TOOL_KEYS["patterns"])
-    rules: list[Rule] = []
-    for outcome in patterns:
-        if outcome not in PATTERN_OUTCOMES:
-            raise err(f"patterns.{outcome}", f"one of {', '.join(PATTERN_OUTCOMES)}")
-    for outcome in PATTERN_OUTCOMES:
-        if outcome not in patterns:
-            continue
-        found = _str_list(patterns, outcome, err.under(f"{err.prefix}.patterns"))
-        for i, p in enumerate(found):
-            _regex(p, f"patterns.{outcome}[{i}]", err)
-        if found:
-            rules.append(Rule.of(OutcomeKind(outcome), *found))
+    rules = _rules(spec.get("patterns", {}), err)
     aborts = _str_list(spec, "abort_patterns", err)
     for i, p in enumerate(aborts):
         _regex(p, f"abort_patterns[{i}]", err)
@@ -391,7 +379,33 @@ def _tool(name: str, spec: object, err: _Errors) -> ToolProfile:
         refresh_margin=_duration(
             spec.get("refresh_margin", 300), "refresh_margin", err
         ).total_seconds(),
+        per_model_windows=_bool(spec, "per_model_windows", err, False),
     )
+
+
+def _rules(patterns: object, err: _Errors) -> list[Rule]:
+    """``patterns``: outcome -> regexes; ``quota_exhausted`` may map window names to them
+    (``{5h: [...], "week:opus": [...]}``), one rule per window."""
+    if not isinstance(patterns, dict):
+        raise err("patterns", TOOL_KEYS["patterns"])
+    for outcome in patterns:
+        if outcome not in PATTERN_OUTCOMES:
+            raise err(f"patterns.{outcome}", f"one of {', '.join(PATTERN_OUTCOMES)}")
+    rules: list[Rule] = []
+    for outcome in (o for o in PATTERN_OUTCOMES if o in patterns):
+        named = outcome == "quota_exhausted" and isinstance(patterns[outcome], dict)
+        groups = patterns[outcome] if named else {"": patterns[outcome]}
+        for name, value in groups.items():
+            window = str(name)
+            key = f"patterns.{outcome}" + (f".{window}" if named else "")
+            if named and not windows.is_name(window):
+                raise err(key, windows.NAME_HELP)
+            found = _str_list({key: value}, key, err)
+            for i, p in enumerate(found):
+                _regex(p, f"{key}[{i}]", err)
+            if found:
+                rules.append(Rule.of(OutcomeKind(outcome), *found, window=window))
+    return rules
 
 
 def _abort_streams(spec: Mapping[str, object], err: _Errors) -> tuple[str, ...]:

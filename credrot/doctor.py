@@ -261,12 +261,16 @@ def _check_pointer(manager: AccountManager) -> list[Finding]:
                 )
             ]
         return []
+    if kind == "file" and manager.pointer.is_dir() and not manager.pointer.is_symlink():
+        kind = "folder"
     text = {
+        "folder": f"{name} is a folder, not a link to an account: no switch can happen",
         "file": f"{name} is a regular file (the tool refreshed the token by rename)",
         "missing": f"{name} is missing (the tool deletes it when a refresh fails)",
         "dangling": f"{name} is a link to a file that does not exist",
     }[kind]
     fix = {
+        "folder": "move it aside (kept whole) and restore the link",
         "file": "adopt it into its account's slot and restore the link",
         "missing": "restore the link to the active account",
         "dangling": "restore the link to a usable account",

@@ -11,9 +11,11 @@ Otherwise the one listener, the audit log (``rotation.log``), is called directly
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -139,8 +141,14 @@ class AuditLog:
         self._fd = -1
 
     def _open(self) -> int:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._fd, self._ino, self._pid = fd, os.fstat(fd).st_ino, os.getpid()
+        # A link or a FIFO planted as the log is neither followed nor waited on.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(self.path, flags | os.O_NONBLOCK, 0o600)
+        s = os.fstat(fd)
+        if not stat.S_ISREG(s.st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file", str(self.path))
+        self._fd, self._ino, self._pid = fd, s.st_ino, os.getpid()
         return fd
 
     def credrot_audit(self, record: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from credrot.errors import ReadOnlyHome
 
@@ -206,6 +207,24 @@ def own_dir(path: Path) -> Path:
             with contextlib.suppress(FileNotFoundError):  # another process moved it first
                 os.rename(path, aside)
     raise NotADirectoryError(errno.ENOTDIR, "not a folder of the home's own", str(path))
+
+
+def open_regular(path: Path | str) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file: a FIFO opens without
+    waiting and a link is not followed (both raise :class:`NotARegularFile`), so a log
+    planted as ``/dev/zero`` or a pipe cannot hang or flood its reader."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotARegularFile(path, "a symbolic link (not followed)") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotARegularFile(path, f"{kind_of(mode)}, not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -122,14 +122,24 @@ class PoolLock:
         rec.fd = -1
 
     def _open(self) -> tuple[int, bool]:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600), True
+            try:
+                return os.open(self.path, flags, 0o600), True
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                # A link planted as the lock file is removed, never followed: the pid
+                # would be written to its target.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+                return os.open(self.path, flags, 0o600), True
         except OSError as exc:
             if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 # A read-only home: lock an existing file read-only, or not at all —
                 # nothing can be written there anyway.
                 try:
-                    return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), False
+                    return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW), False
                 except OSError:
                     raise ReadOnlyHome(
                         f"cannot create lock file {self.path}: home is read-only"

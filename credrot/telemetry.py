@@ -23,12 +23,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from credrot.fsutil import open_regular
 from credrot.resets import MAX_AHEAD, clamp_seconds
 
 #: Epoch seconds of the last second ``datetime`` can hold (9999-12-31).
@@ -122,10 +122,7 @@ def codex_rollouts(tool_home: Path, started: float) -> list[Reading]:
 def _last_rate_limits(path: Path) -> list[Reading]:
     try:
         # The tool's own file: a FIFO or a link left there must not block or lead out.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return []
+        with open_regular(path) as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - _TAIL_BYTES))

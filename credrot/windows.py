@@ -27,6 +27,7 @@ depends on the plan) is kept off the account, as it may be that very model.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -91,6 +92,18 @@ def length(name: str) -> timedelta | None:
     if base in LENGTHS:
         return LENGTHS[base]
     return resets.parse_duration(base) if base and base[0].isdigit() else None
+
+
+#: What a window's name may be (the config's words for it).
+NAME_HELP = "a window name: day, week, month or a length like 5h, then maybe :model"
+_NAME = re.compile(r"[a-z0-9.]+(?::[a-z0-9][a-z0-9._-]*)?")
+
+
+def is_name(name: str) -> bool:
+    """Whether ``name`` is a window: ``day``, ``week``, ``month``, a length (``5h``),
+    optionally with ``:model`` for one model family's window (``week:opus``)."""
+    base = name.partition(":")[0]
+    return bool(_NAME.fullmatch(name)) and (base == "day" or length(base) is not None)
 
 
 def period_end(name: str, now: float) -> float | None:

@@ -22,11 +22,8 @@ from credrot_sim.base import (
     _new_token,
     _now_ms,
 )
-from credrot_sim.creds import (
-    _SPECS,
-    _Spec,
-)
-from credrot_sim.families import REUSED, RefreshGuard, check_refresh, revoke, spend, spent_owner
+from credrot_sim.creds import _SPECS, _Spec
+from credrot_sim.families import REUSED, RefreshGuard, check_refresh, refused, spend
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs start-up time
 if TYPE_CHECKING:
@@ -321,11 +318,8 @@ class SimBackend(SimStore):
         forced = False
         if name is None:  # the API answers 401; the CLI tries one refresh
             name = state["refresh_tokens"].get(refresh)
-            if name is None:
-                d.account = spent_owner(state, refresh) if spec.rotates_refresh else None
-                if d.account is not None:  # a spent single-use token: the family is revoked
-                    revoke(state, d.account)
-                d.outcome = "auth" if d.account is None else REUSED
+            if name is None:  # a spent, revoked or unknown refresh token
+                d.account, d.outcome = refused(state, spec, refresh)
                 return
             forced = True
         d.account = name
@@ -365,8 +359,7 @@ class SimBackend(SimStore):
             quota = acc["quota"]
             if quota is not None and acc["used"] >= quota:
                 d.outcome = "quota"
-                # A refused request comes back at once: only an answer takes the time
-                # a model needs to generate it.
+                # A refused request comes back at once: only an answer takes time.
                 d.latency = min(d.latency, 0.02)
                 resets_in = acc.get("resets_in")
                 d.resets_at = time.time() + float(

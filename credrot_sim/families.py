@@ -38,6 +38,26 @@ def spent_owner(state: dict[str, Any], refresh: str) -> str | None:
     return None if owner is None else str(owner)
 
 
+def revoked_owner(state: dict[str, Any], refresh: str) -> str | None:
+    """The account whose family a revoked (never spent) refresh token belonged to."""
+    owner = state.get("revoked_refresh", {}).get(refresh)
+    return None if owner is None else str(owner)
+
+
+def refused(state: dict[str, Any], spec: _Spec, refresh: str) -> tuple[str | None, str]:
+    """(account, outcome) of a refresh token the server no longer knows: a spent
+    single-use one revokes its family (``refresh_reused``); the newest token of a family
+    revoked since is refused as ``revoked``; anything else is a plain 401 (``auth``)."""
+    if not spec.rotates_refresh:
+        return None, "auth"
+    owner = spent_owner(state, refresh)
+    if owner is not None:
+        revoke(state, owner)
+        return owner, REUSED
+    owner = revoked_owner(state, refresh)
+    return (owner, "revoked") if owner is not None else (None, "auth")
+
+
 def spend(state: dict[str, Any], name: str, refresh: str) -> None:
     """Remember ``refresh`` as used: presenting it again revokes the account."""
     state["refresh_tokens"].pop(refresh, None)
@@ -46,9 +66,12 @@ def spend(state: dict[str, Any], name: str, refresh: str) -> None:
 
 def revoke(state: dict[str, Any], name: str) -> None:
     """Revoke every access and refresh token of ``name`` (the whole family)."""
+    revoked = state.setdefault("revoked_refresh", {})
     for table in ("access_tokens", "refresh_tokens"):
         for token in [t for t, owner in state[table].items() if owner == name]:
             del state[table][token]
+            if table == "refresh_tokens":
+                revoked[token] = name
     acc = state["accounts"][name]
     acc["revoked"] = True
     acc["revocations"] = int(acc.get("revocations", 0)) + 1

@@ -280,6 +280,30 @@ ERRORS = [
         "tools:\n  t: {credential: a.json, tool_lock: a/b}\n",
         "tools.t.tool_lock: expected a file name (a/b)",
     ),
+    (
+        "tools:\n  t: {credential: a.json, per_model_windows: 'yes'}\n",
+        "tools.t.per_model_windows: expected true or false "
+        "(true: a window like week:opus limits that model only)",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, patterns: {quota_exhausted: {fortnight: [x]}}}\n",
+        "tools.t.patterns.quota_exhausted.fortnight: expected a window name: day, week, month "
+        "or a length like 5h, then maybe :model",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, patterns: {quota_exhausted: {'week:': [x]}}}\n",
+        "tools.t.patterns.quota_exhausted.week:: expected a window name: day, week, month "
+        "or a length like 5h, then maybe :model",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, patterns: {quota_exhausted: {'week:opus': 3}}}\n",
+        "tools.t.patterns.quota_exhausted.week:opus: expected a list of strings",
+    ),
+    (
+        "tools:\n  t: {credential: a.json, patterns: {quota_exhausted: {5h: ['(']}}}\n",
+        "tools.t.patterns.quota_exhausted.5h[0]: expected a regular expression (missing ), "
+        "unterminated subpattern at position 0)",
+    ),
 ]
 
 
@@ -437,3 +461,70 @@ def test_a_yaml_tool_taking_the_prompt_as_an_argument(
         keyed.import_account(b"OTHER=1234567\n")
     answer = Wrapper(tool="keyed", timeout=20).call("hi")
     assert answer.output == "argv=['hi'] stdin='' token=[REDACTED]\n"
+
+
+MODEL_TOOL = """
+tools:
+  modeler:
+    executable: modeler
+    credential: token.json
+    per_model_windows: true
+    patterns:
+      quota_exhausted:
+        "week:opus": ["opus limit reached"]
+        5h: ["session limit reached"]
+    required_keys: [token]
+"""
+
+MODELER = """#!{python} -S
+import json, os, sys
+token = json.load(open(os.path.join(os.environ["HOME"], ".modeler", "token.json")))["token"]
+args = sys.argv[1:]
+model = args[args.index("--model") + 1] if "--model" in args else "opus"
+if model == "opus" and "-opus-spent" in token:
+    sys.stderr.write("opus limit reached\\n")
+    sys.exit(3)
+print("answer from %s with %s" % (token[-1], model))
+"""
+
+
+def test_a_yaml_tool_with_per_model_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, monkeypatch, MODEL_TOOL)
+    profile = get_profile("modeler")
+    assert profile.per_model_windows
+    assert [r.window for r in profile.rules if r.kind is OutcomeKind.QUOTA_EXHAUSTED] == [
+        "week:opus",
+        "5h",
+    ]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "modeler").write_text(MODELER.format(python=sys.executable))
+    (bin_dir / "modeler").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    manager = AccountManager(tool="modeler")
+    manager.import_account(json.dumps({"token": f"{CANARY}-opus-spent-1"}).encode())
+    manager.import_account(json.dumps({"token": f"{CANARY}-2"}).encode())
+
+    opus = Wrapper(tool="modeler", timeout=20, extra_args=("--model", "opus"))
+    first = opus.call("hi")
+    assert first.success and first.accounts_tried == [1, 2], first.error
+    one = {a.index: a for a in manager.list_accounts()}[1]
+    assert one.status == "ready" and one.usable and list(one.model_spent) == ["week:opus"]
+    manager.switch_to(1)
+    sonnet = Wrapper(tool="modeler", timeout=20, extra_args=("--model", "sonnet"))
+    assert sonnet.call("hi").output == "answer from 1 with sonnet\n"
+    again = opus.call("hi")
+    assert again.accounts_tried == [2] and again.attempts == 1  # #1 skipped without a run
+
+    # without the key, the same text takes the whole account out
+    path.write_text(MODEL_TOOL.replace("per_model_windows: true", "per_model_windows: false"))
+    other = tmp_path / "other"
+    monkeypatch.setenv("HOME", str(other))
+    plain = AccountManager(tool="modeler")
+    plain.import_account(json.dumps({"token": f"{CANARY}-opus-spent-1"}).encode())
+    plain.import_account(json.dumps({"token": f"{CANARY}-2"}).encode())
+    assert Wrapper(tool="modeler", timeout=20, extra_args=("--model", "opus")).call("hi").success
+    assert {a.index: a.status for a in plain.list_accounts()}[1] == "exhausted"

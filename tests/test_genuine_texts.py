@@ -243,9 +243,8 @@ def test_profiles_follow_the_genuine_clis() -> None:
     assert CLAUDE.tmpdir_env == ("CLAUDE_CODE_TMPDIR",)
     assert GEMINI.tmpdir_env == ("TMPDIR",)
     assert {"sessions", "auth.lock", "auth.json.lock", "shell_snapshots"} <= set(CODEX.call_private)
-    # all three refresh about five minutes before expiry (codex: plus its start-up)
-    assert CLAUDE.refresh_margin == GEMINI.refresh_margin == 300.0
-    assert CODEX.refresh_margin == 330.0
+    # all three refresh about five minutes before expiry
+    assert CLAUDE.refresh_margin == GEMINI.refresh_margin == CODEX.refresh_margin == 300.0
     # 2.x no longer prints `Claude AI usage limit reached|<epoch>`: no parser trusts it
     assert classify(
         CLAUDE, 1, "Claude AI usage limit reached|1750708800\n", "", now=NOW

@@ -31,7 +31,7 @@ from credrot.remote.scripts import Keys
 
 __all__ = ["redis_server"]
 
-MACHINES, PROCS, CALLS, ACCOUNTS = 2, 4, 3, 3
+MACHINES, PROCS, CALLS, ACCOUNTS = 3, 8, 2, 3
 
 #: One caller process: CALLS calls through the Wrapper, one JSON line per result.
 DRIVER = """

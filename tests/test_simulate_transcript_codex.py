@@ -37,6 +37,8 @@ SETUPS: dict[str, dict[str, Any]] = {
     "revoked": {"mode": "revoked"},
     "unauthorized": {"mode": "auth"},
     "refresh_reused": {"expired": True},
+    # after a replay revoked the account, the token the first refresh handed out
+    "revoked_family": {"expired": True},
     "refresh_fail": {"mode": "refresh_fail", "expired": True},
     "connection_error": {"mode": "connection_error"},
     # `codex exec --json`: JSONL events on stdout
@@ -121,11 +123,15 @@ def run_simulator(tmp_path: Path, case: str, canary: str) -> RunResult:
     def run() -> RunResult:
         return run_tool(argv, stdin=PROMPT.encode(), env=env, timeout=20.0, cwd=str(work))
 
-    if case == "refresh_reused":  # a copy of the credential is refreshed elsewhere first
-        copy = tmp_path / "copy.json"
+    if case in ("refresh_reused", "revoked_family"):  # a copy is refreshed elsewhere first
+        copy, fresh = tmp_path / "copy.json", tmp_path / "fresh.json"
         shutil.copyfile(auth, copy)
         assert run().exit_code == 0
+        shutil.copyfile(auth, fresh)
         shutil.copyfile(copy, auth)
+        if case == "revoked_family":  # the replay revokes the family; then the newest token
+            assert "already used" in run().stderr
+            shutil.copyfile(fresh, auth)
     result = run()
     assert canary not in result.stdout + result.stderr
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -182,3 +183,19 @@ def test_prompt_goes_through_stdin() -> None:
         "--model",
         "opus",
     ]
+
+
+def test_a_call_starting_just_outside_the_cli_refresh_line_takes_the_lease() -> None:
+    """Claude Code refreshes inside 300 s of expiry; a call decided at 310 s reaches the
+    CLI's own check a start-up later, so credrot already counts it as a refresh (else two
+    such calls could both refresh a single-use token without the lease)."""
+    from credrot.pool import refresh
+
+    now = time.time()
+    for seconds_left, due in ((290, True), (310, True), (329, True), (331, False), (3600, False)):
+        oauth = {
+            "accessToken": "a",
+            "refreshToken": "r",
+            "expiresAt": int((now + seconds_left) * 1000),
+        }
+        assert refresh.due(CLAUDE, {"claudeAiOauth": oauth}, "ok", now) is due, seconds_left

@@ -183,3 +183,12 @@ def test_a_call_starting_just_outside_the_cli_refresh_line_takes_the_lease() -> 
     for seconds_left, due in ((310, True), (329, True), (331, False), (3600, False)):
         cred = {"tokens": {"access_token": _jwt(int(now + seconds_left)), "refresh_token": "r"}}
         assert refresh.due(CODEX, cred, "ok", now) is due, seconds_left
+
+
+def test_a_non_finite_exp_is_an_unknown_expiry() -> None:
+    for exp in ("NaN", "Infinity", "-Infinity"):
+        claims = base64.urlsafe_b64encode(f'{{"exp": {exp}}}'.encode()).decode().rstrip("=")
+        token = f"eyJhbGciOiJub25lIn0.{claims}.{CANARY}"
+        cred = {"tokens": {"access_token": token, "refresh_token": "r"}}
+        assert CODEX.expiry(cred) is None
+        assert refresh.due(CODEX, cred, "ok", time.time())

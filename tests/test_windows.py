@@ -327,6 +327,15 @@ def test_an_account_spent_for_one_model_is_shown_usable_with_that_window_named(
     top = run("top", "--once")
     assert "2 accounts, 2 usable" in top
     assert top.count("ready (week:opus spent)") == 2, top
+    # `accounts next` moves for a call of unknown model (the default may be opus), and its
+    # refusal says why in the same terms
+    refused_next = CliRunner().invoke(
+        cli.cli, ["--tool", "claude", "--home", str(pool.home), "accounts", "next"]
+    )
+    assert refused_next.exit_code != 0
+    assert "no other usable account: all 2 claude accounts are unusable (#1 exhausted" in (
+        refused_next.output
+    )
 
     # the views' "usable" is what a call for another model finds; an opus call finds none
     assert pool.manager.pool_status().usable == [1, 2]

@@ -245,7 +245,9 @@ def _main(command: click.Command, argv: Sequence[str] | None, prog: str) -> int:
 
 
 def _describe_unusable(manager: AccountManager) -> str:
-    return manager.pool_status().describe(manager.profile.name)
+    # judged as ``next`` judges: for a call whose model is not known (it may be the one
+    # a per-model window is spent for)
+    return manager.pool_status(for_call=True).describe(manager.profile.name)
 
 
 def _stdin_bytes() -> bytes:

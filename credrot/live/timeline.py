@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from credrot.fsutil import open_regular
 from credrot.pool.layout import LOG_FILE
 from credrot.reasons import readable
 
@@ -70,7 +71,7 @@ def parse(lines: Iterable[bytes], events: Iterable[str] | None = None) -> Iterat
             continue
         try:
             raw = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             continue
         if not isinstance(raw, dict):
             continue
@@ -93,7 +94,7 @@ def parse(lines: Iterable[bytes], events: Iterable[str] | None = None) -> Iterat
 
 def _read(path: Path, tail: int | None) -> list[bytes]:
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             if tail is not None:
                 size = os.fstat(fh.fileno()).st_size
                 if size > tail:
@@ -177,7 +178,7 @@ class Follower:
 
     def new(self, events: Iterable[str] | None = None) -> list[Record]:
         try:
-            with open(self.path, "rb") as fh:
+            with open_regular(self.path) as fh:
                 st = os.fstat(fh.fileno())
                 if st.st_ino != self._ino or st.st_size < self._offset:
                     self._ino, self._offset = st.st_ino, max(0, st.st_size - TAIL_BYTES)

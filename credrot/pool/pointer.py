@@ -90,6 +90,7 @@ def link(pool: Pool, index: int, state: st.PoolState, *, adopt: bool = True) -> 
     # The tool may have replaced the link since this operation began: save it first.
     if adopt:
         adopt_file(pool, state)
+    _move_folder_aside(pool)
     tmp = temp_name(pool.layout.pointer, "lnk")
     os.symlink(pool.layout.rel_target(index), tmp)
     try:
@@ -101,6 +102,17 @@ def link(pool: Pool, index: int, state: st.PoolState, *, adopt: bool = True) -> 
     with suppress(OSError):
         os.utime(pool.layout.slot_path(index), follow_symlinks=False)
         pool.slots.touched(index)
+
+
+def _move_folder_aside(pool: Pool) -> None:
+    """A folder where the pointer belongs would block every switch: it is moved aside
+    (kept, with what it holds) and said."""
+    path = pool.layout.pointer
+    with suppress(FileNotFoundError):
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            aside = path.with_name(f"{path.name}.moved-{os.getpid()}-{os.urandom(4).hex()}")
+            os.rename(path, aside)
+            pool.notice(f"{path} was a folder, not a link to an account; moved to {aside.name}")
 
 
 def switch(

@@ -34,6 +34,11 @@ from credrot.lock import PoolLock
 from credrot.pool.layout import Layout
 from credrot.profile import ToolProfile
 
+#: credrot decides before the tool has started; the tool checks its own margin once it
+#: runs (node start-up, a loaded machine). A call whose token would enter the tool's
+#: margin that much later must hold the lease too, or it could refresh without it.
+START_SLACK = 30.0
+
 
 def due(profile: ToolProfile, data: Mapping[str, object], last_outcome: str, now: float) -> bool:
     """Whether a call starting now on this credential will make the tool refresh it."""
@@ -42,7 +47,7 @@ def due(profile: ToolProfile, data: Mapping[str, object], last_outcome: str, now
     if last_outcome == OutcomeKind.AUTH_FAILED.value:
         return True
     expiry = profile.expiry(data)
-    return expiry is None or expiry - profile.refresh_margin <= now
+    return expiry is None or expiry - profile.refresh_margin - START_SLACK <= now
 
 
 class SharedLeases(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -44,9 +45,9 @@ def _jwt_exp(token: object) -> float | None:
     except (ValueError, TypeError, RecursionError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool) and math.isfinite(exp):
         return float(exp)
-    return None
+    return None  # JSON's NaN/Infinity too: an unknown expiry, so a refresh is assumed
 
 
 def _epoch_of(stamp: object) -> float | None:
@@ -154,8 +155,6 @@ CODEX = ToolProfile(
     # target: the link survives, the target gets a new inode.
     replaces_symlink=False,
     # 0.171.0 refreshes a token whose exp is within 300 s (seen: 290 s refreshed, 310 s
-    # did not). credrot decides before the CLI has started, so it counts a margin of
-    # start-up on top: a call starting just outside the CLI's line must not cross it
-    # without the refresh lease (a second refresh of a single-use token revokes it).
-    refresh_margin=300.0 + 30.0,
+    # did not); the refresh lease adds its start-up slack on top (pool/refresh.py).
+    refresh_margin=300.0,
 )

@@ -21,8 +21,9 @@ from credrot.profile import ToolProfile
 from credrot.tools.qwen import QWEN
 
 #: The variables every account file must set: without a base URL the CLI would send
-#: the key to api.openai.com.
-REQUIRED = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
+#: the key to api.openai.com, and only all three make it choose API-key auth by itself
+#: (``credrot run -- ARGS`` passes the caller's arguments alone, no ``--auth-type``).
+REQUIRED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL")
 #: Coding Plan's base URLs (China, international), for the documentation and doctor.
 CODING_PLAN_URLS = (
     "https://coding.dashscope.aliyuncs.com/v1",

@@ -12,12 +12,13 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from credrot.classify import classify
 from credrot.kinds import Outcome
-from credrot.manager import AccountManager
+from credrot.manager import AccountInfo, AccountManager
 from credrot.process import RunResult
 from credrot.profile import ToolProfile
 from credrot.tools import QWEN
@@ -73,6 +74,10 @@ class RateLimitRun:
     manager: AccountManager
     rate_limited_requests: int
     connects: list[str]
+    #: The pool as the call left it (the run is in the background: when a test reads it,
+    #: the short back-off may be over), and when it was read.
+    after: list[AccountInfo]
+    read_at: datetime
 
 
 def in_ci() -> bool:
@@ -173,4 +178,6 @@ def rate_limit_scenario(qwen_bin: Path, root: Path, token_prefix: str) -> RateLi
             manager,
             len([h for h in server.chat_hits("limited") if h.status == 429]),
             list(server.connects),
+            manager.list_accounts(),
+            datetime.now(timezone.utc),
         )

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from credrot.classify import classify
 from credrot.kinds import OutcomeKind
-from credrot.process import run_tool
+from credrot.process import RunResult, run_tool
 from credrot.tools import CODEX
 
 from .callers import run_callers
@@ -73,6 +74,10 @@ def _try_again_at(epoch: float) -> str:
     day = at.tm_mday
     suffix = "th" if 11 <= day <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
     return f"{time.strftime('%b', at)} {day}{suffix}, {at.tm_year} {when}"
+
+
+def classify_kind(run: RunResult) -> str:
+    return classify(CODEX, run.exit_code, run.stdout, run.stderr).kind.value
 
 
 def _errors(stderr: str) -> list[str]:
@@ -339,6 +344,17 @@ def test_replayed_refresh_token_parks_the_account_and_revokes_nothing_else(setup
     record("codex", "refresh_reused", first, "auth_failed")
     assert acct.revoked and not mock.account("spare").revoked
     assert status_of(manager, 1) == "needs_login"
+    # the newest token of the revoked family (the copy that refreshed) is dead too
+    other = setup.root / "other-copy"
+    other.mkdir()
+    (other / "auth.json").write_text(json.dumps(mock.credential(acct)))
+    env = {**setup.env(), "CODEX_HOME": str(other)}
+    run = run_tool(
+        CODEX.argv(), stdin=PROMPT.encode(), env=env, timeout=60.0, cwd=str(setup.workdir)
+    )
+    revoked = line.replace("was already used", "was revoked")
+    assert run.exit_code == 1 and _errors(run.stderr) == [revoked, revoked]
+    record("codex", "revoked_family", run, classify_kind(run))
 
 
 def test_expired_api_token_fails_as_auth(setup: Setup) -> None:

@@ -152,9 +152,10 @@ def test_spent_account_is_stopped_not_slept_and_skipped_until_its_reset(setup: S
     info = {a.index: a for a in manager.list_accounts()}
     assert info[1].status == "exhausted"
     assert info[1].until is not None
-    # the reset the message named, in whole seconds, counted from the CLI's request
+    # the reset the message named (whole seconds from the CLI's request), counted from
+    # when credrot read it: the minute around it, however loaded the machine
     named = datetime.fromtimestamp(resets, timezone.utc)
-    assert named - timedelta(seconds=30) <= info[1].until <= named + timedelta(seconds=2)
+    assert abs(info[1].until - named) < timedelta(seconds=60)
     asked = _asked(mock, "spent")
     again = wrapper.call(PROMPT)
     assert again.success and again.attempts == 1 and again.account == 2
@@ -192,7 +193,7 @@ def test_rate_limit_is_backed_off_not_remembered(setup: Setup) -> None:
     first = attempts[0].run
     assert first is not None
     # the CLI's own backoff (ten attempts, over a minute) is cut at its first retry
-    assert first.aborted is not None and first.duration < 30
+    assert first.aborted is not None and first.duration < 60
     assert "Attempt 1 failed with status 429. Retrying with backoff..." in first.stderr
     assert "Resource has been exhausted (e.g. check quota)." in first.stderr
     record("gemini", "rate_limit", _kept(first), "rate_limited")

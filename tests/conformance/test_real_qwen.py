@@ -311,7 +311,7 @@ def test_rejected_refresh_stops_the_device_flow_and_the_next_account_answers(
     assert len(mock.hits_of("device_code")) == 1  # the CLI really entered the device flow
     # stopped at the banner: at most the poll that follows it at once, never a second one
     assert len(mock.hits_of("device_poll")) <= 1
-    assert stopped.duration < 15 and result.duration < DEVICE_POLL_SECONDS / 10
+    assert result.duration < DEVICE_POLL_SECONDS / 10  # not the 300 s the flow would wait
     assert status_of(manager, 1) == "needs_login"
     # the CLI deleted only the call's private copy: the account's slot is untouched
     assert manager.slot_path(1).read_bytes() == slot_before
@@ -432,11 +432,11 @@ def test_non_quota_rate_limit_is_backed_off_not_remembered(
     assert first is not None and first.exit_code == 1
     assert "[API Error: 429 Requests rate limit exceeded" in first.stderr
     assert run.rate_limited_requests == 28  # FACTS: 7 tries of 4 requests each
-    info = run.manager.list_accounts()[0]
+    info = run.after[0]
     assert info.status == "rate_limited"
     # a short back-off, not a day
     assert info.until is not None
-    assert info.until - datetime.now(timezone.utc) < timedelta(minutes=10)
+    assert info.until - run.read_at < timedelta(minutes=10)
     assert set(run.connects) == {"portal.qwen.ai:443"}
     transcripts["rate_limit"] = transcript_of("rate_limit", "text", run.attempts[0], "rate_limited")
 

@@ -158,3 +158,27 @@ def test_a_refused_key_needs_a_new_one_and_the_next_key_answers(
     assert [PROMPT in h.prompt for h in mock.chats("good")] == [True]
     assert not list(setup.pool_home.glob(".credrot-run/*"))
     assert_no_secret(mock.secrets(), result, run.stderr)
+
+
+def test_a_rate_limited_key_is_backed_off_not_marked_spent(
+    qwen_current_bin: Path, mock: MockQwenKey, tmp_path: Path
+) -> None:
+    """A plain 429 (requests per minute, not a quota) is a short back-off: the key is not
+    taken out for a window, and the call is answered by the next key meanwhile."""
+    setup = _setup(qwen_current_bin, mock, tmp_path)
+    manager = _pool(setup, mock.add_key("busy", "rate_limit"), mock.add_key("spare"))
+    wrapper, attempts = setup.wrapper(manager, timeout=QUOTA_TIMEOUT, max_rate_limits=0)
+    result = wrapper.call(PROMPT)
+    read_at = datetime.now(timezone.utc)
+    assert result.success and result.account == 2, result.error
+    assert result.output.strip() == "Mock answer from spare."
+    run = attempts[0].run
+    assert run is not None and run.exit_code == 1
+    assert "429" in run.stderr and "rate limit exceeded" in run.stderr.lower()
+    assert attempts[0].outcome.kind.value == "rate_limited"
+    record("qwen-current", "rate_limit", _kept(run), attempts[0].outcome.kind.value)
+    busy = {a.index: a for a in manager.list_accounts()}[1]
+    assert busy.status == "rate_limited" and busy.until is not None
+    assert busy.until - read_at < timedelta(minutes=10)  # a back-off, not a window
+    assert not busy.windows
+    assert_no_secret(mock.secrets(), result, run.stderr)

@@ -24,6 +24,7 @@ removing folders is what a call home costs most on a busy disk.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import stat
 from collections.abc import Mapping
@@ -56,6 +57,9 @@ def reserve(layout: Layout, index: int) -> Path:
     of this process renamed, else a new, empty one."""
     base = layout.run_dir
     idle = _IDLE.get((os.getpid(), str(base)))
+    with contextlib.suppress(OSError):
+        if idle and not stat.S_ISDIR(os.lstat(base).st_mode):  # a link planted meanwhile
+            idle.clear()  # its homes are not followed; own_dir below moves it aside
     while idle:
         name = idle.pop()
         root = base / f"{layout.call_dir_prefix(index)}{name.split('-', 2)[2]}"

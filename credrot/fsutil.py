@@ -17,6 +17,7 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -223,3 +224,48 @@ def _open_regular_fd(path: Path | str) -> int:
         os.close(fd)
         raise NotARegularFile(path, f"{kind_of(mode)}, not a regular file")
     return fd
+
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def remove_tree(path: Path | str) -> None:
+    """Remove ``path`` and all under it, never following a link (a link is removed,
+    not what it points at); what cannot be removed is left, silently."""
+    with contextlib.suppress(OSError):
+        try:
+            os.unlink(path)  # a file or a link: one system call
+            return
+        except (IsADirectoryError, PermissionError):  # a folder (EISDIR, or EPERM on BSD)
+            pass
+        fd = os.open(path, DIR_FLAGS)
+        try:
+            clear_dir(fd)
+        finally:
+            os.close(fd)
+        os.rmdir(path)
+
+
+def clear_dir(fd: int, keep: Callable[[os.DirEntry[str]], bool] | None = None) -> bool:
+    """Remove what the open folder ``fd`` holds (but the entries ``keep`` accepts),
+    relative to ``fd`` so that a folder swapped for a link is never followed. Whether
+    all of it went."""
+    with os.scandir(fd) as it:
+        entries = list(it)
+    cleared = True
+    for entry in entries:
+        if keep is not None and keep(entry):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.name, dir_fd=fd)
+                continue
+            sub = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
+            try:
+                clear_dir(sub)
+            finally:
+                os.close(sub)
+            os.rmdir(entry.name, dir_fd=fd)
+        except OSError:
+            cleared = False
+    return cleared

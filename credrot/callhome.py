@@ -13,42 +13,137 @@ is chosen, so the next caller's choice already counts it. It stays alive while i
 caller lives *or* while any process of its tool still runs (``.credrot-tool.pid`` names the
 tool's process group): a home is never reaped under a live tool, so a token the tool
 refreshes late still reaches its slot.
+
+A finished home is not removed but kept idle for the next call of this process: the
+credential copy and all the tool wrote are removed, the folders and the links stay, and
+it is renamed ``<pid>-idle-<random>`` (no account: never counted in flight; reaped like
+any home once its process has gone, and removed when the process exits). Making and
+removing folders is what a call home costs most on a busy disk.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
-import shutil
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from credrot.fsutil import NotARegularFile, own_dir, pid_alive, read_regular
+from credrot.fsutil import (
+    DIR_FLAGS,
+    NotARegularFile,
+    clear_dir,
+    own_dir,
+    pid_alive,
+    read_regular,
+    remove_tree,
+)
 from credrot.pool.layout import POOL_ENTRIES, Layout
 from credrot.profile import ToolProfile
 
 #: In a call home's root: the tool's pid (also its process group) while it may run.
 TOOL_PID = ".credrot-tool.pid"
+#: The account field of an idle home's name.
+IDLE = "idle"
+#: Idle homes kept per process and call-home base (one per parallel caller).
+MAX_IDLE = 8
+_IDLE: dict[tuple[int, str], list[str]] = {}
 
 
 def reserve(layout: Layout, index: int) -> Path:
-    """A new, empty call home root for account ``index`` (counted in flight at once)."""
-    import tempfile  # here, not at the top: a listing of the pool never needs it
-
+    """A call home root for account ``index`` (counted in flight at once): an idle one
+    of this process renamed, else a new, empty one."""
     base = layout.run_dir
+    idle = _IDLE.get((os.getpid(), str(base)))
+    with contextlib.suppress(OSError):
+        if idle and not stat.S_ISDIR(os.lstat(base).st_mode):  # a link planted meanwhile
+            idle.clear()  # its homes are not followed; own_dir below moves it aside
+    while idle:
+        name = idle.pop()
+        root = base / f"{layout.call_dir_prefix(index)}{name.split('-', 2)[2]}"
+        try:
+            os.rename(base / name, root)
+        except OSError:
+            continue  # removed by hand meanwhile
+        return root
     try:
         own_dir(base)
         os.chmod(base, 0o700)  # a real folder (own_dir): never a link's target
-        return Path(tempfile.mkdtemp(prefix=layout.call_dir_prefix(index), dir=base))
+        for _ in range(100):
+            root = base / f"{layout.call_dir_prefix(index)}{os.urandom(6).hex()}"
+            try:
+                os.mkdir(root, 0o700)
+            except FileExistsError:
+                continue
+            return root
+        raise FileExistsError(f"no free call home name in {base}")
     except OSError:
+        import tempfile  # here, not at the top: a pool's own folder is the usual place
+
         return Path(tempfile.mkdtemp(prefix=f"credrot-{layout.call_dir_prefix(index)}"))
 
 
 def discard(root: Path | None) -> None:
     """Give back a reserved root no tool ran in."""
     if root is not None:
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)
+
+
+def _park(layout: Layout, root: Path, tool_home: Path, links: set[str]) -> bool:
+    """Keep a finished home idle (see the module's text); False when it cannot be,
+    and then the caller removes it."""
+    base, pid = layout.run_dir, os.getpid()
+    idle = _IDLE.setdefault((pid, str(base)), [])
+    parts = root.name.split("-", 2)
+    if root.parent != base or len(idle) >= MAX_IDLE or len(parts) < 3 or parts[0] != str(pid):
+        return False
+
+    def link(entry: os.DirEntry[str]) -> bool:
+        if entry.name == TOOL_PID and tool_home == root:
+            return entry.is_file(follow_symlinks=False)
+        return entry.name in links and entry.is_symlink()
+
+    def folder(entry: os.DirEntry[str]) -> bool:
+        if entry.name == TOOL_PID:  # says 0 once the run is over (run_tool)
+            return entry.is_file(follow_symlinks=False)
+        return entry.name == tool_home.name and entry.is_dir(follow_symlinks=False)
+
+    name = f"{pid}-{IDLE}-{parts[2]}"
+    try:
+        fd = os.open(root, DIR_FLAGS)
+        try:
+            cleared = clear_dir(fd, link if tool_home == root else folder)
+        finally:
+            os.close(fd)
+        if tool_home != root:
+            fd = os.open(tool_home, DIR_FLAGS)
+            try:
+                cleared = clear_dir(fd, link) and cleared
+            finally:
+                os.close(fd)
+        if not cleared:
+            return False
+        os.rename(root, base / name)
+    except OSError:
+        return False
+    if not _IDLE_AT_EXIT:
+        _IDLE_AT_EXIT.append(True)
+        atexit.register(_remove_idle)
+    idle.append(name)
+    return True
+
+
+_IDLE_AT_EXIT: list[bool] = []
+
+
+def _remove_idle() -> None:
+    """At exit: this process's idle homes go (a process killed leaves them to the reaper)."""
+    for (pid, base), names in list(_IDLE.items()):
+        if pid == os.getpid():
+            while names:
+                remove_tree(os.path.join(base, names.pop()))
 
 
 def _group_alive(pgid: int) -> bool:
@@ -207,6 +302,9 @@ class CallHome:
         root: Path | None = None,
     ) -> None:
         self.profile = profile
+        self.layout = layout
+        #: The names linked into the tool home (kept when the home is parked idle).
+        self.links: set[str] = set()
         self.root = root if root is not None else reserve(layout, index)
         self.pid_file = self.root / TOOL_PID
         try:
@@ -218,8 +316,14 @@ class CallHome:
     def _make(self, layout: Layout, raw: bytes, data: Mapping[str, object]) -> None:
         profile = self.profile
         self.tool_home = profile.private_home(self.root)
-        self.tool_home.mkdir(mode=0o700, exist_ok=True)
-        self._link_shared(layout.home)
+        try:
+            os.mkdir(self.tool_home, 0o700)
+            reused = False
+        except FileExistsError:  # an idle home, or the root itself
+            if not stat.S_ISDIR(os.lstat(self.tool_home).st_mode):
+                raise NotADirectoryError(f"{self.tool_home} is not a folder") from None
+            reused = True
+        self._link_shared(layout.home, reused)
         self.credential = self.tool_home / profile.credential_name
         self.variables: dict[str, str] = {}
         if profile.env_kind:
@@ -229,24 +333,48 @@ class CallHome:
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
 
-    def _link_shared(self, home: Path) -> None:
+    def _link_shared(self, home: Path, reused: bool) -> None:
         """Link what the tool shares across calls (settings, caches); never the pool's
-        files, the credential, the tool's own lock, or what the profile keeps private."""
+        files, the credential, the tool's own lock, or what the profile keeps private.
+        In a reused home the links still right are kept, the others removed."""
         try:
             entries = list(os.scandir(home))
         except OSError:
-            return
+            entries = []
         profile = self.profile
         skip = POOL_ENTRIES | {profile.credential_name} | set(profile.call_private)
         if profile.tool_lock_name:
             skip = skip | {profile.tool_lock_name}
-        for entry in entries:
-            if entry.name in skip or ".tmp" in entry.name:
+        want = {e.name: e.path for e in entries if e.name not in skip and ".tmp" not in e.name}
+        if reused:
+            fd = os.open(self.tool_home, DIR_FLAGS)
+            try:
+                clear_dir(fd, lambda entry: self._still_right(entry, fd, want))
+            finally:
+                os.close(fd)
+        tool_home = str(self.tool_home)
+        for name, target in want.items():
+            if name in self.links:
                 continue
             try:
-                os.symlink(entry.path, self.tool_home / entry.name)
+                os.symlink(target, os.path.join(tool_home, name))
             except OSError:
                 continue
+            self.links.add(name)
+
+    def _still_right(self, entry: os.DirEntry[str], fd: int, want: Mapping[str, str]) -> bool:
+        """A link of an idle home that points where it should (it is kept)."""
+        if entry.name == TOOL_PID and self.tool_home == self.root:
+            return entry.is_file(follow_symlinks=False)
+        if entry.name not in want or not entry.is_symlink():
+            return False
+        try:
+            right = os.readlink(entry.name, dir_fd=fd) == want[entry.name]
+        except OSError:
+            return False
+        if right:
+            self.links.add(entry.name)
+        return right
 
     def env(self, base: Mapping[str, str]) -> dict[str, str]:
         env = dict(base)
@@ -264,4 +392,6 @@ class CallHome:
             return None
 
     def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        """The credential copy and all the tool left are gone (the home idle or removed)."""
+        if not _park(self.layout, self.root, getattr(self, "tool_home", self.root), self.links):
+            remove_tree(self.root)

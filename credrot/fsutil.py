@@ -17,6 +17,7 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -116,23 +117,9 @@ def read_regular(path: Path | str, cap: int = MAX_CREDENTIAL_BYTES) -> bytes:
     and the read concern the same file. Raises :class:`NotARegularFile` with the reason
     for anything else, ``FileNotFoundError`` when it is missing.
     """
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise NotARegularFile(path, "a symbolic link (not followed)") from None
-        if exc.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):  # a socket, a device
-            try:
-                what = kind_of(os.lstat(path).st_mode)
-            except OSError:
-                what = "not a regular file"
-            raise NotARegularFile(path, f"{what}, not a regular file") from None
-        raise
+    fd = _open_regular_fd(path)
     try:
         s = os.fstat(fd)
-        if not stat.S_ISREG(s.st_mode):
-            raise NotARegularFile(path, f"{kind_of(s.st_mode)}, not a regular file")
         if s.st_size > cap:
             raise NotARegularFile(path, f"{s.st_size} bytes, over the {cap}-byte cap")
         chunks: list[bytes] = []
@@ -212,15 +199,73 @@ def open_regular(path: Path | str) -> BinaryIO:
     """``path`` opened for reading if it is a regular file: a FIFO opens without
     waiting and a link is not followed (both raise :class:`NotARegularFile`), so a log
     planted as ``/dev/zero`` or a pipe cannot hang or flood its reader."""
+    return os.fdopen(_open_regular_fd(path), "rb")
+
+
+def _open_regular_fd(path: Path | str) -> int:
+    """A read-only fd on ``path`` if it is a regular file, checked with ``fstat`` on the
+    fd itself (so the check and the read concern the same file); a FIFO opens without
+    waiting and a link is not followed, both raise :class:`NotARegularFile`."""
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY
     try:
         fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise NotARegularFile(path, "a symbolic link (not followed)") from None
+        if exc.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):  # a socket, a device
+            try:
+                what = kind_of(os.lstat(path).st_mode)
+            except OSError:
+                what = "not a regular file"
+            raise NotARegularFile(path, f"{what}, not a regular file") from None
         raise
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         raise NotARegularFile(path, f"{kind_of(mode)}, not a regular file")
-    return os.fdopen(fd, "rb")
+    return fd
+
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def remove_tree(path: Path | str) -> None:
+    """Remove ``path`` and all under it, never following a link (a link is removed,
+    not what it points at); what cannot be removed is left, silently."""
+    with contextlib.suppress(OSError):
+        try:
+            os.unlink(path)  # a file or a link: one system call
+            return
+        except (IsADirectoryError, PermissionError):  # a folder (EISDIR, or EPERM on BSD)
+            pass
+        fd = os.open(path, DIR_FLAGS)
+        try:
+            clear_dir(fd)
+        finally:
+            os.close(fd)
+        os.rmdir(path)
+
+
+def clear_dir(fd: int, keep: Callable[[os.DirEntry[str]], bool] | None = None) -> bool:
+    """Remove what the open folder ``fd`` holds (but the entries ``keep`` accepts),
+    relative to ``fd`` so that a folder swapped for a link is never followed. Whether
+    all of it went."""
+    with os.scandir(fd) as it:
+        entries = list(it)
+    cleared = True
+    for entry in entries:
+        if keep is not None and keep(entry):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.name, dir_fd=fd)
+                continue
+            sub = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
+            try:
+                clear_dir(sub)
+            finally:
+                os.close(sub)
+            os.rmdir(entry.name, dir_fd=fd)
+        except OSError:
+            cleared = False
+    return cleared

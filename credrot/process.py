@@ -89,6 +89,7 @@ def run_tool(
     abort_streams: Sequence[str] = ("stderr",),
     max_output: int = DEFAULT_MAX_OUTPUT,
     pid_file: str | os.PathLike[str] | None = None,
+    keep_pid_file: bool = False,
 ) -> RunResult:
     """Run ``argv`` once and return what it printed, never waiting past ``timeout``.
 
@@ -97,6 +98,8 @@ def run_tool(
     ``pid_file``, when given, holds the tool's pid while it may run; the pid is also its
     process group, so ``os.killpg(pid, 0)`` tells a reaper whether any process of the
     tool is still alive (the file is left behind only when the caller itself is killed).
+    With ``keep_pid_file`` the file is written in place and says ``0`` after the run
+    instead of being removed (a folder reused for the next run keeps it).
     """
     for arg in argv:
         if len(arg.encode("utf-8", errors="surrogateescape")) >= MAX_ARG_BYTES:
@@ -114,12 +117,12 @@ def run_tool(
     pid = proc.pid
     try:
         if pid_file is not None:
-            _write_pid_file(pid_file, pid)
+            _write_pid_file(pid_file, pid, keep_pid_file)
         run = _Run(proc, stdin, abort_rules, abort_streams, max_output)
     except BaseException:
         _kill_and_forget(proc)
         if pid_file is not None:
-            _remove(pid_file)
+            _done_with(pid_file, keep_pid_file)
         raise
     try:
         run.loop(deadline)
@@ -131,7 +134,7 @@ def run_tool(
     finally:
         run.close()
         if pid_file is not None:
-            _remove(pid_file)
+            _done_with(pid_file, keep_pid_file)
     return RunResult(
         exit_code=None if run.stopped else run.exit_code,
         stdout=run.out.text(),
@@ -228,19 +231,34 @@ def _which(name: str, env: Mapping[str, str] | None, cwd: str | None, install_hi
     raise ToolNotFound(_not_found(name, install_hint))
 
 
-def _write_pid_file(path: str | os.PathLike[str], pid: int) -> None:
-    """Best effort: the parent-death signal already covers the tool itself."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+#: A pid file written in place is always this long (a pid, spaces, a newline).
+PID_FILE_WIDTH = 12
+
+
+def _write_pid_file(path: str | os.PathLike[str], pid: int, in_place: bool = False) -> None:
+    """Best effort: the parent-death signal already covers the tool itself. In place,
+    no new file is made when one is there (a new file costs the disk far more)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    text = f"{pid:<{PID_FILE_WIDTH - 1}}\n" if in_place else f"{pid}\n"
     try:
-        fd = os.open(path, flags, 0o600)
+        fd = os.open(path, flags if in_place else flags | os.O_TRUNC, 0o600)
     except OSError:
         return
     try:
-        os.write(fd, f"{pid}\n".encode())
+        os.write(fd, text.encode())
+        if in_place and os.fstat(fd).st_size != len(text):
+            os.ftruncate(fd, len(text))
     except OSError:
         pass
     finally:
         os.close(fd)
+
+
+def _done_with(path: str | os.PathLike[str], keep: bool) -> None:
+    if keep:
+        _write_pid_file(path, 0, in_place=True)
+    else:
+        _remove(path)
 
 
 def _remove(path: str | os.PathLike[str]) -> None:

@@ -164,6 +164,10 @@ class ToolProfile:
     #: ``home_env`` names the directory that *holds* ``home_dirname`` (Gemini CLI's
     #: ``GEMINI_CLI_HOME`` replaces the user's home, the CLI then uses ``$it/.gemini``).
     home_env_is_parent: bool = False
+    #: Whether ``home_env`` also says where the pool lives when no ``--home`` is given.
+    #: False for a second pool of the same CLI (``qwen-key`` beside ``qwen``): a user's
+    #: ``QWEN_HOME`` names the OAuth pool, and the two must never share one home.
+    pool_in_home_env: bool = True
     #: ``file``: the credential is a file in the tool home (copied into each call's
     #: private home). ``env``: an account is ``KEY=value`` lines put into the tool's
     #: environment for the call (API-key plans); the tool never sees a file.
@@ -241,7 +245,7 @@ class ToolProfile:
 
     def default_home(self, environ: Mapping[str, str] | None = None) -> Path:
         env = os.environ if environ is None else environ
-        if self.home_env and env.get(self.home_env):
+        if self.home_env and self.pool_in_home_env and env.get(self.home_env):
             base = Path(env[self.home_env]).expanduser()
             return base / self.home_dirname if self.home_env_is_parent else base
         home = env.get("HOME") or str(Path.home())

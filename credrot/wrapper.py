@@ -350,6 +350,7 @@ class _Attempt:
                     install_hint=profile.install_hint,
                     max_output=wrapper.max_output,
                     pid_file=home.pid_file,
+                    keep_pid_file=True,
                 )
             except ToolNotFound as exc:
                 return None, Outcome.error(str(exc)), None

@@ -14,12 +14,10 @@ import argparse
 import contextlib
 import io
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,11 +68,27 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's own, told the width as ``shutil`` would say it (argparse imports
+    ``shutil`` for it on every option added, and a hook run never prints help)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            columns = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            try:
+                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):
+                columns = 80
+        super().__init__(prog, width=max(columns, 1) - 2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Review the staged changes of FILES with an AI CLI through credrot's "
         "account pool. Never blocks a commit unless --fail-on is given.",
+        formatter_class=_Formatter,
     )
     from credrot import __version__
 
@@ -293,7 +307,7 @@ def _review(
     if not plan.chunks:
         return 0
 
-    if shutil.which(profile.executable) is None:
+    if not _on_path(profile.executable):
         hint = f" (install it: {profile.install_hint})" if profile.install_hint else ""
         reason = f"{profile.name} is not installed or not on PATH{hint}"
         return _fallback(out, args.fallback_message, reason)
@@ -321,6 +335,42 @@ def _review(
     return _verdict(out, reviews, args.fail_on)
 
 
+def _on_path(command: str) -> bool:
+    """Whether ``command`` can be run (what ``shutil.which`` says, without its imports)."""
+    if os.name != "posix":
+        import shutil
+
+        return shutil.which(command) is not None
+    if os.sep in command:
+        return os.access(command, os.X_OK) and not os.path.isdir(command)
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(folder or ".", command)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _scratch() -> Iterator[str]:
+    """A new empty private folder, removed afterwards (``tempfile`` costs the hook's
+    start more than this)."""
+    from credrot.fsutil import remove_tree
+
+    base = os.environ.get("TMPDIR") or "/tmp"
+    if os.name != "posix" or not os.path.isdir(base):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix=f"{PROG}-") as tmp:
+            yield tmp
+        return
+    path = os.path.join(base, f"{PROG}-{os.getpid()}-{os.urandom(6).hex()}")
+    os.mkdir(path, 0o700)
+    try:
+        yield path
+    finally:
+        remove_tree(path)
+
+
 def _ask(
     args: argparse.Namespace,
     profile: ToolProfile,
@@ -337,7 +387,7 @@ def _ask(
     try:
         retries = max(5, len(manager.slots()))
         wrapper = Wrapper(tool=profile, manager=manager, max_retries=retries, timeout=args.timeout)
-        with tempfile.TemporaryDirectory(prefix=f"{PROG}-") as scratch:
+        with _scratch() as scratch:
             # An empty working directory: the tool sees the diff and nothing of the tree.
             wrapper.cwd = scratch
             for number, chunk in enumerate(plan.chunks, 1):

@@ -370,11 +370,11 @@ def test_parallel_callers_spread_over_the_accounts(
     assert sum(1 for r in results if r["ok"]) == accounts * quota
     assert sum(pool.backend.used(f"acct{i}") for i in range(1, accounts + 1)) == 40
     spent_runs = [c for c in pool.backend.calls() if c["outcome"] == "quota"]
-    # Two calls in flight per account when it runs out (8; the benchmark holds that
-    # target), plus on a loaded machine the few calls that start in the moment between
-    # an account running out and its caller telling credrot; all callers on one account
-    # make about 25.
-    assert len(spent_runs) <= 4 * accounts, [c["account"] for c in spent_runs]
+    # Two calls in flight per account when they run out together (8; the benchmark holds
+    # that target, 6-9 measured), plus on a loaded machine the few calls that start in
+    # the moment between an account running out and its caller telling credrot; all
+    # callers on one account make about 20.
+    assert len(spent_runs) <= 3 * accounts, [c["account"] for c in spent_runs]
     for index in range(1, accounts + 1):
         mine = [a for a in attempts if a["attempt"] == index]
         knew = min(float(str(a["settled"])) for a in mine if a["kind"] == "quota_exhausted")
@@ -688,8 +688,9 @@ def test_a_refreshed_token_with_nowhere_to_go_is_kept_in_memory_until_it_can_be_
 
 def test_spreading_leaves_a_lone_caller_on_the_strategy_s_choice() -> None:
     """With no other call in flight the strategy's choice stands (fill-first keeps its
-    meaning); with calls in flight a caller goes where fewest are, then where fewest
-    calls were made today, and never to an account that is not usable."""
+    meaning); with calls in flight a caller goes where fewest are, or where as many are
+    but fewer calls were made today (so the accounts run out together), and never to an
+    account that is not usable."""
     from credrot.pool.select import relieve
 
     order = [1, 2, 3, 4]
@@ -702,7 +703,10 @@ def test_spreading_leaves_a_lone_caller_on_the_strategy_s_choice() -> None:
 
     assert pick({}) == 1
     assert pick({2: 1}) == 1  # the chosen account carries none
-    assert pick({1: 1, 2: 1, 3: 1, 4: 1}) == 1  # nowhere lighter
+    assert pick({1: 1, 2: 1, 3: 1, 4: 1}) == 4  # as many in flight: the least used
+    calls[1] = 0
+    assert pick({1: 1, 2: 1, 3: 1, 4: 1}) == 1  # nowhere lighter: the choice stands
+    calls[1] = 9
     assert pick({1: 2, 2: 1, 3: 1, 4: 2}) == 3  # fewest in flight, then fewest calls
     assert pick({1: 2, 2: 1, 3: 1, 4: 2}, frozenset({1, 2, 4})) == 2
     assert pick({1: 1}, frozenset({1})) == 1

@@ -119,3 +119,13 @@ def test_a_key_the_tool_prints_is_redacted(keys_home: Path, tmp_path: Path) -> N
     # all the tool printed is shown, its key redacted (invoke greps for the canary)
     assert "hour allocated quota exceeded" in result.stderr
     assert "(key " in result.stderr
+
+
+def test_a_users_qwen_home_names_the_oauth_pool_never_the_key_pool(tmp_path: Path) -> None:
+    """Both profiles drive the same CLI; a user's ``QWEN_HOME`` is where the OAuth pool
+    lives, so the key pool stays in ``~/.qwen-keys`` and the two never share a home."""
+    from credrot.tools import QWEN, QWEN_KEY
+
+    env = {"HOME": str(tmp_path), "QWEN_HOME": str(tmp_path / "oauth-pool")}
+    assert QWEN.default_home(env) == tmp_path / "oauth-pool"
+    assert QWEN_KEY.default_home(env) == tmp_path / ".qwen-keys"

@@ -188,9 +188,12 @@ def test_refreshed_token_is_written_back_to_its_own_slot(sim: SimPool) -> None:
     after = sim.token_in_slot(1)
     assert after != before and after == sim.backend.latest_token("acct1")
     assert sim.manager.pointer.is_symlink()  # a call never writes the shared pointer
-    assert not (sim.home / ".credrot-run").exists() or not any(
-        (sim.home / ".credrot-run").iterdir()
-    )
+    run_dir = sim.home / ".credrot-run"
+    # No token copy (nor anything the tool wrote) is left: only the idle home this
+    # process keeps for its next call: folders, links and the tool's pid file saying 0.
+    files = [p for p in run_dir.rglob("*") if not p.is_symlink() and not p.is_dir()]
+    assert [(p.name, p.read_text().strip()) for p in files] == [(".credrot-tool.pid", "0")]
+    assert all("-idle-" in p.name for p in run_dir.iterdir())
 
 
 def test_missing_tool_is_a_clear_error(sim: SimPool, monkeypatch: pytest.MonkeyPatch) -> None:

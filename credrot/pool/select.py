@@ -101,12 +101,23 @@ def relieve(
     exclude: Collection[int],
 ) -> int:
     """The account a call starts on, given the calls in flight on each: ``chosen``
-    unless another usable account carries fewer; then the one carrying fewest
-    (ties: the smaller ``load``, then the lowest number)."""
+    unless another usable account carries fewer, or as many but has been used less;
+    then the one carrying fewest (ties: the smaller ``load``, then the lowest number).
+
+    Evening out the use, not only the calls in flight, makes the accounts run out at
+    about the same moment, when each has only its own few calls in flight: the fewest
+    tool runs meet a spent account (a lone caller never sees a call in flight, so the
+    strategy's choice stands for it)."""
     mine = flying.get(chosen, 0)
     if mine == 0:
         return chosen
-    lighter = [i for i in order if i != chosen and i not in exclude and flying.get(i, 0) < mine]
+    own = load(chosen)
+
+    def lighter_than_chosen(i: int) -> bool:
+        theirs = flying.get(i, 0)
+        return theirs < mine or (theirs == mine and load(i) < own)
+
+    lighter = [i for i in order if i != chosen and i not in exclude and lighter_than_chosen(i)]
     for i in sorted(lighter, key=lambda i: (flying.get(i, 0), *load(i), i)):
         if usable(i):
             return i

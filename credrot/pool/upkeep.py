@@ -8,14 +8,20 @@ caller was killed; it is written back to its own slot before the folder goes.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from contextlib import suppress
 from pathlib import Path
 
 from credrot import callhome
 from credrot.errors import CredrotError
-from credrot.fsutil import STALE_TEMP, NotARegularFile, chmod_regular, pid_alive, read_regular
+from credrot.fsutil import (
+    STALE_TEMP,
+    NotARegularFile,
+    chmod_regular,
+    pid_alive,
+    read_regular,
+    remove_tree,
+)
 from credrot.pool import accounts, pointer
 from credrot.pool.context import Pool
 
@@ -115,7 +121,7 @@ def reap_call_homes(pool: Pool) -> int:
             continue
         removed += 1
         if root.is_dir() and not root.is_symlink():
-            shutil.rmtree(root, ignore_errors=True)
+            remove_tree(root)
         else:  # a file or a link in its place: never followed
             with suppress(OSError):
                 root.unlink()

@@ -60,6 +60,7 @@ QWEN_KEY = ToolProfile(
     home_dirname=".qwen-keys",
     credential_name="api_key.env",
     home_env="QWEN_HOME",
+    pool_in_home_env=False,  # QWEN_HOME names the OAuth pool; this one is ~/.qwen-keys
     credential_kind="env",
     # The chat recordings and the request logs hold the prompt.
     call_private=("projects", "debug", "tmp", "logs"),

@@ -9,8 +9,8 @@ the active account) is printed beside it. Targets: at most 8 quota errors (about
 without spreading) and at most 2x the ideal wall time (the spent tool runs and the
 calls that find the pool spent cost time the ideal does not spend). A refused request
 comes back at once (as from the real services), so the moment in which a caller can
-start on an account that ran out, before its caller tells credrot, is short; on a
-heavily loaded machine (load 12 on 2 cores) we measured 7-10.
+start on an account that ran out, before its caller tells credrot, is short; and a
+caller among equally busy accounts takes the least used, so they run out together.
 """
 
 from __future__ import annotations

@@ -156,7 +156,12 @@ def test_a_refused_key_needs_a_new_one_and_the_next_key_answers(
     assert status_of(manager, 1) == "needs_login"
     # the prompt reached the plan once, with the good key; no file holds a key
     assert [PROMPT in h.prompt for h in mock.chats("good")] == [True]
-    assert not list(setup.pool_home.glob(".credrot-run/*"))
+    # Only this process's idle home is left, holding no key and nothing the CLI wrote
+    # (its links to the pool's shared files, and a pid file saying no tool runs there).
+    homes = list(setup.pool_home.glob(".credrot-run/*"))
+    assert all("-idle-" in home.name for home in homes)
+    left = [p for home in homes for p in home.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert [p.name for p in left] in ([], [".credrot-tool.pid"])
     assert_no_secret(mock.secrets(), result, run.stderr)
 
 

@@ -8,6 +8,7 @@ when, that a spent account is not called again, where a refreshed token went.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ import pytest
 from credrot.kinds import OutcomeKind
 from credrot.tools import CLAUDE
 
+from .callers import run_callers
 from .genuine import PROMPT, Setup, assert_no_secret, cli_bin, slot_json, status_of
 from .mockclaude import MockClaude
 from .transcribe import record
@@ -159,3 +161,32 @@ def test_refused_refresh_blanks_the_file_but_not_the_slot(setup: Setup) -> None:
     assert status_of(manager, 1) == "needs_login"
     # 2.1.332 writes "" tokens into its file; credrot does not copy that over the slot
     assert manager.slot_path(1).read_bytes() == before
+
+
+# --- parallel callers --------------------------------------------------------------------
+# Several processes each make one credrot call on a pool whose access tokens have expired.
+# Claude's refresh tokens are single-use (the mock refuses a spent one and revokes the
+# account's family, as the provider does), and each call runs in its own call home, where
+# the CLI's own refresh lock cannot see the others: only credrot's refresh lease keeps
+# two of them from refreshing one account at once.
+
+
+def test_parallel_callers_spend_each_refresh_token_once(setup: Setup) -> None:
+    mock = setup.mock
+    names = ("left", "right")
+    manager = setup.pool(*(mock.add_account(name, expires_in=-60) for name in names))
+    results = run_callers(setup, 5)
+    assert all(r["success"] for r in results), results
+    assert {r["output"].strip() for r in results} <= {f"Mock answer from {n}." for n in names}
+    for name in names:
+        acct = mock.account(name)
+        assert not acct.revoked, f"{name}: a spent refresh token was presented"
+        assert acct.refreshed <= 1, f"{name} refreshed {acct.refreshed} times"
+    assert sum(mock.account(n).refreshed for n in names) >= 1
+    assert not [h for h in mock.refreshes() if h.status != 200]
+    for index, name in enumerate(names, start=1):
+        acct = mock.account(name)
+        if acct.refreshed:
+            saved = slot_json(manager, index)["claudeAiOauth"]
+            assert saved["refreshToken"] == acct.refresh_token
+    assert_no_secret(mock.secrets(), *(json.dumps(r) for r in results))

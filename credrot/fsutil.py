@@ -117,9 +117,8 @@ def read_regular(path: Path | str, cap: int = MAX_CREDENTIAL_BYTES) -> bytes:
     and the read concern the same file. Raises :class:`NotARegularFile` with the reason
     for anything else, ``FileNotFoundError`` when it is missing.
     """
-    fd = _open_regular_fd(path)
+    fd, s = _open_regular_fd(path)
     try:
-        s = os.fstat(fd)
         if s.st_size > cap:
             raise NotARegularFile(path, f"{s.st_size} bytes, over the {cap}-byte cap")
         chunks: list[bytes] = []
@@ -199,12 +198,12 @@ def open_regular(path: Path | str) -> BinaryIO:
     """``path`` opened for reading if it is a regular file: a FIFO opens without
     waiting and a link is not followed (both raise :class:`NotARegularFile`), so a log
     planted as ``/dev/zero`` or a pipe cannot hang or flood its reader."""
-    return os.fdopen(_open_regular_fd(path), "rb")
+    return os.fdopen(_open_regular_fd(path)[0], "rb")
 
 
-def _open_regular_fd(path: Path | str) -> int:
-    """A read-only fd on ``path`` if it is a regular file, checked with ``fstat`` on the
-    fd itself (so the check and the read concern the same file); a FIFO opens without
+def _open_regular_fd(path: Path | str) -> tuple[int, os.stat_result]:
+    """A read-only fd on ``path`` and its ``fstat``, if it is a regular file: checked on
+    the fd itself (so the check and the read concern the same file); a FIFO opens without
     waiting and a link is not followed, both raise :class:`NotARegularFile`."""
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY
     try:
@@ -219,11 +218,11 @@ def _open_regular_fd(path: Path | str) -> int:
                 what = "not a regular file"
             raise NotARegularFile(path, f"{what}, not a regular file") from None
         raise
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise NotARegularFile(path, f"{kind_of(mode)}, not a regular file")
-    return fd
+        raise NotARegularFile(path, f"{kind_of(st.st_mode)}, not a regular file")
+    return fd, st
 
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -7,15 +7,18 @@ back on the same port, empty. Tests skip, saying why, when no server binary exis
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from creds import CANARY
 
 
 def server_binary() -> str | None:
@@ -127,3 +130,40 @@ def dump(server: RedisServer) -> bytes:
         out.append(key + b" " + value.encode())
     client.close()
     return b"\n".join(out)
+
+
+CREDROT = str(Path(sys.executable).parent / "credrot")
+
+
+def machine(root: Path, name: str) -> Path:
+    """One "machine": a tool home of its own (the store is all machines share)."""
+    home = root / "machines" / name
+    home.mkdir(parents=True)
+    return home
+
+
+def credrot_on(
+    home: Path, store: str, *args: str, tool: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``credrot [--tool T] --home HOME --store STORE ARGS`` as a real process; what it
+    printed never holds the canary token nor a traceback."""
+    proc = subprocess.run(
+        [
+            CREDROT,
+            *(("--tool", tool) if tool else ()),
+            "--home",
+            str(home),
+            "--store",
+            store,
+            *args,
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env=dict(os.environ),
+    )
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    assert CANARY not in out + err
+    assert "Traceback" not in err
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -4,22 +4,17 @@ nothing is lost — a token refreshed meanwhile reaches the store when it is bac
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from creds import CANARY
-from redisserver import RedisServer, redis_server
+from redisserver import RedisServer, credrot_on, redis_server
 from simpool import SimPool
 
 from credrot.remote.shared import RETRY_AFTER
 
 __all__ = ["redis_server"]
-
-CREDROT = str(Path(sys.executable).parent / "credrot")
 
 
 @pytest.fixture
@@ -28,18 +23,7 @@ def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimPool:
 
 
 def call(home: Path, store: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [CREDROT, "--home", str(home), "--store", store, "run", "--", "-p", "x"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=60,
-        check=False,
-        env=dict(os.environ),
-    )
-    out, err = proc.stdout.decode(), proc.stderr.decode()
-    assert CANARY not in out + err
-    assert "Traceback" not in err
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return credrot_on(home, store, "run", "--", "-p", "x")
 
 
 def test_redis_killed_mid_run_loses_nothing(

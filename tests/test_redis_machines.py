@@ -8,21 +8,17 @@ the accounts).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from creds import CANARY
-from redisserver import RedisServer, dump, redis_server
+from redisserver import RedisServer, credrot_on, dump, machine, redis_server
 from simpool import SimPool
 
 from credrot.manager import AccountManager
 
 __all__ = ["redis_server"]
-
-CREDROT = str(Path(sys.executable).parent / "credrot")
 
 
 @pytest.fixture
@@ -30,25 +26,8 @@ def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimPool:
     return SimPool(tmp_path / "sim", monkeypatch)
 
 
-def machine(root: Path, name: str) -> Path:
-    home = root / "machines" / name
-    home.mkdir(parents=True)
-    return home
-
-
 def call(home: Path, store: str, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [CREDROT, "--home", str(home), "--store", store, "run", "--", "-p", "x", *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=60,
-        check=False,
-        env=dict(os.environ),
-    )
-    out, err = proc.stdout.decode(), proc.stderr.decode()
-    assert CANARY not in out + err
-    assert "Traceback" not in err
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return credrot_on(home, store, "run", "--", "-p", "x", *args)
 
 
 def test_a_spent_account_seen_on_one_machine_is_skipped_on_all(
@@ -81,12 +60,8 @@ def test_counters_add_up_across_machines_and_a_mark_reaches_the_listing(
     other = machine(tmp_path, "m2")
     for home in (sim.home, other, sim.home):
         assert call(home, store).returncode == 0
-    listing = subprocess.run(
-        [CREDROT, "--home", str(other), "--store", store, "stats", "--json"],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
+    listing = credrot_on(other, store, "stats", "--json")
+    assert listing.returncode == 0, listing.stderr
     assert json.loads(listing.stdout)["calls"] == 3
     AccountManager(home=sim.home, store=store).mark(1, "disabled", reason="plan ended")
     seen = AccountManager(home=other, store=store).list_accounts()

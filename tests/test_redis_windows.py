@@ -8,16 +8,14 @@ simulated claude, views are real ``credrot accounts list`` processes.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from creds import CANARY
-from redisserver import RedisServer, dump, redis_server
+from redisserver import RedisServer, credrot_on, dump, machine, redis_server
 from simpool import SimPool
 
 from credrot.kinds import Outcome
@@ -26,7 +24,6 @@ from credrot.pool import rotation
 
 __all__ = ["redis_server"]
 
-CREDROT = str(Path(sys.executable).parent / "credrot")
 OPUS_SPENT = "You've hit your Opus limit · resets 7:12pm (UTC)"
 FIVE_SPENT = "You've hit your 5-hour limit · resets 9:30am (UTC)"
 
@@ -36,25 +33,8 @@ def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimPool:
     return SimPool(tmp_path / "sim", monkeypatch, tool="claude")
 
 
-def machine(root: Path, name: str) -> Path:
-    home = root / "machines" / name
-    home.mkdir(parents=True)
-    return home
-
-
 def credrot(home: Path, store: str, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [CREDROT, "--tool", "claude", "--home", str(home), "--store", store, *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=60,
-        check=False,
-        env=dict(os.environ),
-    )
-    out, err = proc.stdout.decode(), proc.stderr.decode()
-    assert CANARY not in out + err
-    assert "Traceback" not in err
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return credrot_on(home, store, *args, tool="claude")
 
 
 def ask(home: Path, store: str, *model: str) -> str:

@@ -39,7 +39,10 @@ def temp_name(path: Path, kind: str = "tmp") -> Path:
 def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, fsync: bool = True) -> None:
     """Write ``data`` to ``path`` so a reader sees the old file or the new one, never a mix.
 
-    A failure leaves the old file untouched and no temporary file behind.
+    A failure leaves the old file untouched and no temporary file behind. Without
+    ``fsync`` the new file is swapped in (:func:`_swap_in`) rather than renamed over the
+    old one: ext4 flushes a file renamed over another at once, which is most of what a
+    write of a few counters costs.
     """
     tmp = temp_name(path)
     try:
@@ -59,11 +62,56 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, fsync: bool = Tr
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if fsync or not _swap_in(tmp, path):
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+#: ``renameat2`` from the C library (None: not there, or refused once).
+_RENAMEAT2: list[Callable[..., int] | None] = []
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _renameat2() -> Callable[..., int] | None:
+    if not _RENAMEAT2:
+        try:
+            import ctypes  # here, not at the top: only a write of counters needs it
+
+            _RENAMEAT2.append(ctypes.CDLL(None, use_errno=True).renameat2)
+        except (OSError, AttributeError):
+            _RENAMEAT2.append(None)
+    return _RENAMEAT2[0]
+
+
+def _swap_in(tmp: Path, path: Path) -> bool:
+    """Exchange ``tmp`` and the regular file at ``path`` in one step, then remove the
+    old one now at ``tmp``; False (nothing done) where that cannot be done."""
+    call = _renameat2()
+    if call is None:
+        return False
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False  # a folder or link planted there: os.replace refuses or drops it
+    except OSError:
+        return False
+    if call(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE) != 0:
+        import ctypes
+
+        if ctypes.get_errno() in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            _RENAMEAT2[0] = None  # a filesystem or kernel without it: rename from now on
+        return False
+    try:
+        os.unlink(tmp)
+    except IsADirectoryError:  # a folder swapped in since the check: put it back
+        call(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE)
+        return False
+    except OSError:
+        pass  # the old file is left under a temporary name, removed by the pool's repair
+    return True
 
 
 def read_bytes(path: Path) -> bytes:

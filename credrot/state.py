@@ -104,6 +104,9 @@ _HEAD_INTS = ("generation", "switches_total", "pool_exhausted", "requests")
 _HEAD_OPT_INTS = ("current", "last_switch_from", "last_switch_to")
 
 
+_NOT_HEAD = frozenset({"accounts", "loaded_text"})
+
+
 def _compact(acct: AccountState) -> str:
     """An account as one JSON object, defaults left out (status always kept, first)."""
     data = {k: v for k, v in vars(acct).items() if k == "status" or v != _DEFAULTS[k]}
@@ -258,6 +261,8 @@ class PoolState:
     accounts: AccountTable = field(default_factory=AccountTable)
     #: The pointer fields as loaded (None: not loaded from a file, so every save is durable).
     _loaded_head: tuple[object, ...] | None = field(default=None, repr=False, compare=False)
+    #: The file's text when it is exactly what ``to_text`` gives for the state as loaded.
+    loaded_text: str | None = field(default=None, repr=False, compare=False)
 
     def account(self, index: int) -> AccountState:
         if index not in self.accounts:
@@ -265,9 +270,12 @@ class PoolState:
         return self.accounts[index]
 
     def to_text(self) -> str:
-        head = {k: v for k, v in vars(self).items() if k != "accounts" and k[0] != "_"}
         body = self.accounts.body()
-        return json.dumps(head)[:-1] + _ACCOUNTS_OPEN + ("\n" + body if body else "") + "\n}}\n"
+        return self.head_line() + ("\n" + body if body else "") + "\n}}\n"
+
+    def head_line(self) -> str:
+        head = {k: v for k, v in vars(self).items() if k not in _NOT_HEAD and k[0] != "_"}
+        return json.dumps(head)[:-1] + _ACCOUNTS_OPEN
 
     def _set_head(self, raw: dict[str, Any]) -> None:
         version = raw.get("version")
@@ -351,6 +359,8 @@ class PoolState:
         state = cls()
         state._set_head(raw)
         state.accounts = AccountTable(dict(zip(map(int, keys), lines, strict=True)))
+        if head == state.head_line() and text == f"{head}\n{body}\n}}}}\n" and body:
+            state.loaded_text = text  # the file is as to_text writes it (the usual case)
         return state
 
 
@@ -408,6 +418,9 @@ def set_aside(path: Path, why: str) -> Path | None:
     return aside
 
 
-def save_state(path: Path, state: PoolState) -> None:
-    """Atomically; flushed to the disk only when more than counters changed."""
-    atomic_write(path, state.to_text().encode("utf-8"), fsync=state.durable_change())
+def save_state(path: Path, state: PoolState, text: str | None = None) -> None:
+    """Atomically; flushed to the disk only when more than counters changed.
+    ``text``: ``state.to_text()`` when the caller has it already."""
+    if text is None:
+        text = state.to_text()
+    atomic_write(path, text.encode("utf-8"), fsync=state.durable_change())

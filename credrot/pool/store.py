@@ -99,7 +99,7 @@ class FileStore:
         path = self.layout.state_path
         state, why = st.load_state(path)
         if state is not None:
-            self._loaded_text = state.to_text()
+            self._loaded_text = state.loaded_text or state.to_text()
             state.accounts.warn = self._notice
             return state
         if why is not None:
@@ -117,13 +117,16 @@ class FileStore:
         self._loaded_text = None if why is not None else rebuilt.to_text()
         return rebuilt
 
-    def save(self, state: st.PoolState) -> None:
+    def save(self, state: st.PoolState, text: str | None = None) -> None:
+        """``text``: the state's text before the generation is counted (no second one)."""
         state.generation += 1
         if self._memory is not None:
             self._memory = state
             return
+        if text is not None:  # the generation is in the head line: only that is redone
+            text = state.head_line() + "".join(text.partition("\n")[1:])
         try:
-            st.save_state(self.layout.state_path, state)
+            st.save_state(self.layout.state_path, state, text)
         except OSError as exc:
             if not isinstance(exc, ReadOnlyHome) and not is_read_only_error(exc):
                 raise
@@ -176,8 +179,9 @@ class FileStore:
                     self.shared.push(state)
             finally:
                 self._depth -= 1
-            if before is None or state.to_text() != before:
-                self.save(state)
+            text = state.to_text()
+            if before is None or text != before:
+                self.save(state, text)
 
     def began(self, index: int, started: float) -> None:
         """A call starts on ``index`` (the shared store counts it in flight)."""

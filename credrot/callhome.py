@@ -329,9 +329,14 @@ class CallHome:
         if profile.env_kind:
             self.variables = profile.env_of(data)
             return
-        fd = os.open(self.credential, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.credential, flags, 0o600)
+        try:
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
     def _link_shared(self, home: Path, reused: bool) -> None:
         """Link what the tool shares across calls (settings, caches); never the pool's

@@ -88,8 +88,6 @@ class PoolLock:
                 rec.depth += 1
                 return
             while True:
-                if rec.fd >= 0 and not self._same_file(rec.fd):
-                    self._forget(rec)
                 if rec.fd < 0:
                     rec.fd, rec.writable = self._open()
                 self._flock(rec.fd, deadline)
@@ -159,9 +157,8 @@ class PoolLock:
         if not rec.writable:
             return
         with contextlib.suppress(OSError):
-            data = f"{os.getpid()}\n".encode()
-            os.ftruncate(rec.fd, 0)
-            os.pwrite(rec.fd, data, 0)
+            # One fixed-width write (no truncation first): a pid has at most 10 digits.
+            os.pwrite(rec.fd, f"{os.getpid():<11}\n".encode(), 0)
 
     def holder(self) -> int | None:
         """The pid written by the process holding (or last holding) the lock."""

@@ -14,8 +14,8 @@ number) is dropped with a warning and the rest of the state kept.
 
 from __future__ import annotations
 
+import copy
 import json
-import math
 import os
 import re
 import time
@@ -28,6 +28,7 @@ from typing import Any
 from credrot.fsutil import NotARegularFile, atomic_write, read_regular
 from credrot.kinds import STORED_STATUSES, AccountStatus
 from credrot.logs import LazyLogger
+from credrot.statecheck import CorruptState, checked, load_yaml
 
 log = LazyLogger(__name__)
 
@@ -40,10 +41,6 @@ DISABLED = AccountStatus.DISABLED
 STATUSES = STORED_STATUSES
 #: Statuses that pass by themselves once their ``until`` time is reached.
 TIMED = (EXHAUSTED, RATE_LIMITED)
-
-
-class CorruptState(ValueError):
-    pass
 
 
 @dataclass
@@ -113,57 +110,55 @@ def _compact(acct: AccountState) -> str:
     return json.dumps(data)
 
 
+#: Parsed and checked fields by state line, for lines read without a warning: a
+#: process reads the same few lines at every call (bounded: cleared when full).
+_ACCOUNTS_PARSED: dict[str, dict[str, Any]] = {}
+#: Parsed state texts this process read or wrote last: (head fields, lines, canonical).
+_PARSED: dict[str, tuple[dict[str, Any], dict[int, str], bool]] = {}
+_CACHE_MAX = 256
+
+
 def _account_from(index: int, line: str, warn: Callable[[str], None]) -> AccountState:
+    kept = _ACCOUNTS_PARSED.get(line)
+    if kept is None:
+        kept = _parse_account(index, line, warn)
+    if kept.get("windows"):
+        kept = {**kept, "windows": copy.deepcopy(kept["windows"])}
+    return AccountState(**kept)
+
+
+def _parse_account(index: int, line: str, warn: Callable[[str], None]) -> dict[str, Any]:
     try:
         value = json.loads(line[line.index(": ") + 2 :])
     except (ValueError, RecursionError):
         value = None
     if not isinstance(value, dict):
         warn(f"state of account #{index} was unreadable; it starts afresh")
-        return AccountState()
+        return {}
     kept: dict[str, Any] = {}
+    clean_line = True
     for key, item in value.items():
         if key not in _ACCOUNT_FIELDS:
             continue
-        ok, clean = _checked(_ACCOUNT_TYPES[key], item)
+        ok, clean = checked(_ACCOUNT_TYPES[key], item)
         if ok and (key != "status" or clean in STATUSES):
             kept[key] = clean
         else:
+            clean_line = False
             warn(f"state of account #{index}: dropped {key}={item!r:.40} (not a valid value)")
-    return AccountState(**kept)
+    if clean_line:
+        _remember(_ACCOUNTS_PARSED, line, kept)
+    return kept
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
 
 
 #: Largest state file read (a pool of 1,000 accounts writes about 200 KiB).
 MAX_STATE_BYTES = 8 << 20
-#: Counters and account numbers stay below this; times between 1970 and the year 5000.
-_MAX_INT = 1 << 53
-_MAX_TIME = 95_617_584_000.0
-
-
-def _checked(kind: str, value: object) -> tuple[bool, object]:
-    """(True, value) when ``value`` fits a field annotated ``kind``, else (False, None).
-
-    The kinds are the annotations of the dataclasses here (``int``, ``float | None``,
-    ``str``, ...): a field added later is checked by its annotation with no new code.
-    """
-    optional = kind.endswith("| None")
-    base = kind.removesuffix("| None").strip()
-    if value is None:
-        return optional, None
-    if base == "str":
-        return isinstance(value, str) and len(value) <= 10_000, value
-    if base == "bool":
-        return isinstance(value, bool), value
-    if base.startswith("dict["):
-        # A mapping of plain records (quota windows): its own module checks each entry.
-        return isinstance(value, dict) and len(value) <= 256, value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False, None
-    if base == "int":
-        return isinstance(value, int) and 0 <= value < _MAX_INT, value
-    if base == "float":
-        return math.isfinite(value) and 0 <= value <= _MAX_TIME, float(value)
-    return True, value  # a kind this check does not know: kept as JSON gave it
 
 
 _ACCOUNT_TYPES = {f.name: str(f.type) for f in fields(AccountState)}
@@ -236,13 +231,15 @@ class AccountTable(MutableMapping[int, AccountState]):
                 return True
         return False
 
+    def lines(self) -> dict[int, str]:
+        """Every account's line as ``to_text`` writes it (a new dict)."""
+        merged = dict(self._lines)
+        for index, acct in self._objs.items():
+            merged[index] = _line(index, _compact(acct))
+        return merged
+
     def body(self) -> str:
-        """Every account's line, in order, as ``to_text`` writes them."""
-        merged = self._lines
-        if self._objs:
-            merged = dict(merged)
-            for index, acct in self._objs.items():
-                merged[index] = _line(index, _compact(acct))
+        merged = self.lines()
         return ",\n".join([merged[index] for index in sorted(merged)])
 
 
@@ -285,7 +282,7 @@ class PoolState:
             value = raw.get(key)
             if key in _HEAD_INTS and value is None:
                 value = 0
-            ok, clean = _checked("int | None" if key != "last_switch" else "float | None", value)
+            ok, clean = checked("int | None" if key != "last_switch" else "float | None", value)
             if not ok or (key == "current" and clean == 0):
                 # The head says where the pool is: a damaged one is not guessed at.
                 raise CorruptState(f"bad value: {key}={value!r:.40}")
@@ -313,7 +310,7 @@ class PoolState:
         except RecursionError:
             raise CorruptState("nested too deeply") from None
         except ValueError:
-            raw = _load_yaml(text)
+            raw = load_yaml(text)
         if raw is None:
             raise CorruptState("empty file")
         if not isinstance(raw, dict):
@@ -342,6 +339,9 @@ class PoolState:
     def _from_layout(cls, text: str) -> PoolState | None:
         """Parse the layout ``to_text`` writes without parsing each account; None if the
         text is in any other shape (then the full parser validates it)."""
+        seen = _PARSED.get(text)
+        if seen is not None:
+            return cls._from_parsed(text, *seen)
         head, _, rest = text.partition("\n")
         if not head.endswith(_ACCOUNTS_OPEN) or not text.endswith("}}\n"):
             return None
@@ -358,33 +358,28 @@ class PoolState:
             return None
         state = cls()
         state._set_head(raw)
-        state.accounts = AccountTable(dict(zip(map(int, keys), lines, strict=True)))
-        if head == state.head_line() and text == f"{head}\n{body}\n}}}}\n" and body:
-            state.loaded_text = text  # the file is as to_text writes it (the usual case)
+        table = dict(zip(map(int, keys), lines, strict=True))
+        state.accounts = AccountTable(dict(table))
+        # Usually the file is just as to_text writes it: then it need not be written again.
+        canonical = head == state.head_line() and text == f"{head}\n{body}\n}}}}\n" and body
+        state.loaded_text = text if canonical else None
+        state.remember(text, table)
         return state
 
+    def remember(self, text: str, lines: dict[int, str]) -> None:
+        """Keep ``text`` parsed: the next read of the same text costs no parsing."""
+        head = {k: v for k, v in vars(self).items() if k not in _NOT_HEAD and k[0] != "_"}
+        _remember(_PARSED, text, (head, lines, self.loaded_text == text))
 
-def _load_yaml(text: str) -> Any:
-    """A hand-edited state file in block YAML (imported only then: PyYAML is slow to load)."""
-    import yaml
-
-    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        # Events first (cheap, nothing expanded): a state file has no use for anchors,
-        # and aliases are how a 369-byte file becomes a billion nodes.
-        for event in yaml.parse(text, Loader=loader):
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise CorruptState("YAML anchors and aliases are not allowed")
-        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
-    except CorruptState:
-        raise
-    except RecursionError:
-        raise CorruptState("nested too deeply") from None
-    except Exception as exc:
-        # (not only yaml.YAMLError: the C loader keeps the error classes of the first
-        # import of yaml, which a re-import no longer matches)
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise CorruptState(f"not YAML: {first}") from None
+    @classmethod
+    def _from_parsed(
+        cls, text: str, head: dict[str, Any], lines: dict[int, str], canonical: bool
+    ) -> PoolState:
+        state = cls(**head)
+        state._loaded_head = state._pointer_head()
+        state.accounts = AccountTable(dict(lines))
+        state.loaded_text = text if canonical else None
+        return state
 
 
 def load_state(path: Path) -> tuple[PoolState | None, str | None]:
@@ -424,3 +419,5 @@ def save_state(path: Path, state: PoolState, text: str | None = None) -> None:
     if text is None:
         text = state.to_text()
     atomic_write(path, text.encode("utf-8"), fsync=state.durable_change())
+    state.loaded_text = text
+    state.remember(text, state.accounts.lines())

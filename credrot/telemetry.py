@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,9 +99,12 @@ def claude_events(stdout: str) -> Iterator[Reading]:
 
 # ------------------------------------------------------------------------ Codex
 def codex_rollouts(tool_home: Path, started: float) -> list[Reading]:
-    sessions = tool_home / "sessions"
-    if sessions.is_symlink() or not sessions.is_dir():
-        return []  # a shared sessions folder holds other calls' rollouts
+    sessions = os.path.join(tool_home, "sessions")
+    try:
+        if not stat.S_ISDIR(os.lstat(sessions).st_mode):
+            return []  # a link: a shared sessions folder holds other calls' rollouts
+    except OSError:
+        return []
     files: list[tuple[float, Path]] = []
     for folder, _dirs, names in os.walk(sessions):
         for name in names:

@@ -26,7 +26,7 @@ from credrot.kinds import Outcome, OutcomeKind
 from credrot.manager import AccountManager, Lease, PoolStatus
 from credrot.pool import rotation
 from credrot.pool.refresh import RefreshLease
-from credrot.process import DEFAULT_MAX_OUTPUT, RunResult, run_tool
+from credrot.process import DEFAULT_MAX_OUTPUT, RunResult, environ, run_tool
 from credrot.profile import PromptTooLarge, ToolProfile
 
 
@@ -219,7 +219,7 @@ class Wrapper:
         deadline = started + total
         excluded: set[int] = set()
         rate_limits: dict[int, int] = {}
-        base_env = dict(os.environ if self.env is None else self.env)
+        base_env = environ() if self.env is None else self.env
         self.manager.clean_run_dirs()
         model = windows.call_model(argv)
 
@@ -329,7 +329,7 @@ class _Attempt:
         self.unsaved: str | None = None
 
     def run(
-        self, argv: list[str], stdin: bytes | None, base_env: dict[str, str], timeout: float
+        self, argv: list[str], stdin: bytes | None, base_env: Mapping[str, str], timeout: float
     ) -> tuple[RunResult | None, Outcome, int | None]:
         wrapper, lease = self.wrapper, self.lease
         manager, profile = wrapper.manager, wrapper.profile

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import multiprocessing
 import os
+import stat
 import time
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -65,3 +66,44 @@ def test_a_reader_sees_the_old_file_or_the_new_one_never_a_mix(tmp_path: Path) -
 )
 def test_which_errors_mean_read_only(code: int, read_only: bool) -> None:
     assert st.is_read_only_error(OSError(code, os.strerror(code))) is read_only
+
+
+@pytest.mark.parametrize("swap", [True, False], ids=["exchange", "rename"])
+def test_a_write_of_counters_replaces_the_file_whole_and_leaves_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swap: bool
+) -> None:
+    """Without fsync the new file is swapped in (or renamed over the old one where the
+    system cannot swap): the path holds the new bytes in a new file, nothing else stays."""
+    if not swap:
+        monkeypatch.setattr(st, "_RENAMEAT2", [None])
+    path = tmp_path / "state.yaml"
+    st.atomic_write(path, b"old")
+    before = os.stat(path).st_ino
+    reader = path.open("rb")  # a reader that opened the old file keeps reading it
+    st.atomic_write(path, b"new", fsync=False)
+    assert path.read_bytes() == b"new"
+    assert os.stat(path).st_ino != before
+    assert reader.read() == b"old"
+    reader.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["state.yaml"]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_folder_or_link_in_place_of_the_file_is_never_swapped_away(
+    tmp_path: Path, fsync: bool
+) -> None:
+    folder = tmp_path / "state.yaml"
+    folder.mkdir()
+    (folder / "inside").write_text("keep")
+    with pytest.raises(OSError):
+        st.atomic_write(folder, b"new", fsync=fsync)
+    assert (folder / "inside").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.yaml"]
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"theirs")
+    link = tmp_path / "linked.yaml"
+    link.symlink_to(outside)
+    st.atomic_write(link, b"new", fsync=fsync)  # the link is replaced, never followed
+    assert outside.read_bytes() == b"theirs"
+    assert not link.is_symlink() and link.read_bytes() == b"new"

@@ -187,3 +187,30 @@ def test_only_more_than_counters_is_a_durable_change(
 
 def test_a_state_not_read_from_a_file_is_always_durable() -> None:
     assert sample_state().durable_change()
+
+
+def test_a_state_read_again_is_a_new_copy_of_the_file(tmp_path: Path) -> None:
+    """A process reads the same text at every call (it is kept parsed): what one
+    caller changed in its copy must not show in the next read, nor a file's change be
+    missed."""
+    path = tmp_path / "state.yaml"
+    state = sample_state()
+    state.account(3).windows["5h"] = {"used": 1}
+    st.save_state(path, state)
+    first, _ = st.load_state(path)
+    assert first is not None
+    first.account(3).calls += 100
+    first.account(3).windows["5h"]["used"] = 99
+    first.current = 1
+    again, _ = st.load_state(path)
+    assert again is not None
+    assert (again.current, again.account(3).calls) == (3, 4)
+    assert again.account(3).windows == {"5h": {"used": 1}}
+    assert not again.durable_change()
+    state.account(3).calls = 5  # another process's write: same length, one digit changed
+    st.save_state(path, state)
+    seen, _ = st.load_state(path)
+    assert seen is not None and seen.account(3).calls == 5
+    state.account(3).status, state.account(3).until = st.EXHAUSTED, 2e9
+    again.accounts[3] = state.account(3)
+    assert again.durable_change()

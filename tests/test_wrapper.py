@@ -481,3 +481,30 @@ def test_ctrl_c_after_a_refresh_keeps_the_refreshed_token(sim: SimPool) -> None:
     assert proc.wait(timeout=10) == 130
     assert sim.token_in_slot(1) == sim.backend.latest_token("acct1") != before
     assert not any((sim.home / ".credrot-run").iterdir())
+
+
+def test_the_tool_sees_the_environment_as_it_is_at_each_call(
+    tmp_path: Path, make_cred: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment is copied again only when it changed: a variable set, changed or
+    removed between two calls of one process reaches the tool's next run."""
+    import dataclasses
+
+    from credrot.tools import QWEN
+
+    tool = tmp_path / "tool"
+    tool.write_text('#!/bin/sh\ncat >/dev/null\necho "answer:${CREDROT_TEST_VAR-unset}"\n')
+    tool.chmod(0o755)
+    manager = AccountManager(
+        tool=dataclasses.replace(QWEN, executable=str(tool)), home=tmp_path / "home"
+    )
+    manager.import_account(make_cred(1))
+    wrapper = Wrapper(manager=manager)
+    monkeypatch.delenv("CREDROT_TEST_VAR", raising=False)
+    seen = [wrapper("hi").strip()]
+    for value in ("one", "two"):
+        monkeypatch.setenv("CREDROT_TEST_VAR", value)
+        seen.append(wrapper("hi").strip())
+    monkeypatch.delenv("CREDROT_TEST_VAR")
+    seen.append(wrapper("hi").strip())
+    assert seen == ["answer:unset", "answer:one", "answer:two", "answer:unset"]

@@ -3,6 +3,8 @@ wrapper call (the report's timeline of calls), and the notifier when configured.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,14 +33,30 @@ class CallRecorder:
         )
 
 
+#: (the variables naming the config file, when to look again, the answer) of
+#: :func:`notify_wanted`.
+_WANTED: list[tuple[tuple[str | None, ...], float, bool]] = []
+#: A config file made while a process runs is seen within this many seconds.
+WANTED_TTL = 1.0
+
+
 def notify_wanted() -> bool:
-    """Whether a config file exists that may ask for notifications (one ``stat``)."""
-    from credrot.configpath import config_path
+    """Whether a config file exists that may ask for notifications (one ``stat`` a
+    second at most: every event of a call asks)."""
+    from credrot.configpath import CONFIG_ENV, config_path
+
+    env = os.environ
+    key = (env.get(CONFIG_ENV), env.get("XDG_CONFIG_HOME"), env.get("HOME"))
+    now = time.monotonic()
+    if _WANTED and _WANTED[0][0] == key and _WANTED[0][1] > now:
+        return _WANTED[0][2]
 
     try:
-        return config_path().is_file()
+        wanted = os.path.isfile(config_path())
     except OSError:
-        return False
+        wanted = False
+    _WANTED[:] = [(key, now + WANTED_TTL, wanted)]
+    return wanted
 
 
 def direct(audit_log: Any, audit: Callable[..., None], hook: str, kwargs: dict[str, Any]) -> bool:

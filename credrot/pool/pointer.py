@@ -27,13 +27,19 @@ from credrot.pool.slots import fingerprint, remember
 
 def state_of(pool: Pool) -> str:
     """``link`` (to a slot), ``file`` (a regular file to adopt), ``missing`` or ``dangling``."""
+    return _looked(pool)[0]
+
+
+def _looked(pool: Pool) -> tuple[str, int | None]:
+    """:func:`state_of`, and the account linked to when it is ``link``."""
     try:
         s = os.lstat(pool.layout.pointer)
     except FileNotFoundError:
-        return "missing"
+        return "missing", None
     if stat.S_ISLNK(s.st_mode):
-        return "link" if pool.slots.linked() is not None else "dangling"
-    return "file"
+        target = pool.slots.linked()
+        return ("link", target) if target is not None else ("dangling", None)
+    return "file", None
 
 
 #: A tool lock dated further ahead than this (the clock was set back since it was
@@ -245,10 +251,9 @@ def sync(pool: Pool, state: st.PoolState) -> bool:
     """
     if not pool.store.writable():
         return False
-    kind = state_of(pool)
+    kind, target = _looked(pool)
     if kind == "link":
-        target = pool.slots.linked()
-        if target is not None and target != state.current:
+        if target != state.current:
             state.current = target  # the link was moved by hand: the link wins
             return True
         return False

@@ -63,6 +63,7 @@ class FileStore:
         #: The shared store mirrored in each transaction, if the pool has one.
         self.shared: Shared | None = None
         self._depth = 0
+        self._lock: PoolLock | None = None
 
     @property
     def in_memory(self) -> bool:
@@ -146,9 +147,11 @@ class FileStore:
         """The pool lock alone (a read-only home is used unlocked when allowed)."""
         if not self.layout.home.is_dir():
             raise ConfigError(f"{self.layout.profile.name} home {self.layout.home} does not exist")
-        lock = PoolLock(
-            self.layout.lock_path, self.lock_timeout, on_blocked=self._blocked, guard_dir=True
-        )
+        lock = self._lock
+        if lock is None or lock.timeout != self.lock_timeout:
+            lock = self._lock = PoolLock(
+                self.layout.lock_path, self.lock_timeout, on_blocked=self._blocked, guard_dir=True
+            )
         try:
             lock.acquire()
         except ReadOnlyHome:

@@ -151,9 +151,9 @@ def _check_state(manager: AccountManager) -> list[Finding]:
             Finding(
                 "state",
                 "warn",
-                f"{name} is corrupt ({why}); credrot keeps it aside and "
-                "rebuilds the state from the accounts on disk",
-                "nothing to do (counters start again)",
+                f"{name} is corrupt ({why}); credrot keeps it aside and takes its last "
+                "flushed save (else rebuilds the state from the accounts on disk)",
+                "nothing to do (counters since that save start again)",
             )
         ]
     kept = sorted(p.name for p in manager.home.glob(f"{name}.corrupt-*"))
@@ -163,9 +163,9 @@ def _check_state(manager: AccountManager) -> list[Finding]:
         Finding(
             "state",
             "warn",
-            f"{name} was corrupt and rebuilt from the accounts on disk ({len(kept)} time"
-            f"{'s' if len(kept) != 1 else ''}, last kept as {kept[-1]}): counters, spent "
-            "accounts and reset times were forgotten",
+            f"{name} was corrupt and replaced ({len(kept)} time{'s' if len(kept) != 1 else ''},"
+            f" last kept as {kept[-1]}) by its last flushed save or, without one, by a state "
+            "rebuilt from the accounts on disk: what it learnt after that was forgotten",
             "find what wrote it (a full disk, a hand edit, another program), then delete the "
             f"kept copies: rm {manager.home}/{name}.corrupt-*",
         )

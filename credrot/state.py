@@ -14,6 +14,7 @@ number) is dropped with a warning and the rest of the state kept.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -25,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from credrot.fsutil import NotARegularFile, atomic_write, read_regular
+from credrot.fsutil import NotARegularFile, atomic_write, read_regular, temp_name
 from credrot.kinds import STORED_STATUSES, AccountStatus
 from credrot.logs import LazyLogger
 from credrot.statecheck import CorruptState, checked, load_yaml
@@ -413,11 +414,32 @@ def set_aside(path: Path, why: str) -> Path | None:
     return aside
 
 
-def save_state(path: Path, state: PoolState, text: str | None = None) -> None:
+def save_state(
+    path: Path, state: PoolState, text: str | None = None, durable: Path | None = None
+) -> None:
     """Atomically; flushed to the disk only when more than counters changed.
-    ``text``: ``state.to_text()`` when the caller has it already."""
+    ``text``: ``state.to_text()`` when the caller has it already; ``durable``: where a
+    flushed save is also linked, for :func:`load_durable` after a power cut."""
     if text is None:
         text = state.to_text()
-    atomic_write(path, text.encode("utf-8"), fsync=state.durable_change())
+    flush = state.durable_change()
+    atomic_write(path, text.encode("utf-8"), fsync=flush)
+    if flush and durable is not None:
+        _link_durable(path, durable)
     state.loaded_text = text
     state.remember(text, state.accounts.lines())
+
+
+def _link_durable(path: Path, durable: Path) -> None:
+    """Keep the file just flushed under a second name (a hard link: no copy, no wait).
+
+    A later save of counters is not flushed: a power cut soon after it can leave the
+    state file empty, and then this one still says which accounts are spent."""
+    tmp = temp_name(durable, "lnk")
+    try:
+        os.link(path, tmp)
+        os.replace(tmp, durable)
+    except OSError as exc:  # no hard links here, or a folder planted in its place
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        log.debug("no durable copy of %s: %s", path, exc)

@@ -295,7 +295,8 @@ def test_doctor_says_a_corrupt_state_was_rebuilt(make_pool: Callable[..., Accoun
     assert invoke(["--home", str(manager.home), "accounts", "list"]).exit_code == 0  # rebuilt
     result = invoke(["--home", str(manager.home), "doctor", "--skip-tool"])
     assert "no problems found" not in result.stdout
-    assert "warn   state.yaml was corrupt and rebuilt from the accounts on disk" in result.stdout
+    assert "warn   state.yaml was corrupt and replaced (1 time, last kept as" in result.stdout
+    assert "by its last flushed save" in result.stdout
     assert "fix: find what wrote it" in result.stdout
     assert "rm " in result.stdout and "state.yaml.corrupt-*" in result.stdout
 

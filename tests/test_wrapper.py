@@ -508,3 +508,34 @@ def test_the_tool_sees_the_environment_as_it_is_at_each_call(
     monkeypatch.delenv("CREDROT_TEST_VAR")
     seen.append(wrapper("hi").strip())
     assert seen == ["answer:unset", "answer:one", "answer:two", "answer:unset"]
+
+
+def test_a_state_file_emptied_by_a_power_cut_still_knows_the_spent_account(
+    sim: SimPool,
+) -> None:
+    """A save of counters is not flushed, so a power cut soon after it can leave the
+    state file empty (what ext4 keeps of a file not yet written out). The spent mark of
+    the save before it, which was flushed, must survive: no call is spent on it again."""
+    sim.add("spent", quota=0)
+    sim.add("fine")
+    wrapper = Wrapper(manager=sim.manager)
+    first = wrapper.call("one")
+    assert first.success and first.accounts_tried == [1, 2], first.error
+    assert wrapper.call("two").success  # counters only: swapped in, not flushed
+    (sim.home / "state.yaml").write_bytes(b"")  # the power cut
+    after = subprocess.run(
+        [sys.executable, "-m", "credrot", "--home", str(sim.home), "accounts", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert after.returncode == 0, after.stderr
+    assert "taken from its last flushed save" in after.stderr
+    listed = {a["index"]: a for a in json.loads(after.stdout)["accounts"]}
+    assert listed[1]["status"] == "exhausted" and not listed[1]["usable"]
+    assert listed[2]["usable"]
+    (aside,) = sim.home.glob("state.yaml.corrupt-*")
+    assert aside.read_bytes() == b""
+    third = Wrapper(manager=AccountManager(home=sim.home)).call("three")
+    assert third.success and third.accounts_tried == [2], third.error

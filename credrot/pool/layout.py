@@ -16,6 +16,8 @@ from credrot.profile import ToolProfile
 
 ACCOUNTS_DIR = "accounts"
 STATE_FILE = "state.yaml"
+#: The state as of its last save that waited for the disk (a hard link, see pool/store).
+DURABLE_FILE = "state.durable.yaml"
 LOG_FILE = "rotation.log"
 LOCK_FILE = ".credrot.lock"
 TRASH_DIR = "trash"
@@ -29,6 +31,7 @@ POOL_ENTRIES = frozenset(
     {
         ACCOUNTS_DIR,
         STATE_FILE,
+        DURABLE_FILE,
         LOG_FILE,
         LOG_FILE + ".1",
         LOCK_FILE,
@@ -65,6 +68,10 @@ class Layout:
     @functools.cached_property
     def state_path(self) -> Path:
         return self.home / STATE_FILE
+
+    @property
+    def durable_path(self) -> Path:
+        return self.home / DURABLE_FILE
 
     @functools.cached_property
     def log_path(self) -> Path:

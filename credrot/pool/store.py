@@ -107,11 +107,20 @@ class FileStore:
             aside = None
             if os.access(self.layout.home, os.W_OK):
                 aside = st.set_aside(path, why)
+            kept, _ = st.load_state(self.layout.durable_path)
             self._notice(
                 f"state file {path} was corrupt ({why}); "
                 + (f"kept as {aside.name}; " if aside else "")
-                + "state rebuilt from the accounts on disk"
+                + (
+                    "state taken from its last flushed save (counters since then are lost)"
+                    if kept is not None
+                    else "state rebuilt from the accounts on disk"
+                )
             )
+            if kept is not None:
+                kept.accounts.warn = self._notice
+                self._loaded_text = None  # written again at the next change
+                return kept
         rebuilt = self._rebuild()
         # A corrupt file is replaced on the next change; a missing one only when
         # something changes (a read-only command never creates it).
@@ -127,7 +136,7 @@ class FileStore:
         if text is not None:  # the generation is in the head line: only that is redone
             text = state.head_line() + "".join(text.partition("\n")[1:])
         try:
-            st.save_state(self.layout.state_path, state, text)
+            st.save_state(self.layout.state_path, state, text, self.layout.durable_path)
         except OSError as exc:
             if not isinstance(exc, ReadOnlyHome) and not is_read_only_error(exc):
                 raise

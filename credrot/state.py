@@ -272,8 +272,11 @@ class PoolState:
         return self.head_line() + ("\n" + body if body else "") + "\n}}\n"
 
     def head_line(self) -> str:
-        head = {k: v for k, v in vars(self).items() if k not in _NOT_HEAD and k[0] != "_"}
-        return json.dumps(head)[:-1] + _ACCOUNTS_OPEN
+        return json.dumps(self._head())[:-1] + _ACCOUNTS_OPEN
+
+    def _head(self) -> dict[str, Any]:
+        """The fields of the file's first line (all but the accounts and the bookkeeping)."""
+        return {k: v for k, v in vars(self).items() if k not in _NOT_HEAD and k[0] != "_"}
 
     def _set_head(self, raw: dict[str, Any]) -> None:
         version = raw.get("version")
@@ -369,8 +372,7 @@ class PoolState:
 
     def remember(self, text: str, lines: dict[int, str]) -> None:
         """Keep ``text`` parsed: the next read of the same text costs no parsing."""
-        head = {k: v for k, v in vars(self).items() if k not in _NOT_HEAD and k[0] != "_"}
-        _remember(_PARSED, text, (head, lines, self.loaded_text == text))
+        _remember(_PARSED, text, (self._head(), lines, self.loaded_text == text))
 
     @classmethod
     def _from_parsed(
@@ -419,7 +421,7 @@ def save_state(
 ) -> None:
     """Atomically; flushed to the disk only when more than counters changed.
     ``text``: ``state.to_text()`` when the caller has it already; ``durable``: where a
-    flushed save is also linked, for :func:`load_durable` after a power cut."""
+    flushed save is also linked, read in place of a state file a power cut emptied."""
     if text is None:
         text = state.to_text()
     flush = state.durable_change()

@@ -20,8 +20,9 @@ _MAX_TIME = 95_617_584_000.0
 def checked(kind: str, value: object) -> tuple[bool, object]:
     """(True, value) when ``value`` fits a field annotated ``kind``, else (False, None).
 
-    The kinds are the annotations of the dataclasses here (``int``, ``float | None``,
-    ``str``, ...): a field added later is checked by its annotation with no new code.
+    The kinds are the annotations of the dataclasses of :mod:`credrot.state` (``int``,
+    ``float | None``, ``str``, ...): a field added later is checked by its annotation
+    with no new code.
     """
     optional = kind.endswith("| None")
     base = kind.removesuffix("| None").strip()

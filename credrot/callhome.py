@@ -206,13 +206,43 @@ def homes(layout: Layout) -> list[tuple[Path, int, int | None]]:
     return found
 
 
+@dataclass(frozen=True)
+class Census:
+    """What the call-home base says, from one look at it."""
+
+    #: Calls running now, per account: the live call homes.
+    flying: dict[int, int]
+    #: Some home's caller has died: a token it refreshed may not be in its slot yet.
+    dead: bool
+    #: A refreshed token is kept because its slot could not take it.
+    kept: bool
+
+
+def census(layout: Layout) -> Census:
+    me = os.getpid()
+    counts: dict[int, int] = {}
+    dead = False
+    kept = any(home == str(layout.home) for home, _ in _KEPT_IN_MEMORY)
+    for entry in _run_entries(layout):
+        if entry.name.startswith(KEPT_PREFIX):
+            kept = True
+            continue
+        parsed = layout.parse_call_dir(entry.name)
+        if parsed is None:
+            continue
+        caller, index = parsed
+        if caller != me and not pid_alive(caller):
+            dead = True
+            if index is None or not alive(Path(entry.path), caller):
+                continue
+        if index is not None:
+            counts[index] = counts.get(index, 0) + 1
+    return Census(counts, dead, kept)
+
+
 def in_flight(layout: Layout) -> dict[int, int]:
     """Calls running now, per account: the live call homes."""
-    counts: dict[int, int] = {}
-    for root, caller, index in homes(layout):
-        if index is not None and alive(root, caller):
-            counts[index] = counts.get(index, 0) + 1
-    return counts
+    return census(layout).flying
 
 
 def dead(layout: Layout) -> list[Path]:

@@ -250,7 +250,13 @@ class AccountManager:
             request=request,
             generation=lease.generation,
             model=lease.model,
+            alone=lease.alone,
         )
+
+    def flush(self) -> None:
+        """Write the counters of successes kept for a batch now (:mod:`credrot.pool.batch`;
+        they are written within a quarter second of calls, and at exit, anyway)."""
+        self.pool.store.flush()
 
     def mark(
         self, index: int, status: str, *, until: datetime | None = None, reason: str = ""

@@ -105,6 +105,7 @@ def run_tool(
     max_output: int = DEFAULT_MAX_OUTPUT,
     pid_file: str | os.PathLike[str] | None = None,
     keep_pid_file: bool = False,
+    meanwhile: Callable[[], None] | None = None,
 ) -> RunResult:
     """Run ``argv`` once and return what it printed, never waiting past ``timeout``.
 
@@ -115,6 +116,8 @@ def run_tool(
     tool is still alive (the file is left behind only when the caller itself is killed).
     With ``keep_pid_file`` the file is written in place and says ``0`` after the run
     instead of being removed (a folder reused for the next run keeps it).
+    ``meanwhile``: work of the caller's done once while a tool that takes a while runs
+    (it must not raise).
     """
     for arg in argv:
         if len(arg.encode("utf-8", errors="surrogateescape")) >= MAX_ARG_BYTES:
@@ -130,17 +133,18 @@ def run_tool(
     deadline = start + max(timeout, 0.0)
     proc = _spawn(argv, stdin is not None, env, cwd, install_hint)
     pid = proc.pid
+    pid_fd = -1
     try:
         if pid_file is not None:
-            _write_pid_file(pid_file, pid, keep_pid_file)
+            pid_fd = _write_pid_file(pid_file, pid, keep_pid_file)
         run = _Run(proc, stdin, abort_rules, abort_streams, max_output)
     except BaseException:
         _kill_and_forget(proc)
         if pid_file is not None:
-            _done_with(pid_file, keep_pid_file)
+            _done_with(pid_file, keep_pid_file, pid_fd)
         raise
     try:
-        run.loop(deadline)
+        run.loop(deadline, meanwhile)
     except BaseException:
         # Ctrl-C or SIGTERM in the caller: the tool runs in its own session, so the
         # terminal's signal never reached it; it must not live on as an orphan.
@@ -149,7 +153,7 @@ def run_tool(
     finally:
         run.close()
         if pid_file is not None:
-            _done_with(pid_file, keep_pid_file)
+            _done_with(pid_file, keep_pid_file, pid_fd)
     return RunResult(
         exit_code=None if run.stopped else run.exit_code,
         stdout=run.out.text(),
@@ -250,30 +254,39 @@ def _which(name: str, env: Mapping[str, str] | None, cwd: str | None, install_hi
 PID_FILE_WIDTH = 12
 
 
-def _write_pid_file(path: str | os.PathLike[str], pid: int, in_place: bool = False) -> None:
+def _write_pid_file(path: str | os.PathLike[str], pid: int, in_place: bool = False) -> int:
     """Best effort: the parent-death signal already covers the tool itself. In place,
-    no new file is made when one is there (a new file costs the disk far more)."""
+    no new file is made when one is there (a new file costs the disk far more), and the
+    file is left open for :func:`_done_with` (the fd, else -1)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
     text = f"{pid:<{PID_FILE_WIDTH - 1}}\n" if in_place else f"{pid}\n"
     try:
         fd = os.open(path, flags if in_place else flags | os.O_TRUNC, 0o600)
     except OSError:
-        return
+        return -1
     try:
         os.write(fd, text.encode())
         if in_place and os.fstat(fd).st_size != len(text):
             os.ftruncate(fd, len(text))
     except OSError:
         pass
-    finally:
-        os.close(fd)
+    if in_place:
+        return fd
+    os.close(fd)
+    return -1
 
 
-def _done_with(path: str | os.PathLike[str], keep: bool) -> None:
-    if keep:
-        _write_pid_file(path, 0, in_place=True)
-    else:
+def _done_with(path: str | os.PathLike[str], keep: bool, fd: int = -1) -> None:
+    if not keep:
         _remove(path)
+        return
+    if fd < 0:
+        fd = _write_pid_file(path, 0, in_place=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.pwrite(fd, f"{0:<{PID_FILE_WIDTH - 1}}\n".encode(), 0)
+    if fd >= 0:
+        os.close(fd)
 
 
 def _remove(path: str | os.PathLike[str]) -> None:

@@ -24,6 +24,9 @@ DRAIN_SECONDS = 0.1
 
 #: How long a SIGKILLed tool gets to be reaped; only a process stuck in the kernel takes longer.
 REAP_SECONDS = 2.0
+#: How long the tool runs before the caller's ``meanwhile`` work is done (a tool that
+#: answers sooner leaves it for later: see :mod:`credrot.pool.batch`).
+MEANWHILE_AFTER = 0.01
 
 #: Characters of each watched stream kept between reads, so that a pattern split across
 #: two reads is still seen.
@@ -141,15 +144,24 @@ class _Run:
         if self.pidfd >= 0:
             self.sel.register(self.pidfd, selectors.EVENT_READ)
 
-    def loop(self, deadline: float) -> None:
-        # Until the tool exits, prints an abort pattern or runs out of time.
+    def loop(self, deadline: float, meanwhile: Callable[[], None] | None = None) -> None:
+        """Until the tool exits, prints an abort pattern or runs out of time; once it has
+        run :data:`MEANWHILE_AFTER` seconds, ``meanwhile`` is called (its errors are the
+        caller's to keep: it must not raise)."""
         poll = 0.001  # without a pidfd the exit is looked for at a growing interval
+        work_at = time.monotonic() + MEANWHILE_AFTER if meanwhile is not None else None
         while not self.reaped and self.matched is None:
             now = time.monotonic()
             if now >= deadline:
                 self.timed_out = True
                 break
+            if work_at is not None and now >= work_at and meanwhile is not None:
+                work_at = None
+                meanwhile()
+                continue
             wait = deadline - now
+            if work_at is not None:
+                wait = min(wait, max(work_at - now, 0.0))
             if self.pidfd < 0:
                 wait = min(wait, poll)
                 poll = min(poll * 2, 0.05)

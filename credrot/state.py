@@ -180,6 +180,9 @@ class AccountTable(MutableMapping[int, AccountState]):
         #: Told of a field dropped as invalid when an account is first read.
         self.warn: Callable[[str], None] = log.warning
         self._read: dict[int, str] = {}  # touched accounts: the line each was built from
+        #: Touched accounts read from a clean line, with no windows: their fields then
+        #: (one that still has them is written as the line it was read from).
+        self._was: dict[int, tuple[Any, ...]] = {}
         self._replaced = False  # an account was set or removed wholesale
 
     def __getitem__(self, index: int) -> AccountState:
@@ -189,15 +192,19 @@ class AccountTable(MutableMapping[int, AccountState]):
             acct = _account_from(index, line, self.warn)
             self._objs[index] = acct
             self._read[index] = line
+            if not acct.windows and line in _ACCOUNTS_PARSED:
+                self._was[index] = tuple(vars(acct).values())
         return acct
 
     def __setitem__(self, index: int, acct: AccountState) -> None:
         self._lines.pop(index, None)
+        self._was.pop(index, None)
         self._objs[index] = acct
         self._replaced = True
 
     def __delitem__(self, index: int) -> None:
         found = self._objs.pop(index, None) is not None
+        self._was.pop(index, None)
         if self._lines.pop(index, None) is None and not found:
             raise KeyError(index)
         self._replaced = True
@@ -236,7 +243,11 @@ class AccountTable(MutableMapping[int, AccountState]):
         """Every account's line as ``to_text`` writes it (a new dict)."""
         merged = dict(self._lines)
         for index, acct in self._objs.items():
-            merged[index] = _line(index, _compact(acct))
+            was = self._was.get(index)
+            if was is not None and not acct.windows and was == tuple(vars(acct).values()):
+                merged[index] = self._read[index]
+            else:
+                merged[index] = _line(index, _compact(acct))
         return merged
 
     def body(self) -> str:

@@ -220,7 +220,6 @@ class Wrapper:
         excluded: set[int] = set()
         rate_limits: dict[int, int] = {}
         base_env = environ() if self.env is None else self.env
-        self.manager.clean_run_dirs()
         model = windows.call_model(argv)
 
         while result.attempts < self.max_retries:
@@ -351,6 +350,7 @@ class _Attempt:
                     max_output=wrapper.max_output,
                     pid_file=home.pid_file,
                     keep_pid_file=True,
+                    meanwhile=manager.pool.store.batch.meanwhile(),
                 )
             except ToolNotFound as exc:
                 return None, Outcome.error(str(exc)), None

@@ -35,7 +35,7 @@ class CallRecorder:
 
 #: (the variables naming the config file, when to look again, the answer) of
 #: :func:`notify_wanted`.
-_WANTED: list[tuple[tuple[str | None, ...], float, bool]] = []
+_WANTED: list[tuple[tuple[object, ...], float, bool]] = []
 #: A config file made while a process runs is seen within this many seconds.
 WANTED_TTL = 1.0
 
@@ -45,8 +45,13 @@ def notify_wanted() -> bool:
     second at most: every event of a call asks)."""
     from credrot.configpath import CONFIG_ENV, config_path
 
-    env = os.environ
-    key = (env.get(CONFIG_ENV), env.get("XDG_CONFIG_HOME"), env.get("HOME"))
+    raw = getattr(os.environ, "_data", None)  # bytes: no decoding at every event
+    if isinstance(raw, dict):
+        names = (CONFIG_ENV.encode(), b"XDG_CONFIG_HOME", b"HOME")
+        key: tuple[object, ...] = tuple(raw.get(name) for name in names)
+    else:
+        env = os.environ
+        key = (env.get(CONFIG_ENV), env.get("XDG_CONFIG_HOME"), env.get("HOME"))
     now = time.monotonic()
     if _WANTED and _WANTED[0][0] == key and _WANTED[0][1] > now:
         return _WANTED[0][2]

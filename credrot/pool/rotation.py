@@ -45,6 +45,9 @@ class Lease:
     generation: int = 0
     #: The model the call names, if any (per-model windows, see :mod:`credrot.windows`).
     model: str | None = None
+    #: No other call was in flight when this one was given its account: a plain
+    #: success may then be written with the next ones (:mod:`.batch`).
+    alone: bool = False
 
 
 def switch_to(pool: Pool, index: int) -> int:
@@ -95,10 +98,37 @@ def lease(
     busier than another usable one starts there (:func:`.select.relieve`) without
     moving the pool.
     """
-    with pool.store.transaction() as state:
+    upkept = not reserve
+    while True:
+        try:
+            return _lease(pool, exclude, reserve=reserve, model=model, upkept=upkept)
+        except _Upkeep:
+            upkeep.reap_call_homes(pool)  # then leased again, whatever it could not do
+            upkept = True
+
+
+class _Upkeep(Exception):
+    """A caller died with a call home, or a token waits for its slot: the reaper comes
+    first (the dead caller may have refreshed the token the lease would hand out)."""
+
+
+def _lease(
+    pool: Pool,
+    exclude: frozenset[int] | set[int],
+    *,
+    reserve: bool,
+    model: str | None,
+    upkept: bool,
+) -> Lease | None:
+    with pool.store.transaction(keep_batch=True) as state:
+        census = callhome.census(pool.layout) if reserve else None
+        if census is not None and not upkept and (census.dead or census.kept):
+            raise _Upkeep
+        flying = census.flying if census is not None else {}
+        if flying:  # another caller is choosing too: it sees what this one counted
+            pool.store.batch.apply(state)
         pointer.sync(pool, state)
         now = time.time()
-        flying = callhome.in_flight(pool.layout) if reserve else {}
         while True:
             choice, reason = select.call_choice(pool, state, exclude=exclude, now=now, model=model)
             if choice is None:
@@ -117,11 +147,12 @@ def lease(
         acct = state.account(start)
         pool.store.began(start, now)
         raw, data = slot.raw, slot.data
-        if reserve:
+        if census is not None and census.kept:
             raw, data = _kept_or(pool, start, acct.generation, raw, data)
         due = refresh.due(pool.profile, data, acct.last_outcome, now)
         home = callhome.reserve(pool.layout, start) if reserve else None
-        return Lease(start, raw, data, now, due, home, acct.generation, model)
+        alone = census is not None and not flying
+        return Lease(start, raw, data, now, due, home, acct.generation, model, alone)
 
 
 def _kept_or(
@@ -202,69 +233,146 @@ def settle(
     request: bool = False,
     generation: int | None = None,
     model: str | None = None,
+    alone: bool = False,
 ) -> int | None:
     """Record what an attempt on ``index`` found, in one transaction with the write-back
     of a token the tool refreshed meanwhile; move the pool off a spent account.
     ``started``: when the attempt began (a success clears only older marks);
-    ``generation``: the slot's generation then (fencing, see :mod:`.accounts`).
+    ``generation``: the slot's generation then (fencing, see :mod:`.accounts`);
+    ``alone``: no other call was in flight at its lease (a plain success is then kept
+    for the next write, see :mod:`.batch`).
 
     Returns the account the pool is on afterwards. ``request``: the first attempt of a
     wrapper call (counted once in ``requests``).
     """
-    with pool.store.transaction() as state:
-        state.requests += request
-        if refreshed is not None and original is not None:
-            accounts.save_refreshed(pool, state, index, original, refreshed, generation)
-        now = time.time()
-        acct = state.account(index)
-        before = acct.effective_status(now)
-        per_model = pool.profile.per_model_windows
-        # A per-model window's quota leaves the account's status alone (other models)
-        model_only = outcome.kind is OutcomeKind.QUOTA_EXHAUSTED and not windows.account_wide(
-            outcome.window, per_model
-        )
-        spent = marking.apply(
-            acct,
-            outcome,
-            pool.profile,
-            now,
-            count_call=count_call,
-            until=until,
-            mark=mark and not model_only,
-            started=started,
-        )
-        if model_only and mark:
-            acct.quota_hits += 1
-        windows.after_call(
-            acct,
+
+    def record(state: st.PoolState, now: float) -> None:
+        _record(
+            pool,
+            state,
             index,
             outcome,
             now,
+            mark=mark,
+            count_call=count_call,
+            until=until,
             started=started,
-            limits=pool.limits,
             readings=readings,
-            counted=count_call,
-            per_model=per_model,
+            request=request,
             model=model,
         )
-        recovered = acct.effective_status(now) is AccountStatus.READY
-        if outcome.kind is OutcomeKind.OK and before is not AccountStatus.READY and recovered:
-            pool.events.audit("recovered", to=index, reason="call succeeded")
-        if spent:
-            until_at = acct.until
-            pool.events.exhausted(index, outcome, None if until_at is None else _utc(until_at))
-            if state.current == index or state.current is None:
-                pointer.sync(pool, state)
-                nxt = select.next_after(pool, state, index, exclude=set(), now=now)
-                if nxt is not None and not pool.store.in_memory:
-                    pointer.switch(pool, state, nxt, outcome.kind.value)
-                elif nxt is not None:
-                    state.current = nxt
-        if model_only and mark:
-            window = windows.entries(acct).get(outcome.window, {}).get("until")
-            pool.events.exhausted(index, outcome, None if window is None else _utc(window))
+
+    kept = pool.store.batch
+    if (
+        alone
+        and not kept.due()
+        and _counters_only(pool, index, outcome, original, refreshed, until, readings)
+    ):
+        at = time.time()
+        kept.add(lambda state: record(state, at), pool.store.flush)
+        return pool.store.last_current
+    with pool.store.transaction() as state:
+        if refreshed is not None and original is not None:
+            accounts.save_refreshed(pool, state, index, original, refreshed, generation)
+        record(state, time.time())
         pool.store.ended(index)
         return state.current
+
+
+def _counters_only(
+    pool: Pool,
+    index: int,
+    outcome: Outcome,
+    original: bytes | None,
+    refreshed: bytes | None,
+    until: datetime | None,
+    readings: Sequence[Reading],
+) -> bool:
+    """Whether settling this attempt changes nothing but the account's counters: a
+    success with no new token, no usage reading and no window, on an account this
+    process last saw ready (a second caller could need nothing else from it now)."""
+    store = pool.store
+    last = store.last
+    if outcome.kind is not OutcomeKind.OK or readings or until is not None or last is None:
+        return False
+    if refreshed is not None and refreshed != original:
+        return False
+    if store.shared is not None or store.in_memory or not store.persisted:
+        return False
+    acct = last.accounts.get(index)
+    return (
+        acct is not None
+        and acct.status == st.READY.value
+        and acct.until is None
+        and not acct.windows
+        and acct.last_outcome in ("", OutcomeKind.OK.value)
+        and not pool.limits.caps_for(index)
+    )
+
+
+def _record(
+    pool: Pool,
+    state: st.PoolState,
+    index: int,
+    outcome: Outcome,
+    now: float,
+    *,
+    mark: bool,
+    count_call: bool,
+    until: datetime | None,
+    started: float | None,
+    readings: Sequence[Reading],
+    request: bool,
+    model: str | None,
+) -> None:
+    state.requests += request
+    acct = state.account(index)
+    before = acct.effective_status(now)
+    per_model = pool.profile.per_model_windows
+    # A per-model window's quota leaves the account's status alone (other models)
+    model_only = outcome.kind is OutcomeKind.QUOTA_EXHAUSTED and not windows.account_wide(
+        outcome.window, per_model
+    )
+    spent = marking.apply(
+        acct,
+        outcome,
+        pool.profile,
+        now,
+        count_call=count_call,
+        until=until,
+        mark=mark and not model_only,
+        started=started,
+    )
+    if model_only and mark:
+        acct.quota_hits += 1
+    windows.after_call(
+        acct,
+        index,
+        outcome,
+        now,
+        started=started,
+        limits=pool.limits,
+        readings=readings,
+        counted=count_call,
+        per_model=per_model,
+        model=model,
+    )
+    recovered = acct.effective_status(now) is AccountStatus.READY
+    if outcome.kind is OutcomeKind.OK and before is not AccountStatus.READY and recovered:
+        pool.events.audit("recovered", to=index, reason="call succeeded")
+    if spent:
+        until_at = acct.until
+        pool.events.exhausted(index, outcome, None if until_at is None else _utc(until_at))
+        if state.current == index or state.current is None:
+            pointer.sync(pool, state)
+            nxt = select.next_after(pool, state, index, exclude=set(), now=now)
+            if nxt is not None and not pool.store.in_memory:
+                pointer.switch(pool, state, nxt, outcome.kind.value)
+            elif nxt is not None:
+                state.current = nxt
+    if model_only and mark:
+        window = windows.entries(acct).get(outcome.window, {}).get("until")
+        pool.events.exhausted(index, outcome, None if window is None else _utc(window))
 
 
 def mark(

@@ -21,6 +21,7 @@ from credrot import state as st
 from credrot.errors import ConfigError, ReadOnlyHome
 from credrot.fsutil import is_read_only_error
 from credrot.lock import PoolLock
+from credrot.pool import batch
 from credrot.pool.layout import Layout
 
 
@@ -64,6 +65,10 @@ class FileStore:
         self.shared: Shared | None = None
         self._depth = 0
         self._lock: PoolLock | None = None
+        #: Settlements that changed only counters, not written yet (:mod:`.batch`).
+        self.batch = batch.for_pool(layout.state_path)
+        #: The state as this process last left a transaction (what it knows under the lock).
+        self.last: st.PoolState | None = None
 
     @property
     def in_memory(self) -> bool:
@@ -91,6 +96,7 @@ class FileStore:
         state = self._load()
         if self.shared is not None and self._depth == 0:
             self.shared.peek(state)
+        self.batch.replay(state)
         return state
 
     def _load(self) -> st.PoolState:
@@ -175,25 +181,49 @@ class FileStore:
             lock.release()
 
     @contextmanager
-    def transaction(self, *, require_writable: bool = False) -> Iterator[st.PoolState]:
-        """Lock, load once, yield the state, save it if it changed, unlock."""
+    def transaction(
+        self, *, require_writable: bool = False, keep_batch: bool = False
+    ) -> Iterator[st.PoolState]:
+        """Lock, load once, yield the state, save it if it changed, unlock.
+
+        The settlements kept in :attr:`batch` are written with it, unless ``keep_batch``
+        (a lease) and they are not due yet; the body may still :meth:`.Batch.apply` them.
+        """
         with self.locked():
             state = self._load()
             before = self._loaded_text
             if require_writable:
                 self.require_writable()
+            outer = self._depth == 0
             self._depth += 1
             try:
                 if self.shared is not None:
                     self.shared.pull(state)
+                if outer and (not keep_batch or self.batch.due()):
+                    self.batch.apply(state)
                 yield state
                 if self.shared is not None:
                     self.shared.push(state)
+                text = state.to_text()
+                if before is None or text != before:
+                    self.save(state, text)
+                if outer:
+                    self.batch.saved()
+                    self.last = state
             finally:
                 self._depth -= 1
-            text = state.to_text()
-            if before is None or text != before:
-                self.save(state, text)
+                if outer:
+                    self.batch.unsaved()
+
+    @property
+    def last_current(self) -> int | None:
+        return None if self.last is None else self.last.current
+
+    def flush(self) -> None:
+        """Write the settlements kept in :attr:`batch` now."""
+        if len(self.batch):
+            with self.transaction():
+                pass
 
     def began(self, index: int, started: float) -> None:
         """A call starts on ``index`` (the shared store counts it in flight)."""

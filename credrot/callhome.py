@@ -6,13 +6,9 @@ headless call stays out of the user's, and a token the tool refreshed during the
 can be read back and written to the slot it came from. For an ``env`` account no file
 is written: its variables go into the tool's environment and nothing comes back.
 
-This module is also the one owner of what the call homes say about the pool: the calls
-in flight per account (the pool spreads parallel callers by them; ``credrot top`` shows
-them) and which homes are dead. A home is reserved under the pool lock when its account
-is chosen, so the next caller's choice already counts it. It stays alive while its
-caller lives *or* while any process of its tool still runs (``.credrot-tool.pid`` names the
-tool's process group): a home is never reaped under a live tool, so a token the tool
-refreshes late still reaches its slot.
+What the call homes say about the pool (the calls in flight, the dead homes) is read by
+:mod:`credrot.inflight`. A home is reserved under the pool lock when its account is
+chosen, so the next caller's choice already counts it.
 
 A finished home is not removed but kept idle for the next call of this process: the
 credential copy and all the tool wrote are removed, the folders and the links stay, and
@@ -36,7 +32,6 @@ from credrot.fsutil import (
     NotARegularFile,
     clear_dir,
     own_dir,
-    pid_alive,
     read_regular,
     remove_tree,
 )
@@ -50,6 +45,10 @@ IDLE = "idle"
 #: Idle homes kept per process and call-home base (one per parallel caller).
 MAX_IDLE = 8
 _IDLE: dict[tuple[int, str], list[str]] = {}
+#: What an idle home of this process holds (its links, by name and target), when it was
+#: parked with nothing else and every link where it was made: reused with the same
+#: links, it needs no second look (what a tool leaves is looked at once it has ended).
+_PARKED: dict[str, frozenset[tuple[str, str]]] = {}
 
 
 def reserve(layout: Layout, index: int) -> Path:
@@ -63,10 +62,13 @@ def reserve(layout: Layout, index: int) -> Path:
     while idle:
         name = idle.pop()
         root = base / f"{layout.call_dir_prefix(index)}{name.split('-', 2)[2]}"
+        parked = _PARKED.pop(name, None)
         try:
             os.rename(base / name, root)
         except OSError:
             continue  # removed by hand meanwhile
+        if parked is not None:
+            _PARKED[str(root)] = parked
         return root
     try:
         own_dir(base)
@@ -91,7 +93,13 @@ def discard(root: Path | None) -> None:
         remove_tree(root)
 
 
-def _park(layout: Layout, root: Path, tool_home: Path, links: set[str]) -> bool:
+def _park(
+    layout: Layout,
+    root: Path,
+    tool_home: Path,
+    links: set[str],
+    linked: frozenset[tuple[str, str]] | None,
+) -> bool:
     """Keep a finished home idle (see the module's text); False when it cannot be,
     and then the caller removes it."""
     base, pid = layout.run_dir, os.getpid()
@@ -100,10 +108,24 @@ def _park(layout: Layout, root: Path, tool_home: Path, links: set[str]) -> bool:
     if root.parent != base or len(idle) >= MAX_IDLE or len(parts) < 3 or parts[0] != str(pid):
         return False
 
+    targets = dict(linked) if linked is not None else None
+    opened = [-1]  # the folder being cleared
+    moved: list[str] = []  # links the tool pointed elsewhere
+
     def link(entry: os.DirEntry[str]) -> bool:
         if entry.name == TOOL_PID and tool_home == root:
             return entry.is_file(follow_symlinks=False)
-        return entry.name in links and entry.is_symlink()
+        if entry.name not in links or not entry.is_symlink():
+            return False
+        if targets is None:
+            return True  # looked at again when the home is reused
+        try:
+            right = os.readlink(entry.name, dir_fd=opened[0]) == targets.get(entry.name)
+        except OSError:
+            right = False
+        if not right:
+            moved.append(entry.name)
+        return right
 
     def folder(entry: os.DirEntry[str]) -> bool:
         if entry.name == TOOL_PID:  # says 0 once the run is over (run_tool)
@@ -112,13 +134,13 @@ def _park(layout: Layout, root: Path, tool_home: Path, links: set[str]) -> bool:
 
     name = f"{pid}-{IDLE}-{parts[2]}"
     try:
-        fd = os.open(root, DIR_FLAGS)
+        fd = opened[0] = os.open(root, DIR_FLAGS)
         try:
             cleared = clear_dir(fd, link if tool_home == root else folder)
         finally:
             os.close(fd)
         if tool_home != root:
-            fd = os.open(tool_home, DIR_FLAGS)
+            fd = opened[0] = os.open(tool_home, DIR_FLAGS)
             try:
                 cleared = clear_dir(fd, link) and cleared
             finally:
@@ -128,6 +150,8 @@ def _park(layout: Layout, root: Path, tool_home: Path, links: set[str]) -> bool:
         os.rename(root, base / name)
     except OSError:
         return False
+    if linked is not None and not moved:  # it holds just these links: no second look
+        _PARKED[name] = linked
     if not _IDLE_AT_EXIT:
         _IDLE_AT_EXIT.append(True)
         atexit.register(_remove_idle)
@@ -146,46 +170,7 @@ def _remove_idle() -> None:
                 remove_tree(os.path.join(base, names.pop()))
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of group ``pgid`` still runs (a zombie does not count: a
-    caller killed with ``kill -9`` leaves its dead tool to whoever adopts it)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        procs = os.listdir("/proc")
-    except OSError:
-        return True
-    for name in procs:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                fields = fh.read().rpartition(b")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] != b"Z":
-            return True
-    return False
-
-
-def alive(root: Path, caller: int) -> bool:
-    """Whether the call in ``root`` (made by process ``caller``) may still be running."""
-    if pid_alive(caller):
-        return True
-    if root.is_symlink():
-        return False  # planted in place of a call home: never followed
-    try:
-        text = read_regular(root / TOOL_PID, cap=64).decode("ascii").strip()  # never a FIFO
-    except (OSError, ValueError):
-        return False
-    return text.isdigit() and int(text) > 1 and _group_alive(int(text))
-
-
-def _run_entries(layout: Layout) -> list[os.DirEntry[str]]:
+def run_entries(layout: Layout) -> list[os.DirEntry[str]]:
     """What the call-home base holds; nothing when it is a link (planted: what is
     behind it is never reaped, adopted or removed)."""
     try:
@@ -194,60 +179,6 @@ def _run_entries(layout: Layout) -> list[os.DirEntry[str]]:
         return list(os.scandir(layout.run_dir))
     except OSError:
         return []
-
-
-def homes(layout: Layout) -> list[tuple[Path, int, int | None]]:
-    """Every call home of the pool: (root, caller pid, account)."""
-    found = []
-    for entry in _run_entries(layout):
-        parsed = layout.parse_call_dir(entry.name)
-        if parsed is not None:
-            found.append((Path(entry.path), parsed[0], parsed[1]))
-    return found
-
-
-@dataclass(frozen=True)
-class Census:
-    """What the call-home base says, from one look at it."""
-
-    #: Calls running now, per account: the live call homes.
-    flying: dict[int, int]
-    #: Some home's caller has died: a token it refreshed may not be in its slot yet.
-    dead: bool
-    #: A refreshed token is kept because its slot could not take it.
-    kept: bool
-
-
-def census(layout: Layout) -> Census:
-    me = os.getpid()
-    counts: dict[int, int] = {}
-    dead = False
-    kept = any(home == str(layout.home) for home, _ in _KEPT_IN_MEMORY)
-    for entry in _run_entries(layout):
-        if entry.name.startswith(KEPT_PREFIX):
-            kept = True
-            continue
-        parsed = layout.parse_call_dir(entry.name)
-        if parsed is None:
-            continue
-        caller, index = parsed
-        if caller != me and not pid_alive(caller):
-            dead = True
-            if index is None or not alive(Path(entry.path), caller):
-                continue
-        if index is not None:
-            counts[index] = counts.get(index, 0) + 1
-    return Census(counts, dead, kept)
-
-
-def in_flight(layout: Layout) -> dict[int, int]:
-    """Calls running now, per account: the live call homes."""
-    return census(layout).flying
-
-
-def dead(layout: Layout) -> list[Path]:
-    """Call homes whose caller has died and whose tool no longer runs."""
-    return [root for root, caller, _ in homes(layout) if not alive(root, caller)]
 
 
 # ---------------------------------------------------- tokens that found no slot
@@ -291,7 +222,7 @@ def kept(layout: Layout) -> list[Kept]:
     """Every token kept for this home (files in the call-home base, and memory), the
     one expiring last at the end."""
     found: list[Kept] = []
-    entries = [e for e in _run_entries(layout) if e.name.startswith(KEPT_PREFIX)]
+    entries = [e for e in run_entries(layout) if e.name.startswith(KEPT_PREFIX)]
     for entry in entries:
         parts = entry.name[len(KEPT_PREFIX) :].split("-", 2)
         if len(parts) < 3 or not parts[0].isdigit() or not parts[1][1:].isdigit():
@@ -311,6 +242,11 @@ def _expiry(profile: ToolProfile, raw: bytes) -> float:
     data, _ = profile.parse_credential(raw)
     expiry = profile.expiry(data) if data is not None else None
     return 0.0 if expiry is None else expiry
+
+
+def kept_in_memory(layout: Layout) -> bool:
+    """Whether this process holds a refreshed token of the pool that found no slot."""
+    return any(home == str(layout.home) for home, _ in _KEPT_IN_MEMORY)
 
 
 def drop_kept(layout: Layout, item: Kept) -> None:
@@ -335,6 +271,8 @@ class CallHome:
         self.layout = layout
         #: The names linked into the tool home (kept when the home is parked idle).
         self.links: set[str] = set()
+        #: All the links of the home, by name and target, when every one was made.
+        self.linked: frozenset[tuple[str, str]] | None = None
         self.root = root if root is not None else reserve(layout, index)
         self.pid_file = self.root / TOOL_PID
         try:
@@ -346,19 +284,34 @@ class CallHome:
     def _make(self, layout: Layout, raw: bytes, data: Mapping[str, object]) -> None:
         profile = self.profile
         self.tool_home = profile.private_home(self.root)
-        try:
-            os.mkdir(self.tool_home, 0o700)
-            reused = False
-        except FileExistsError:  # an idle home, or the root itself
-            if not stat.S_ISDIR(os.lstat(self.tool_home).st_mode):
-                raise NotADirectoryError(f"{self.tool_home} is not a folder") from None
-            reused = True
-        self._link_shared(layout.home, reused)
+        parked = _PARKED.pop(str(self.root), None)
+        reused = True if parked is not None else self._mkdir()
+        self._link_shared(layout.home, reused, parked)
         self.credential = self.tool_home / profile.credential_name
         self.variables: dict[str, str] = {}
         if profile.env_kind:
             self.variables = profile.env_of(data)
             return
+        try:
+            self._write_credential(raw)
+        except FileNotFoundError:
+            if parked is None:
+                raise
+            reused = self._mkdir()  # its tool folder was removed by hand meanwhile
+            self._link_shared(layout.home, reused, None)
+            self._write_credential(raw)
+
+    def _mkdir(self) -> bool:
+        """The tool's folder in the home; True when it was there already (reused)."""
+        try:
+            os.mkdir(self.tool_home, 0o700)
+            return False
+        except FileExistsError:  # an idle home, or the root itself
+            if not stat.S_ISDIR(os.lstat(self.tool_home).st_mode):
+                raise NotADirectoryError(f"{self.tool_home} is not a folder") from None
+            return True
+
+    def _write_credential(self, raw: bytes) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(self.credential, flags, 0o600)
         try:
@@ -368,10 +321,13 @@ class CallHome:
         finally:
             os.close(fd)
 
-    def _link_shared(self, home: Path, reused: bool) -> None:
+    def _link_shared(
+        self, home: Path, reused: bool, parked: frozenset[tuple[str, str]] | None
+    ) -> None:
         """Link what the tool shares across calls (settings, caches); never the pool's
         files, the credential, the tool's own lock, or what the profile keeps private.
-        In a reused home the links still right are kept, the others removed."""
+        In a reused home the links still right are kept, the others removed; ``parked``:
+        what this process left in it, when that is all it holds."""
         try:
             entries = list(os.scandir(home))
         except OSError:
@@ -381,7 +337,9 @@ class CallHome:
         if profile.tool_lock_name:
             skip = skip | {profile.tool_lock_name}
         want = {e.name: e.path for e in entries if e.name not in skip and ".tmp" not in e.name}
-        if reused:
+        if parked is not None and parked == frozenset(want.items()):
+            self.links = set(want)
+        elif reused:
             fd = os.open(self.tool_home, DIR_FLAGS)
             try:
                 clear_dir(fd, lambda entry: self._still_right(entry, fd, want))
@@ -396,6 +354,8 @@ class CallHome:
             except OSError:
                 continue
             self.links.add(name)
+        if self.links == want.keys():
+            self.linked = frozenset(want.items())
 
     def _still_right(self, entry: os.DirEntry[str], fd: int, want: Mapping[str, str]) -> bool:
         """A link of an idle home that points where it should (it is kept)."""
@@ -428,5 +388,6 @@ class CallHome:
 
     def close(self) -> None:
         """The credential copy and all the tool left are gone (the home idle or removed)."""
-        if not _park(self.layout, self.root, getattr(self, "tool_home", self.root), self.links):
+        tool_home = getattr(self, "tool_home", self.root)
+        if not _park(self.layout, self.root, tool_home, self.links, self.linked):
             remove_tree(self.root)

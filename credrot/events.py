@@ -18,6 +18,7 @@ import os
 import stat
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -229,8 +230,12 @@ class Events:
             log.warning("credrot plugin failed in %s: %s: %s", hook, type(exc).__name__, exc)
 
     def audit(self, event: str, **fields: Any) -> None:
+        self.audit_at(None, event, fields)
+
+    def audit_at(self, at: float | None, event: str, fields: dict[str, Any]) -> None:
+        """``at``: when it happened (epoch seconds), if not now."""
         record: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)),
             "event": event,
             "tool": self.tool,
         }
@@ -280,5 +285,16 @@ class Events:
             first_reset=first_reset,
         )
 
-    def call_finished(self, result: Any) -> None:
+    def call_finished(
+        self, result: Any, later: Callable[[Callable[[], None]], None] | None = None
+    ) -> None:
+        """``later``: takes the call's audit line to write it with the call's counters
+        (:meth:`credrot.pool.batch.Batch.later`), when only the built-ins listen."""
+        if later is not None and self._pm is None and not self._extra and not plugins_declared():
+            from credrot.live.plugins import CallRecorder, notify_wanted
+
+            if not notify_wanted():
+                at, fields = time.time(), CallRecorder.fields(result)
+                later(lambda: self.audit_at(at, "call", fields))
+                return
         self._notify("credrot_call_finished", tool=self.tool, home=str(self.home), result=result)

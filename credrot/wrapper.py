@@ -183,6 +183,8 @@ class Wrapper:
         started = time.monotonic()
         result = WrapperResult(success=False, output="", max_output=self.max_output)
         tried: list[int] = []
+        kept = self.manager.pool.store.batch
+        added = kept.added
         try:
             self._loop(result, tried, argv, stdin, timeout, budget, started)
         except NEVER_RAISED as exc:
@@ -198,8 +200,9 @@ class Wrapper:
             result.warnings.append(note)
             if result.error:
                 result.error = f"{result.error}; {note}"
+        later = kept.later if result.success and kept.added > added and len(kept) else None
         with contextlib.suppress(*NEVER_RAISED):
-            self.manager.events.call_finished(result)
+            self.manager.events.call_finished(result, later)
         return result
 
     def _loop(

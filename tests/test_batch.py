@@ -234,3 +234,20 @@ def test_a_dead_callers_refreshed_token_reaches_its_slot_before_the_next_lease(
     assert result.success and result.account == 1, result.error
     assert sim.token_in_slot(1) == sim.backend.latest_token("acct1") != before
     assert not [p for p in (sim.home / ".credrot-run").iterdir() if "-1-" in p.name]
+
+
+def test_the_audit_lines_of_kept_calls_keep_their_order(sim: SimPool) -> None:
+    sim.add(quota=1)
+    sim.add()
+    wrapper = Wrapper(manager=sim.manager)
+    log = sim.home / "rotation.log"
+    assert wrapper.call("first").success  # on #1: its line waits with its counters
+    assert not log.exists() or '"call"' not in log.read_text()
+    second = wrapper.call("second")  # #1 is spent: the wait ends before its lines
+    assert second.success and second.accounts_tried == [1, 2]
+    sim.manager.flush()
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    seen = [e["event"] for e in events if e["event"] in ("call", "exhausted", "switch")]
+    assert seen == ["call", "exhausted", "switch", "call"]
+    calls = [e for e in events if e["event"] == "call"]
+    assert [(e["to"], e["pid"]) for e in calls] == [(1, os.getpid()), (2, os.getpid())]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from creds import make_cred
 
-from credrot import callhome
+from credrot import inflight
 from credrot.manager import AccountManager
 from credrot.tools import QWEN
 from credrot.wrapper import Wrapper
@@ -26,6 +26,8 @@ cd "$HOME/.qwen" || exit 3
 ls -A | tr '\\n' ' '
 echo "$line" > note.txt
 mkdir -p tmp/deep && echo x > tmp/deep/file
+[ "$line" = redirect ] && ln -sfn "$HOME/elsewhere" settings.json
+exit 0
 """
 
 
@@ -54,7 +56,7 @@ def test_the_next_call_reuses_the_home_and_sees_nothing_of_the_last(tmp_path: Pa
     assert not (idle / ".qwen" / "oauth_creds.json").exists()  # no token copy left
     assert not (idle / ".qwen" / "note.txt").exists()
     assert (idle / ".credrot-tool.pid").read_text().strip() == "0"  # no tool runs there
-    assert callhome.in_flight(manager.pool.layout) == {}
+    assert inflight.in_flight(manager.pool.layout) == {}
     inode = (idle / ".qwen").stat().st_ino
     (manager.home / "settings.json").unlink()
     (manager.home / "extensions").mkdir()  # the shared home changed between the calls
@@ -70,13 +72,26 @@ def test_a_link_the_tool_redirected_is_not_kept(tmp_path: Path) -> None:
     manager = _manager(tmp_path)
     wrapper = Wrapper(manager=manager)
     assert wrapper.call("first").success
+    assert wrapper.call("redirect").success  # the tool points settings.json elsewhere
     (idle,) = _run_dir(manager).iterdir()
-    link = idle / ".qwen" / "settings.json"
-    link.unlink()
-    link.symlink_to(tmp_path / "elsewhere")
+    assert not os.path.lexists(idle / ".qwen" / "settings.json")
     assert wrapper.call("second").success
     (again,) = _run_dir(manager).iterdir()
     assert os.readlink(again / ".qwen" / "settings.json") == str(manager.home / "settings.json")
+
+
+def test_an_idle_home_changed_under_its_process_is_looked_at_again(tmp_path: Path) -> None:
+    """A link in the shared home that is new, or gone, since the home was parked."""
+    manager = _manager(tmp_path)
+    wrapper = Wrapper(manager=manager)
+    assert wrapper.call("first").success
+    (manager.home / "settings.json").unlink()
+    (manager.home / "extensions").mkdir()
+    second = wrapper.call("second")
+    assert set(second.output.split()) == {"oauth_creds.json", "extensions"}
+    (idle,) = _run_dir(manager).iterdir()
+    assert not os.path.lexists(idle / ".qwen" / "settings.json")
+    assert os.readlink(idle / ".qwen" / "extensions") == str(manager.home / "extensions")
 
 
 EXITING = """
@@ -113,7 +128,7 @@ def test_an_idle_home_of_a_killed_process_is_reaped(tmp_path: Path) -> None:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "done"
         (idle,) = _run_dir(manager).iterdir()
         assert "-idle-" in idle.name
-        assert callhome.in_flight(manager.pool.layout) == {}  # never a call in flight
+        assert inflight.in_flight(manager.pool.layout) == {}  # never a call in flight
         assert manager.clean_run_dirs() == 0  # its process lives: left alone
     finally:
         proc.send_signal(signal.SIGKILL)

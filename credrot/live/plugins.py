@@ -23,14 +23,17 @@ class CallRecorder:
 
     def credrot_call_finished(self, tool: str, home: str, result: Any) -> None:
         del tool, home
+        self.audit("call", **self.fields(result))
+
+    @staticmethod
+    def fields(result: Any) -> dict[str, Any]:
         outcome = getattr(result, "outcome", None)
         kind = getattr(getattr(outcome, "kind", None), "value", None)
-        self.audit(
-            "call",
-            to=getattr(result, "account", None),
-            reason=kind or ("ok" if getattr(result, "success", False) else "error"),
-            attempts=getattr(result, "attempts", 0),
-        )
+        return {
+            "to": getattr(result, "account", None),
+            "reason": kind or ("ok" if getattr(result, "success", False) else "error"),
+            "attempts": getattr(result, "attempts", 0),
+        }
 
 
 #: (the variables naming the config file, when to look again, the answer) of

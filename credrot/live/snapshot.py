@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from credrot import callhome
+from credrot import inflight
 from credrot.live import timeline
 from credrot.pool.layout import Layout
 
@@ -77,7 +77,7 @@ class Snapshot:
 
 def in_flight(layout: Layout) -> dict[int, int]:
     """Calls running now, per account: the call homes of live callers or tools."""
-    return callhome.in_flight(layout)
+    return inflight.in_flight(layout)
 
 
 def _when(text: object) -> datetime | None:

@@ -55,6 +55,10 @@ class Batch:
         #: How many of them the open transaction's state holds.
         self._applied = 0
         self._flush: Callable[[], None] | None = None
+        #: Audit lines of the kept calls, written when their counters are.
+        self._lines: list[Callable[[], None]] = []
+        #: Settlements kept so far (a caller tells by it whether its own was).
+        self.added = 0
 
     def __len__(self) -> int:
         return len(self._ops) if self._pid == os.getpid() else 0
@@ -62,11 +66,20 @@ class Batch:
     def add(self, op: Op, flush: Callable[[], None]) -> None:
         """``flush``: writes them (a transaction of the store that kept this one)."""
         if self._pid != os.getpid():  # a forked child: the parent writes its own
-            self._ops, self._pid = [], os.getpid()
+            self._ops, self._lines, self._pid = [], [], os.getpid()
         if not self._ops:
             self._since = time.monotonic()
         self._flush = flush
         self._ops.append(op)
+        self.added += 1
+
+    def later(self, write: Callable[[], None]) -> None:
+        """An audit line of a kept call: written with the counters (at once when they
+        were written meanwhile), so the log keeps its order."""
+        if len(self):
+            self._lines.append(write)
+        else:
+            write()
 
     def due(self) -> bool:
         return len(self) >= MAX_COUNT or (
@@ -79,6 +92,9 @@ class Batch:
         for op in self._ops[self._applied : end]:
             op(state)
         self._applied = max(self._applied, end)
+        lines, self._lines = self._lines, []
+        for write in lines:  # before what the transaction itself logs
+            write()
 
     def replay(self, state: PoolState) -> None:
         """Into a state read without the lock (what this process knows is in it)."""

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from credrot import callhome, windows
+from credrot import callhome, inflight, windows
 from credrot import state as st
 from credrot.errors import AccountNotFound, ConfigError, InvalidCredential
 from credrot.kinds import AccountStatus, Outcome, OutcomeKind
@@ -121,7 +121,7 @@ def _lease(
     upkept: bool,
 ) -> Lease | None:
     with pool.store.transaction(keep_batch=True) as state:
-        census = callhome.census(pool.layout) if reserve else None
+        census = inflight.census(pool.layout) if reserve else None
         if census is not None and not upkept and (census.dead or census.kept):
             raise _Upkeep
         flying = census.flying if census is not None else {}

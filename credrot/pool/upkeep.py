@@ -12,7 +12,7 @@ import stat
 from contextlib import suppress
 from pathlib import Path
 
-from credrot import callhome
+from credrot import inflight
 from credrot.errors import CredrotError
 from credrot.fsutil import (
     STALE_TEMP,
@@ -97,7 +97,7 @@ def clean_stale_temp(pool: Pool) -> list[str]:
 
 def dead_call_homes(pool: Pool) -> list[Path]:
     """Private call homes whose caller and tool have died (each may hold a token copy)."""
-    return callhome.dead(pool.layout)
+    return inflight.dead(pool.layout)
 
 
 def reap_call_homes(pool: Pool) -> int:
@@ -110,14 +110,14 @@ def reap_call_homes(pool: Pool) -> int:
     """
     accounts.restore_kept(pool)
     removed = 0
-    for root, caller, index in callhome.homes(pool.layout):
+    for root, caller, index in inflight.homes(pool.layout):
         if pid_alive(caller):
             continue
         if index is not None and not pool.profile.env_kind:
             cred = pool.profile.private_home(root) / pool.profile.credential_name
             with suppress(OSError, CredrotError):
                 accounts.write_back(pool, index, b"", read_regular(cred))
-        if callhome.alive(root, caller):
+        if inflight.alive(root, caller):
             continue
         removed += 1
         if root.is_dir() and not root.is_symlink():

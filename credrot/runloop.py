@@ -5,6 +5,7 @@ patterns, notice the exit — in one thread, never blocking on a pipe a stranger
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import time
@@ -12,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import selectors
     import subprocess
 
     from credrot.kinds import Rule
@@ -24,6 +24,7 @@ DRAIN_SECONDS = 0.1
 
 #: How long a SIGKILLed tool gets to be reaped; only a process stuck in the kernel takes longer.
 REAP_SECONDS = 2.0
+_MAX_POLL_MS = 2**31 - 1
 #: How long the tool runs before the caller's ``meanwhile`` work is done (a tool that
 #: answers sooner leaves it for later: see :mod:`credrot.pool.batch`).
 MEANWHILE_AFTER = 0.01
@@ -99,7 +100,7 @@ class _Run:
         abort_streams: Sequence[str],
         cap: int,
     ) -> None:
-        import selectors
+        import select
 
         self.proc = proc
         self.pid = proc.pid
@@ -120,11 +121,11 @@ class _Run:
             "stderr", proc.stderr.fileno(), cap, watch if "stderr" in abort_streams else ()
         )
         # poll(2) needs no kernel object of its own, unlike epoll: cheaper for three fds.
-        self.sel: selectors.BaseSelector = selectors.PollSelector()
+        self.poller = select.poll()
         self.readers: dict[int, _Stream] = {}
         for stream in (self.out, self.err):
             os.set_blocking(stream.fd, False)
-            self.sel.register(stream.fd, selectors.EVENT_READ)
+            self.poller.register(stream.fd, select.POLLIN)
             self.readers[stream.fd] = stream
         self.in_fd = -1
         self.pending = memoryview(data if data is not None else b"")
@@ -132,7 +133,7 @@ class _Run:
         if proc.stdin is not None:
             self.in_fd = proc.stdin.fileno()
             os.set_blocking(self.in_fd, False)
-            self.sel.register(self.in_fd, selectors.EVENT_WRITE)
+            self.poller.register(self.in_fd, select.POLLOUT)
             self._write()
         self.pidfd = -1
         pidfd_open = getattr(os, "pidfd_open", None)
@@ -142,7 +143,7 @@ class _Run:
             except OSError:  # a kernel before 5.3, or a seccomp filter that refuses it
                 self.pidfd = -1
         if self.pidfd >= 0:
-            self.sel.register(self.pidfd, selectors.EVENT_READ)
+            self.poller.register(self.pidfd, select.POLLIN)
 
     def loop(self, deadline: float, meanwhile: Callable[[], None] | None = None) -> None:
         """Until the tool exits, prints an abort pattern or runs out of time; once it has
@@ -165,7 +166,7 @@ class _Run:
             if self.pidfd < 0:
                 wait = min(wait, poll)
                 poll = min(poll * 2, 0.05)
-            self._pump(self.sel.select(wait))
+            self._pump(self._poll(wait))
             if self.pidfd < 0 and not self.reaped and self._exited():
                 self._reap()
         if not self.reaped:
@@ -186,14 +187,17 @@ class _Run:
             wait = end - time.monotonic()
             if wait <= 0:
                 break
-            self._pump(self.sel.select(wait))
+            self._pump(self._poll(wait))
         if self.readers:
             self._sweep()
             self.stray_holder = bool(self.readers)
 
-    def _pump(self, events: list[tuple[selectors.SelectorKey, int]]) -> None:
-        for key, _mask in events:
-            fd = key.fd
+    def _poll(self, wait: float) -> list[tuple[int, int]]:
+        """What is ready within ``wait`` seconds (at most 24 days: poll takes an int of ms)."""
+        return self.poller.poll(min(math.ceil(max(wait, 0.0) * 1000), _MAX_POLL_MS))
+
+    def _pump(self, events: list[tuple[int, int]]) -> None:
+        for fd, _mask in events:
             if fd == self.pidfd:
                 self._reap()
             elif fd == self.in_fd:
@@ -264,7 +268,7 @@ class _Run:
 
     def _forget(self, fd: int) -> None:
         with contextlib.suppress(KeyError, ValueError):
-            self.sel.unregister(fd)
+            self.poller.unregister(fd)
 
     def _exited(self) -> bool:
         """Whether the tool has exited, without reaping it (its pid keeps the group id)."""
@@ -331,7 +335,6 @@ class _Run:
             self._forget(self.pidfd)
             os.close(self.pidfd)
             self.pidfd = -1
-        self.sel.close()
 
 
 def killpg(pgid: int) -> None:

@@ -239,6 +239,17 @@ class AccountTable(MutableMapping[int, AccountState]):
                 return True
         return False
 
+    def unchanged(self) -> bool:
+        """No account set, removed, or changed since it was read (see ``_was``)."""
+        if self._replaced:
+            return False
+        was = self._was
+        for index, acct in self._objs.items():
+            before = was.get(index)
+            if before is None or acct.windows or before != tuple(vars(acct).values()):
+                return False
+        return True
+
     def lines(self) -> dict[int, str]:
         """Every account's line as ``to_text`` writes it (a new dict)."""
         merged = dict(self._lines)
@@ -272,11 +283,22 @@ class PoolState:
     _loaded_head: tuple[object, ...] | None = field(default=None, repr=False, compare=False)
     #: The file's text when it is exactly what ``to_text`` gives for the state as loaded.
     loaded_text: str | None = field(default=None, repr=False, compare=False)
+    #: The head fields as loaded, when known (:meth:`unchanged` needs no text then).
+    _head_was: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def account(self, index: int) -> AccountState:
         if index not in self.accounts:
             self.accounts[index] = AccountState()
         return self.accounts[index]
+
+    def unchanged(self) -> bool:
+        """Whether the state is still as loaded, told without composing its text (True
+        only when that is sure; False may still give the same text)."""
+        return (
+            self._head_was is not None
+            and self._head() == self._head_was
+            and self.accounts.unchanged()
+        )
 
     def to_text(self) -> str:
         body = self.accounts.body()
@@ -391,6 +413,7 @@ class PoolState:
     ) -> PoolState:
         state = cls(**head)
         state._loaded_head = state._pointer_head()
+        state._head_was = head
         state.accounts = AccountTable(dict(lines))
         state.loaded_text = text if canonical else None
         return state

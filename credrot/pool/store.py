@@ -204,9 +204,10 @@ class FileStore:
                 yield state
                 if self.shared is not None:
                     self.shared.push(state)
-                text = state.to_text()
-                if before is None or text != before:
-                    self.save(state, text)
+                if before is None or not state.unchanged():
+                    text = state.to_text()
+                    if before is None or text != before:
+                        self.save(state, text)
                 if outer:
                     self.batch.saved()
                     self.last = state

@@ -267,6 +267,7 @@ def settle(
         alone
         and not kept.due()
         and _counters_only(pool, index, outcome, original, refreshed, until, readings)
+        and sum(inflight.census(pool.layout).flying.values()) <= 1  # still alone: its own
     ):
         at = time.time()
         kept.add(lambda state: record(state, at), pool.store.flush)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clocktexts import claude_reset_in
 from creds import CANARY
 from redisserver import RedisServer, credrot_on, dump, machine, redis_server
 from simpool import SimPool
@@ -24,8 +25,9 @@ from credrot.pool import rotation
 
 __all__ = ["redis_server"]
 
-OPUS_SPENT = "You've hit your Opus limit · resets 7:12pm (UTC)"
-FIVE_SPENT = "You've hit your 5-hour limit · resets 9:30am (UTC)"
+
+OPUS_SPENT = f"You've hit your Opus limit · resets {claude_reset_in(6)}"
+FIVE_SPENT = f"You've hit your 5-hour limit · resets {claude_reset_in(3)}"
 
 
 @pytest.fixture

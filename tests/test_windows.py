@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clocktexts import claude_reset_in
 from simpool import SimPool
 
 from credrot import resets, windows
@@ -89,8 +90,8 @@ def test_claude_limits_land_in_their_own_windows_and_every_view_shows_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, canary: str
 ) -> None:
     pool = SimPool(tmp_path, monkeypatch, tool="claude")
-    weekly = "You've hit your weekly limit · resets 7:12pm (UTC)"
-    five = "You've hit your 5-hour limit · resets 9:30am (UTC)"
+    weekly = f"You've hit your weekly limit · resets {claude_reset_in(6)}"
+    five = f"You've hit your 5-hour limit · resets {claude_reset_in(3)}"
     pool.add("w", quota=0, limit_text=weekly)
     pool.add("f", quota=0, limit_text=five)
     pool.add("ok")
@@ -157,7 +158,7 @@ def test_a_passed_reset_is_reprobed_by_the_next_call(
 ) -> None:
     pool = SimPool(tmp_path, monkeypatch, tool="claude")
     pool.add("a")
-    pool.add("b", quota=0, limit_text="You've hit your weekly limit · resets 7:12pm (UTC)")
+    pool.add("b", quota=0, limit_text=f"You've hit your weekly limit · resets {claude_reset_in(6)}")
     later = datetime.fromtimestamp(time.time() + 600, timezone.utc)
     spent = Outcome(OutcomeKind.QUOTA_EXHAUSTED, "5-hour limit", resets_at=later, window="5h")
     rotation.settle(pool.manager.pool, 1, spent)
@@ -236,7 +237,7 @@ def test_a_spent_model_window_blocks_calls_for_that_model_only() -> None:
     assert windows.blocked(read, 1, now, model="sonnet", per_model=True) is None
 
 
-OPUS_SPENT = "You've hit your Opus limit · resets 7:12pm (UTC)"
+OPUS_SPENT = f"You've hit your Opus limit · resets {claude_reset_in(6)}"
 
 
 def test_a_call_for_another_model_still_uses_an_account_whose_model_week_is_spent(
@@ -309,7 +310,8 @@ def test_an_account_spent_for_one_model_is_shown_usable_with_that_window_named(
     listed = run("accounts", "list")
     rows = [line for line in listed.splitlines() if "week:opus" in line]
     assert len(rows) == 2, listed
-    assert all(re.search(r"\bready \(week:opus spent until \d\d:\d\d", r) for r in rows), listed
+    until = r"(\d{4}-\d\d-\d\d )?\d\d:\d\d"  # a date when it is not today
+    assert all(re.search(rf"\bready \(week:opus spent until {until}", r) for r in rows), listed
     assert "exhausted" not in listed
     as_json = json.loads(run("accounts", "list", "--json"))
     entries = as_json if isinstance(as_json, list) else as_json["accounts"]

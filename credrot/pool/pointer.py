@@ -30,6 +30,12 @@ def state_of(pool: Pool) -> str:
     return _looked(pool)[0]
 
 
+def link_of(pool: Pool) -> int | None:
+    """The account the pointer links, when it is a link to a slot."""
+    kind, target = _looked(pool)
+    return target if kind == "link" else None
+
+
 def _looked(pool: Pool) -> tuple[str, int | None]:
     """:func:`state_of`, and the account linked to when it is ``link``."""
     try:

@@ -20,7 +20,7 @@ from credrot import callhome, inflight, windows
 from credrot import state as st
 from credrot.errors import AccountNotFound, ConfigError, InvalidCredential
 from credrot.kinds import AccountStatus, Outcome, OutcomeKind
-from credrot.pool import accounts, marking, pointer, refresh, select, upkeep
+from credrot.pool import accounts, alone, marking, pointer, refresh, select, upkeep
 from credrot.pool.context import Pool
 from credrot.pool.refresh import RefreshLease
 
@@ -98,6 +98,13 @@ def lease(
     busier than another usable one starts there (:func:`.select.relieve`) without
     moving the pool.
     """
+    if reserve:
+        got = alone.lease(pool, exclude, model)  # no lock needed: see its module
+        if got is not None:
+            g = got
+            return Lease(
+                g.index, g.raw, g.data, g.started, g.refresh_due, g.home, g.generation, model, True
+            )
     upkept = not reserve
     while True:
         try:

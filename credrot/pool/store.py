@@ -216,6 +216,11 @@ class FileStore:
                 if outer:
                     self.batch.unsaved()
 
+    def seen(self, state: st.PoolState) -> None:
+        """A state read without the lock is what this process last saw."""
+        state.accounts.warn = self._notice
+        self.last = state
+
     @property
     def last_current(self) -> int | None:
         return None if self.last is None else self.last.current

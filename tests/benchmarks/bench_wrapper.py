@@ -8,7 +8,11 @@
    abort patterns watched) against a bare ``subprocess.run`` with the same prompt,
    on the simulator and on a 1 ms tool (a shell script that echoes its stdin), where
    every fixed cost shows. Targets: at most 1.05x and 1.25x; ``Wrapper.call`` on the
-   1 ms tool (the pool lock twice, the call home, the state write): at most 1.5x.
+   1 ms tool (the lease, the call home, the settlement): at most 1.5x.
+4. The floor under that (reported, not gated): the file operations a call cannot skip,
+   done in straight-line code around ``run_tool`` — the lock, a read of the state, a look
+   at the call-home base, the home renamed in, the credential written, read back and
+   removed, the home renamed back.
 """
 
 from __future__ import annotations
@@ -137,15 +141,45 @@ def _interleaved(rounds: int, *runs: Callable[[], object]) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
-def _row(name: str, base: float, timed: float, target: float, *, gate: bool = True) -> bool:
+def _row(name: str, base: float, timed: float, target: float | None) -> bool:
+    """One line; ``target`` None: reported, not gated."""
     ratio = timed / base
-    ok = ratio <= target
-    verdict = ("OK" if ok else "OVER TARGET") if gate else "(reported, not gated here)"
+    ok = target is None or ratio <= target
+    verdict = "(reported, not gated)" if target is None else ("OK" if ok else "OVER TARGET")
+    goal = "" if target is None else f" (target <= {target}x)"
     print(
         f"{name}: bare subprocess.run {base * 1000:.2f} ms, {timed * 1000:.2f} ms"
-        f" (+{(timed - base) * 1000:.2f} ms) -> {ratio:.3f}x (target <= {target}x) {verdict}"
+        f" (+{(timed - base) * 1000:.2f} ms) -> {ratio:.3f}x{goal} {verdict}"
     )
-    return ok or not gate
+    return ok
+
+
+def _floor(home: Path, argv: list[str], prompt: bytes, env: dict[str, str]) -> Callable[[], None]:
+    """A call's file operations and nothing else (see the module's text)."""
+    import fcntl
+
+    run_dir = home / "run"
+    (run_dir / "idle" / ".qwen").mkdir(parents=True)
+    (home / "state.yaml").write_text(json.dumps({"version": 1, "accounts": {"1": {}}}))
+    lock = os.open(home / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    idle, busy = run_dir / "idle", run_dir / "busy"
+    cred = busy / ".qwen" / "oauth_creds.json"
+
+    def call() -> None:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        json.loads((home / "state.yaml").read_bytes())
+        os.listdir(run_dir)
+        os.rename(idle, busy)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        fd = os.open(cred, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, b'{"access_token": "%s"}' % (b"x" * 200))
+        os.close(fd)
+        run = run_tool(argv, stdin=prompt, env=env, timeout=30)
+        assert run.exit_code == 0 and cred.read_bytes()
+        os.unlink(cred)
+        os.rename(busy, idle)
+
+    return call
 
 
 def run_tool_overhead() -> bool:
@@ -187,13 +221,14 @@ def run_tool_overhead() -> bool:
             result = wrapper.call(prompt.decode())
             assert result.success, result.error
 
-        for warm in (bare_sim, run_sim, bare_1ms, run_1ms, wrapped_1ms):
+        floor_1ms = _floor(root / "floor", quick_argv, prompt, env)
+        for warm in (bare_sim, run_sim, bare_1ms, run_1ms, wrapped_1ms, floor_1ms):
             warm()  # imports, the launcher, page cache
         base_sim, timed_sim = _interleaved(ROUNDS, bare_sim, run_sim)
-        base_1ms, timed_1ms, timed_wrapped = _interleaved(
-            ROUNDS_1MS, bare_1ms, run_1ms, wrapped_1ms
+        base_1ms, timed_1ms, timed_wrapped, timed_floor = _interleaved(
+            ROUNDS_1MS, bare_1ms, run_1ms, wrapped_1ms, floor_1ms
         )
-        cpu_bare, cpu_run, cpu_wrapped = CPU_MEDIANS
+        cpu_bare, cpu_run, cpu_wrapped, _cpu_floor = CPU_MEDIANS
         results = [
             _row("run_tool on the simulator", base_sim, timed_sim, TARGET_RUN_TOOL_SIM),
             _row("run_tool on a 1 ms tool", base_1ms, timed_1ms, TARGET_RUN_TOOL_1MS),
@@ -203,6 +238,7 @@ def run_tool_overhead() -> bool:
                 timed_wrapped,
                 TARGET_WRAPPER_1MS,
             ),
+            _row("  floor: its file operations alone", base_1ms, timed_floor, None),
         ]
         print(
             f"  CPU on the 1 ms tool: bare {cpu_bare * 1000:.2f} ms, run_tool "

@@ -45,6 +45,8 @@ IDLE = "idle"
 #: Idle homes kept per process and call-home base (one per parallel caller).
 MAX_IDLE = 8
 _IDLE: dict[tuple[int, str], list[str]] = {}
+#: Homes of this process reserved and not yet parked or removed, by base.
+_ACTIVE: dict[tuple[int, str], set[str]] = {}
 #: What an idle home of this process holds (its links, by name and target), when it was
 #: parked with nothing else and every link where it was made: reused with the same
 #: links, it needs no second look (what a tool leaves is looked at once it has ended).
@@ -69,6 +71,7 @@ def reserve(layout: Layout, index: int) -> Path:
             continue  # removed by hand meanwhile
         if parked is not None:
             _PARKED[str(root)] = parked
+        _ACTIVE.setdefault((os.getpid(), str(base)), set()).add(root.name)
         return root
     try:
         own_dir(base)
@@ -79,6 +82,7 @@ def reserve(layout: Layout, index: int) -> Path:
                 os.mkdir(root, 0o700)
             except FileExistsError:
                 continue
+            _ACTIVE.setdefault((os.getpid(), str(base)), set()).add(root.name)
             return root
         raise FileExistsError(f"no free call home name in {base}")
     except OSError:
@@ -90,7 +94,28 @@ def reserve(layout: Layout, index: int) -> Path:
 def discard(root: Path | None) -> None:
     """Give back a reserved root no tool ran in."""
     if root is not None:
+        _done(root)
         remove_tree(root)
+
+
+def _done(root: Path) -> None:
+    _ACTIVE.get((os.getpid(), str(root.parent)), set()).discard(root.name)
+
+
+def beside_mine(layout: Layout) -> int | None:
+    """How many folders the call-home base holds besides this process's own homes, told
+    by one ``stat`` (a folder's link count is 2 and one per subfolder); None where the
+    count says nothing (a file system that keeps it at 1). A kept token is a file: this
+    does not tell of one."""
+    base = layout.run_dir
+    try:
+        s = os.lstat(base)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(s.st_mode) or s.st_nlink < 2:
+        return None
+    key = (os.getpid(), str(base))
+    return s.st_nlink - 2 - len(_IDLE.get(key, ())) - len(_ACTIVE.get(key, ()))
 
 
 def _park(
@@ -388,6 +413,7 @@ class CallHome:
 
     def close(self) -> None:
         """The credential copy and all the tool left are gone (the home idle or removed)."""
+        _done(self.root)
         tool_home = getattr(self, "tool_home", self.root)
         if not _park(self.layout, self.root, tool_home, self.links, self.linked):
             remove_tree(self.root)

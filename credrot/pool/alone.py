@@ -68,7 +68,12 @@ def lease(pool: Pool, exclude: frozenset[int] | set[int], model: str | None) -> 
 
 def _alone(pool: Pool, own: str | None = None) -> bool:
     """No call in flight but ``own`` (the home just reserved), no dead home, no kept
-    token."""
+    token. Once a home is reserved, a look at the base's link count is enough when it
+    says no other folder is there (a kept token was ruled out by the look before)."""
+    if own is not None:
+        beside = callhome.beside_mine(pool.layout)
+        if beside is not None and beside <= 0:
+            return True
     census = inflight.census(pool.layout)
     if census.dead or census.kept:
         return False

@@ -274,7 +274,7 @@ def settle(
         alone
         and not kept.due()
         and _counters_only(pool, index, outcome, original, refreshed, until, readings)
-        and sum(inflight.census(pool.layout).flying.values()) <= 1  # still alone: its own
+        and _still_alone(pool)
     ):
         at = time.time()
         kept.add(lambda state: record(state, at), pool.store.flush)
@@ -285,6 +285,14 @@ def settle(
         record(state, time.time())
         pool.store.ended(index)
         return state.current
+
+
+def _still_alone(pool: Pool) -> bool:
+    """No other call in flight now, beside this attempt's own home."""
+    beside = callhome.beside_mine(pool.layout)
+    if beside is not None and beside <= 0:
+        return True
+    return sum(inflight.census(pool.layout).flying.values()) <= 1
 
 
 def _counters_only(

@@ -358,9 +358,10 @@ class _Attempt:
             except ToolNotFound as exc:
                 return None, Outcome.error(str(exc)), None
             refreshed = self._refreshed(home)
-            outcome = self._classify(run, timeout, profile.json_output(argv))
+            json_output = profile.json_output(argv)
+            outcome = self._classify(run, timeout, json_output)
             mark = self._should_mark(outcome)
-            shown = run.stdout if profile.json_output(argv) else ""  # text: the model's words
+            shown = run.stdout if json_output else ""  # text: the model's words
             readings = telemetry.read(shown, home.tool_home, lease.started)
             try:
                 now_on = manager.settle(
@@ -429,8 +430,7 @@ class _Attempt:
         )
 
     def _should_mark(self, outcome: Outcome) -> bool:
-        """A rate limit is retried on the same account after a back-off while the call
-        can afford it (only counted then); anything else is marked."""
+        """A rate limit is retried after a back-off while the call can afford it; else marked."""
         if outcome.kind is not OutcomeKind.RATE_LIMITED:
             return True
         index = self.lease.index

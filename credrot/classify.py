@@ -18,6 +18,7 @@ from credrot.kinds import Outcome, OutcomeKind
 from credrot.resets import clamp_seconds
 
 if TYPE_CHECKING:
+    from credrot.process import RunResult
     from credrot.profile import ToolProfile
 
 
@@ -153,6 +154,32 @@ def classify(
     detail = _last_line(text)
     code = "stopped by a signal" if exit_code is None or exit_code < 0 else f"exit code {exit_code}"
     return Outcome.error(f"{profile.name} failed ({code})" + (f": {detail}" if detail else ""))
+
+
+def classify_run(
+    profile: ToolProfile, run: RunResult, timeout: float, json_output: bool
+) -> Outcome:
+    """What one run of the tool found, including a run credrot stopped early."""
+    rule = run.aborted
+    if rule is not None and rule.kind is OutcomeKind.AUTH_FAILED:
+        return Outcome(rule.kind, "the tool asked for an interactive login")
+    if rule is not None and rule.silence:
+        said = (_last_line(run.stderr) or _last_line(run.stdout))[:200]
+        return Outcome(
+            rule.kind,
+            f"{profile.name} printed nothing for {rule.silence:g} s after {said!r}: "
+            "it was waiting out a long retry-after",
+        )
+    if rule is not None:
+        # stopped on purpose (Gemini about to sleep out a quota): the rules read what it
+        # printed, so the reset it named is kept
+        outcome = classify(profile, run.exit_code, run.stdout, run.stderr, json_output=json_output)
+        if outcome.kind is not rule.kind:
+            outcome = Outcome(rule.kind, f"{profile.name} was stopped early")
+        return outcome
+    if run.timed_out:
+        return Outcome.error(f"timed out after {timeout:g} s")
+    return classify(profile, run.exit_code, run.stdout, run.stderr, json_output=json_output)
 
 
 def _last_line(text: str) -> str:

@@ -116,6 +116,10 @@ class Rule:
     flags: int = re.IGNORECASE
     #: The quota window this text names (``5h``, ``week``, ``month``); "" for none.
     window: str = ""
+    #: An abort rule with ``silence`` stops the tool only when the tool prints nothing
+    #: more for this many seconds after the line (Codex's ``Reconnecting... 1/5`` before
+    #: it sleeps out a long ``retry-after``; after a dropped connection it goes on soon).
+    silence: float = 0.0
 
     @functools.cached_property
     def pattern(self) -> re.Pattern[str]:

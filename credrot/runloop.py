@@ -78,15 +78,28 @@ class _Stream:
             self.discarded += len(data) - max(room, 0)
         if self.decoder is None:
             return None
-        text = self.tail + self.decoder(data)
-        for rule in self.rules:
-            if rule.pattern.search(text):
-                return rule
+        fresh = self.decoder(data)
+        text = self.tail + fresh
+        found = next((r for r in self.rules if not r.silence and r.pattern.search(text)), None)
+        if found is None:
+            # a line waiting for silence counts when printed now (the tail still holds
+            # it) and when nothing was printed after it
+            recent = self.tail[self.tail.rfind("\n") + 1 :] + fresh
+            found = next((r for r in self.rules if r.silence and _last(r, recent)), None)
         self.tail = text[-_TAIL_CHARS:]
-        return None
+        return found
 
     def text(self) -> str:
         return self.data.decode("utf-8", errors="replace")
+
+
+def _last(rule: Rule, text: str) -> bool:
+    """Whether ``rule`` matches the last line of ``text`` that is not blank."""
+    last = ""
+    for line in text.splitlines():
+        if line.strip():
+            last = line
+    return bool(last) and rule.pattern.search(last) is not None
 
 
 class _Run:
@@ -111,6 +124,8 @@ class _Run:
         self.timed_out = False
         self.matched: Rule | None = None
         self.stray_holder = False
+        #: A rule that stops the tool if it stays silent, and until when (see ``Rule``).
+        self.quiet: tuple[Rule, float] | None = None
         assert proc.stdout is not None
         assert proc.stderr is not None
         watch = tuple(rules)
@@ -160,9 +175,14 @@ class _Run:
                 work_at = None
                 meanwhile()
                 continue
+            if self.quiet is not None and now >= self.quiet[1]:
+                self.matched = self.quiet[0]  # silent since the line: stopped below
+                break
             wait = deadline - now
             if work_at is not None:
                 wait = min(wait, max(work_at - now, 0.0))
+            if self.quiet is not None:
+                wait = min(wait, max(self.quiet[1] - now, 0.0))
             if self.pidfd < 0:
                 wait = min(wait, poll)
                 poll = min(poll * 2, 0.05)
@@ -220,6 +240,10 @@ class _Run:
             del self.readers[stream.fd]
             return False
         rule = stream.feed(data)
+        if rule is not None and rule.silence:
+            self.quiet = (rule, time.monotonic() + rule.silence)
+            return True
+        self.quiet = None  # it printed more: not sleeping out a wait
         if rule is not None and self.matched is None:
             self.matched = rule
             self.out.decoder = self.err.decoder = None  # one match is enough

@@ -12,7 +12,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from credrot import telemetry, windows
 from credrot.backoff import BACKOFF_KINDS as BACKOFF_KINDS
 from credrot.backoff import Backoff as Backoff
 from credrot.callhome import CallHome
-from credrot.classify import classify
+from credrot.classify import classify_run
 from credrot.errors import NEVER_RAISED, CredrotError, ReadOnlyHome, ToolNotFound, call_failure
 from credrot.kinds import Outcome, OutcomeKind
 from credrot.manager import AccountManager, Lease, PoolStatus
@@ -329,6 +329,8 @@ class _Attempt:
         self.first = False
         #: Why the outcome could not be recorded (a full disk), if it could not.
         self.unsaved: str | None = None
+        #: The tool was stopped for its silence after a line (``Rule.silence``).
+        self.silenced = False
 
     def run(
         self, argv: list[str], stdin: bytes | None, base_env: Mapping[str, str], timeout: float
@@ -404,34 +406,14 @@ class _Attempt:
         return refreshed
 
     def _classify(self, run: RunResult, timeout: float, json_output: bool) -> Outcome:
-        profile = self.wrapper.profile
-        if run.aborted is not None and run.aborted.kind is OutcomeKind.AUTH_FAILED:
-            outcome = Outcome(run.aborted.kind, "the tool asked for an interactive login")
-        elif run.aborted is not None:
-            # stopped on purpose (Gemini about to sleep out a quota): the rules read
-            # what it printed, so the reset it named is kept
-            outcome = classify(
-                profile, run.exit_code, run.stdout, run.stderr, json_output=json_output
-            )
-            if outcome.kind is not run.aborted.kind:
-                outcome = Outcome(run.aborted.kind, f"{profile.name} was stopped early")
-        elif run.timed_out:
-            outcome = Outcome.error(f"timed out after {timeout:g} s")
-        else:
-            outcome = classify(
-                profile, run.exit_code, run.stdout, run.stderr, json_output=json_output
-            )
-        return Outcome(
-            outcome.kind,
-            _redact(outcome.message, self.secrets),
-            outcome.retry_after,
-            outcome.resets_at,
-            outcome.window,
-        )
+        outcome = classify_run(self.wrapper.profile, run, timeout, json_output)
+        self.silenced = run.aborted is not None and run.aborted.silence > 0
+        return replace(outcome, message=_redact(outcome.message, self.secrets))
 
     def _should_mark(self, outcome: Outcome) -> bool:
-        """A rate limit is retried after a back-off while the call can afford it; else marked."""
-        if outcome.kind is not OutcomeKind.RATE_LIMITED:
+        """A rate limit is retried after a back-off while the call can afford it, unless
+        the tool itself was waiting one out (``Rule.silence``); anything else is marked."""
+        if outcome.kind is not OutcomeKind.RATE_LIMITED or self.silenced:
             return True
         index = self.lease.index
         count = self.rate_limits.get(index, 0) + 1

@@ -124,10 +124,12 @@ class SimBackend(SimStore):
         tool: str = "qwen",
         resets_in: float | None = None,
         limit_text: str | None = None,
+        retry_after: float = 0.0,
     ) -> dict[str, object]:
         """Register an account and return its credential in ``tool``'s format (qwen's
         ``oauth_creds.json`` by default). ``resets_in``/``limit_text``: see the Claude,
-        Codex and Gemini section below."""
+        Codex and Gemini section below. ``retry_after``: a ``rate_limit`` account of
+        codex that the CLI waits out itself (``Reconnecting... n/5``, then that long)."""
         _check_mode(mode)
         if tool not in _SPECS:
             raise ValueError(f"no simulator for {tool!r}; known: {', '.join(_SPECS)}")
@@ -145,6 +147,7 @@ class SimBackend(SimStore):
                 "refresh_every": refresh_every,
                 "answer": answer,
                 "latency": latency,
+                "retry_after": retry_after,
                 "used": 0,
                 "calls": 0,
                 "refreshes": 0,
@@ -333,6 +336,7 @@ class SimBackend(SimStore):
             or (every > 0 and acc["calls"] % every == 0)
         )
         d.latency, d.gate = float(acc["latency"]), acc.get("gate")
+        d.retry_after = float(acc.get("retry_after") or 0.0)
         if mode == "revoked":  # 401 from the API, and the refresh it tries is refused
             d.outcome = "revoked"
             return
@@ -453,3 +457,4 @@ class _Decision:
         self.resets_at = 0.0  # quota: when the tool says the account resets (epoch s)
         self.limit_text: str | None = None
         self.gate: str | None = None  # a file to wait for before answering
+        self.retry_after = 0.0  # codex: a rate limit the CLI waits out itself

@@ -70,6 +70,7 @@ _ACCOUNT_FIELDS = (
     "resets_in",
     "limit_text",
     "gate",
+    "retry_after",
 )
 
 

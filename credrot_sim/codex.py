@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -99,6 +100,10 @@ def _codex_main(args: list[str]) -> int:
             _err("codex\n")
             _write_out(text + "\n", d.outcome == "garbage")
         else:  # 0.171.0 prints the error twice
+            if d.outcome == "rate_limit" and d.retry_after > 0:
+                for attempt in range(1, 6):  # it honours the server's retry-after, silently
+                    _err(f"ERROR: Reconnecting... {attempt}/5\n")
+                    time.sleep(d.retry_after)
             _err(f"ERROR: {text}\nERROR: {text}\n")
         return code
     events: list[dict[str, Any]] = [

@@ -125,6 +125,16 @@ _CODEX_RULES = (
     ),
 )
 
+#: Codex 0.171.0 retries a 429 itself, honouring the server's ``retry-after``: it prints
+#: ``ERROR: Reconnecting... 1/5`` and then nothing for the whole wait (minutes, with a
+#: long one). After a dropped connection it prints the same line and goes on within a few
+#: seconds (its back-off between reconnects stays under ten). So the run is stopped once
+#: it has printed nothing for this long after the line: a rate limit, the next account.
+RECONNECT_SILENCE = 20.0
+_WAITING_OUT = Rule(
+    OutcomeKind.RATE_LIMITED, r"^ERROR: Reconnecting\.\.\. \d+/\d+", silence=RECONNECT_SILENCE
+)
+
 CODEX = ToolProfile(
     name="codex",
     executable="codex",
@@ -148,6 +158,7 @@ CODEX = ToolProfile(
     secret_keys=("access_token", "refresh_token", "id_token", "OPENAI_API_KEY"),
     expiry=_codex_expiry,
     rules=_CODEX_RULES,
+    abort_rules=(_WAITING_OUT,),
     reset_parsers=(resets.codex_try_again,),
     default_reset=resets.after(timedelta(hours=5)),
     install_hint="npm install -g @openai/codex",

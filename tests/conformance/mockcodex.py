@@ -81,6 +81,8 @@ class MockCodex(ProviderMock):
         self.usage: dict[str, dict[str, tuple[float, int, float]]] = {}
         #: accounts whose Responses requests are cut off unanswered (a dropped connection)
         self.drop: set[str] = set()
+        #: The ``retry-after`` of an account's rate limit, in seconds (1 unless set).
+        self.retry_after: dict[str, int] = {}
         super().__init__(token_prefix)
 
     def make_token(self, kind: str, name: str) -> str:
@@ -286,7 +288,8 @@ class _Handler(MockHandler):
             self.send_json(429, {"error": error})
         elif outcome == "rate_limit":
             book.record(self.hit(429, name, "chat", prompt))
-            self.send_json(429, RATE_LIMIT_BODY, headers={**_request_id(), "retry-after": "1"})
+            wait = str(self.mock.retry_after.get(name or "", 1))
+            self.send_json(429, RATE_LIMIT_BODY, headers={**_request_id(), "retry-after": wait})
         elif outcome in ("unauthorized", "revoked"):
             book.record(self.hit(401, name, "chat", prompt))
             self.send_json(401, EXPIRED_BODY)

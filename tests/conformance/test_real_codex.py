@@ -281,6 +281,44 @@ def test_dropped_connection_is_an_error_not_a_rotation(setup: Setup) -> None:
     assert not mock.chats("spare")
 
 
+def test_a_long_retry_after_codex_sleeps_out_moves_the_call_on(setup: Setup) -> None:
+    """With its own retries on (the default), codex honours a 429's ``retry-after``: one
+    reconnect note, then silence for the whole wait. credrot stops it after
+    ``RECONNECT_SILENCE`` seconds and answers from the next account."""
+    mock = setup.mock
+    manager = setup.pool(mock.add_account("busy", mode="rate_limit"), mock.add_account("spare"))
+    mock.retry_after["busy"] = 900
+    wrapper, attempts = setup.wrapper(manager)
+    started = time.monotonic()
+    result = wrapper.call(PROMPT)
+    assert result.success and result.accounts_tried == [1, 2], result.error
+    assert time.monotonic() - started < 120  # not the 900 s wait, nor the call's timeout
+    first = attempts[0].run
+    assert first is not None and first.exit_code is None  # stopped
+    notes = [line for line in first.stderr.splitlines() if line.startswith("ERROR: ")]
+    assert len(notes) == 1 and notes[0].startswith("ERROR: Reconnecting... 1/5"), notes
+    assert attempts[0].outcome.kind is OutcomeKind.RATE_LIMITED
+    assert "waiting out a long retry-after" in attempts[0].outcome.message
+    assert len(mock.chats("busy")) == 1
+    assert status_of(manager, 1) == "rate_limited"
+
+
+def test_reconnects_after_a_dropped_connection_are_left_to_run(setup: Setup) -> None:
+    """The same note after a dropped connection: codex reconnects within seconds, five
+    times, and ends with its own error, which credrot returns (no rotation)."""
+    mock = setup.mock
+    manager = setup.pool(mock.add_account("cut"), mock.add_account("spare"))
+    mock.drop.add("cut")
+    wrapper, attempts = setup.wrapper(manager)
+    result = wrapper.call(PROMPT)
+    assert not result.success and result.accounts_tried == [1]
+    first = attempts[0].run
+    assert first is not None and first.exit_code == 1  # it ended by itself
+    assert first.stderr.count("ERROR: Reconnecting...") == 5
+    assert attempts[0].outcome.kind is OutcomeKind.ERROR
+    assert status_of(manager, 1) == "ready" and not mock.chats("spare")
+
+
 def test_revoked_token_parks_the_account_as_needing_login(setup: Setup) -> None:
     mock = setup.mock
     manager = setup.pool(mock.add_account("gone", mode="revoked"), mock.add_account("spare"))

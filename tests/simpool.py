@@ -8,8 +8,12 @@ does the same for another simulated tool (credentials in that tool's own format)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +66,32 @@ class SimPool:
         if self.tool == "codex" and token.count(".") == 2:
             return str(token.split(".")[2])  # JWT-shaped: the server's token is its last part
         return token
+
+    def kill_mid_call(self, proc: subprocess.Popen[Any]) -> int:
+        """``kill -9`` of a caller once its tool has started. The tool dies with it (the
+        parent-death signal); what else ran in its group would live on, so the group is
+        stopped here as a reaper would. Returns the tool's pid, once it has exited."""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not self.backend.calls():
+            time.sleep(0.05)
+        assert self.backend.calls(), "the tool never started"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        tool_pid = int(self.backend.calls()[0]["pid"])
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(tool_pid, signal.SIGKILL)
+        wait_dead(tool_pid)
+        return tool_pid
+
+
+def wait_dead(pid: int) -> None:
+    """Until ``pid`` has exited (gone, or a zombie nobody reaped yet)."""
+    for _ in range(1000):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            return
+        if stat.rpartition(b")")[2].split()[0] == b"Z":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} still runs")

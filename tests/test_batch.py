@@ -215,19 +215,7 @@ def test_a_dead_callers_refreshed_token_reaches_its_slot_before_the_next_lease(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not sim.backend.calls():
-        time.sleep(0.05)
-    assert sim.backend.calls(), "the tool never started"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    tool_pid = int(sim.backend.calls()[0]["pid"])
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(tool_pid, signal.SIGKILL)
-    for _ in range(500):
-        if not Path(f"/proc/{tool_pid}").exists():
-            break
-        time.sleep(0.01)
+    sim.kill_mid_call(proc)
     sim.backend.set("acct1", latency=0)
     assert sim.token_in_slot(1) == before  # nobody reaped it yet
     result = Wrapper(manager=sim.manager).call("next")

@@ -51,6 +51,26 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return seen
 
 
+@contextmanager
+def _other_caller(sim: SimPool) -> Iterator[Callable[[int], Path]]:
+    """A live process standing for another caller: ``home(index)`` gives it a call home
+    on account ``index`` (it is in flight there until the process is stopped)."""
+    other = subprocess.Popen(["sleep", "60"])
+    run_dir = sim.home / ".credrot-run"
+
+    def home(index: int) -> Path:
+        run_dir.mkdir(mode=0o700, exist_ok=True)
+        root = run_dir / f"{other.pid}-{index}-0123456789ab"
+        root.mkdir()
+        return root
+
+    try:
+        yield home
+    finally:
+        other.kill()
+        other.wait()
+
+
 def _call(sim: SimPool, counts: Counter[str]) -> Callable[[], Any]:
     def run() -> Any:
         counts.clear()
@@ -83,28 +103,23 @@ def test_a_caller_that_appears_during_a_lone_lease_sends_it_to_the_lock(
     sim = SimPool(tmp_path, monkeypatch)
     sim.add()
     sim.add()
-    other = subprocess.Popen(["sleep", "60"])
     real_reserve = callhome.reserve
     planted: list[Path] = []
+    with _other_caller(sim) as other_home:
 
-    def reserve(layout: Any, index: int) -> Path:
-        root = real_reserve(layout, index)
-        if not planted:
-            planted.append(layout.run_dir / f"{other.pid}-1-0123456789ab")
-            planted[0].mkdir()
-        return root
+        def reserve(layout: Any, index: int) -> Path:
+            root = real_reserve(layout, index)
+            if not planted:
+                planted.append(other_home(1))
+            return root
 
-    monkeypatch.setattr(callhome, "reserve", reserve)
-    try:
+        monkeypatch.setattr(callhome, "reserve", reserve)
         result = _call(sim, counts)()
         assert result.success and result.account == 2, result.error
         assert counts["lock"] == 2  # the locked lease, and a settlement beside a call
         homes = sorted(p.name for p in (sim.home / ".credrot-run").iterdir())
         assert homes == sorted([planted[0].name, *(n for n in homes if "-idle-" in n)])
         assert len(homes) == 2  # the home given back is gone, one idle home is left
-    finally:
-        other.kill()
-        other.wait()
 
 
 def test_a_call_beside_another_in_flight_takes_the_lock_twice(
@@ -113,19 +128,13 @@ def test_a_call_beside_another_in_flight_takes_the_lock_twice(
     sim = SimPool(tmp_path, monkeypatch)
     sim.add()
     sim.add()
-    other = subprocess.Popen(["sleep", "60"])  # a live caller with a call home on #2
-    try:
-        run_dir = sim.home / ".credrot-run"
-        run_dir.mkdir(mode=0o700, exist_ok=True)
-        (run_dir / f"{other.pid}-2-0123456789ab").mkdir()
+    with _other_caller(sim) as other_home:
+        other_home(2)
         result = _call(sim, counts)()
         assert result.success and result.attempts == 1
         assert counts["lock"] == 2  # settled at once: the other caller sees its count
         assert counts["load"] == counts["lock"]
         assert json.loads((sim.home / "state.yaml").read_text())["requests"] == 1
-    finally:
-        other.kill()
-        other.wait()
 
 
 def test_each_attempt_of_a_rotating_call_costs_the_same(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -381,41 +380,15 @@ QwenWrapper(home=sys.argv[1]).call("hi", timeout=60)
 """
 
 
-def _wait_dead(pid: int) -> None:
-    """Until ``pid`` has exited (gone, or a zombie nobody reaped yet)."""
-    for _ in range(1000):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_bytes()
-        except OSError:
-            return
-        if stat.rpartition(b")")[2].split()[0] == b"Z":
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"process {pid} still runs")
-
-
 def test_a_token_refreshed_before_a_crash_is_saved_to_its_slot(sim: SimPool) -> None:
     """kill -9 of a caller while the tool runs: its private home holds the refreshed
     token; the next call writes it back to the account's own slot and removes the rest."""
-    import signal
-
     sim.add(expired=True, latency=30)
     sim.add()
     before = sim.token_in_slot(1)
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_WORKER, str(sim.home)])
     run_dir = sim.home / ".credrot-run"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not sim.backend.calls():
-        time.sleep(0.05)
-    assert sim.backend.calls(), "the tool never started"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    tool_pid = sim.backend.calls()[0]["pid"]
-    # The tool dies with its caller (the parent-death signal); what else ran in its
-    # group would live on, so it is stopped here as a reaper would.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(tool_pid, signal.SIGKILL)
-    _wait_dead(tool_pid)  # a home is never reaped while a process of its tool runs
+    sim.kill_mid_call(proc)  # a home is never reaped while a process of its tool runs
     assert any(run_dir.iterdir())
     assert sim.token_in_slot(1) == before  # not yet written back
     assert sim.manager.clean_run_dirs() == 1

@@ -17,27 +17,15 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from credrot import callhome, inflight
 from credrot import state as st
 from credrot.pool import pointer, refresh, select
 from credrot.pool.context import Pool
+from credrot.pool.lease import Lease
 
 
-@dataclass(frozen=True)
-class Quick:
-    index: int
-    raw: bytes
-    data: dict[str, object]
-    started: float
-    refresh_due: bool
-    home: Path
-    generation: int
-
-
-def lease(pool: Pool, exclude: frozenset[int] | set[int], model: str | None) -> Quick | None:
+def lease(pool: Pool, exclude: frozenset[int] | set[int], model: str | None) -> Lease | None:
     """The lease, or None when it needs the lock (see the module's text)."""
     store = pool.store
     if store.shared is not None or store.in_memory or not store.persisted or store.batch.due():
@@ -63,7 +51,7 @@ def lease(pool: Pool, exclude: frozenset[int] | set[int], model: str | None) -> 
         callhome.discard(home)  # someone started meanwhile: the lock orders the two
         return None
     store.seen(state)
-    return Quick(choice, slot.raw, slot.data, now, due, home, acct.generation)
+    return Lease(choice, slot.raw, slot.data, now, due, home, acct.generation, model, alone=True)
 
 
 def _alone(pool: Pool, own: str | None = None) -> bool:

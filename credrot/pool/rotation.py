@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from credrot import callhome, inflight, windows
@@ -22,32 +21,11 @@ from credrot.errors import AccountNotFound, ConfigError, InvalidCredential
 from credrot.kinds import AccountStatus, Outcome, OutcomeKind
 from credrot.pool import accounts, alone, marking, pointer, refresh, select, upkeep
 from credrot.pool.context import Pool
+from credrot.pool.lease import Lease as Lease
 from credrot.pool.refresh import RefreshLease
 
 if TYPE_CHECKING:
     from credrot.telemetry import Reading
-
-
-@dataclass(frozen=True)
-class Lease:
-    """The account one attempt of a call runs on, and the credential it started from."""
-
-    index: int
-    raw: bytes
-    data: dict[str, object]
-    #: When the attempt was given the account (epoch seconds).
-    started: float
-    #: The tool will refresh this token during the call (see :mod:`.refresh`).
-    refresh_due: bool = False
-    #: The call home reserved for the attempt (counted in flight from the lease on).
-    home: Path | None = None
-    #: The slot's generation when the attempt started (fencing of the write-back).
-    generation: int = 0
-    #: The model the call names, if any (per-model windows, see :mod:`credrot.windows`).
-    model: str | None = None
-    #: No other call was in flight when this one was given its account: a plain
-    #: success may then be written with the next ones (:mod:`.batch`).
-    alone: bool = False
 
 
 def switch_to(pool: Pool, index: int) -> int:
@@ -101,10 +79,7 @@ def lease(
     if reserve:
         got = alone.lease(pool, exclude, model)  # no lock needed: see its module
         if got is not None:
-            g = got
-            return Lease(
-                g.index, g.raw, g.data, g.started, g.refresh_due, g.home, g.generation, model, True
-            )
+            return got
     upkept = not reserve
     while True:
         try:

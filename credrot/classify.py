@@ -125,13 +125,13 @@ def classify(
     an exit-0 answer is searched for an error result only then. None (the caller does
     not know the argv) reads stdout as JSON when it parses as the tool's JSON output.
     """
-    now = now or datetime.now(timezone.utc)
     if exit_code == 0:
         text = None if json_output is False else _json_error_text(profile, stdout)
         if text is None:
             return Outcome.success()
     else:
         text = stderr + "\n" + stdout
+    now = now or datetime.now(timezone.utc)
 
     for rule in profile.rules:
         m = rule.pattern.search(text)

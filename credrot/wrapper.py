@@ -408,7 +408,8 @@ class _Attempt:
     def _classify(self, run: RunResult, timeout: float, json_output: bool) -> Outcome:
         outcome = classify_run(self.wrapper.profile, run, timeout, json_output)
         self.silenced = run.aborted is not None and run.aborted.silence > 0
-        return replace(outcome, message=_redact(outcome.message, self.secrets))
+        message = _redact(outcome.message, self.secrets)
+        return outcome if message == outcome.message else replace(outcome, message=message)
 
     def _should_mark(self, outcome: Outcome) -> bool:
         """A rate limit is retried after a back-off while the call can afford it, unless

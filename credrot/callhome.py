@@ -31,6 +31,7 @@ from credrot.fsutil import (
     DIR_FLAGS,
     NotARegularFile,
     clear_dir,
+    my_pid,
     own_dir,
     read_regular,
     remove_tree,
@@ -57,7 +58,7 @@ def reserve(layout: Layout, index: int) -> Path:
     """A call home root for account ``index`` (counted in flight at once): an idle one
     of this process renamed, else a new, empty one."""
     base = layout.run_dir
-    idle = _IDLE.get((os.getpid(), str(base)))
+    idle = _IDLE.get((my_pid(), str(base)))
     with contextlib.suppress(OSError):
         if idle and not stat.S_ISDIR(os.lstat(base).st_mode):  # a link planted meanwhile
             idle.clear()  # its homes are not followed; own_dir below moves it aside
@@ -71,7 +72,7 @@ def reserve(layout: Layout, index: int) -> Path:
             continue  # removed by hand meanwhile
         if parked is not None:
             _PARKED[str(root)] = parked
-        _ACTIVE.setdefault((os.getpid(), str(base)), set()).add(root.name)
+        _ACTIVE.setdefault((my_pid(), str(base)), set()).add(root.name)
         return root
     try:
         own_dir(base)
@@ -82,7 +83,7 @@ def reserve(layout: Layout, index: int) -> Path:
                 os.mkdir(root, 0o700)
             except FileExistsError:
                 continue
-            _ACTIVE.setdefault((os.getpid(), str(base)), set()).add(root.name)
+            _ACTIVE.setdefault((my_pid(), str(base)), set()).add(root.name)
             return root
         raise FileExistsError(f"no free call home name in {base}")
     except OSError:
@@ -99,7 +100,7 @@ def discard(root: Path | None) -> None:
 
 
 def _done(root: Path) -> None:
-    _ACTIVE.get((os.getpid(), str(root.parent)), set()).discard(root.name)
+    _ACTIVE.get((my_pid(), str(root.parent)), set()).discard(root.name)
 
 
 def beside_mine(layout: Layout) -> int | None:
@@ -114,7 +115,7 @@ def beside_mine(layout: Layout) -> int | None:
         return None
     if not stat.S_ISDIR(s.st_mode) or s.st_nlink < 2:
         return None
-    key = (os.getpid(), str(base))
+    key = (my_pid(), str(base))
     return s.st_nlink - 2 - len(_IDLE.get(key, ())) - len(_ACTIVE.get(key, ()))
 
 
@@ -127,7 +128,7 @@ def _park(
 ) -> bool:
     """Keep a finished home idle (see the module's text); False when it cannot be,
     and then the caller removes it."""
-    base, pid = layout.run_dir, os.getpid()
+    base, pid = layout.run_dir, my_pid()
     idle = _IDLE.setdefault((pid, str(base)), [])
     parts = root.name.split("-", 2)
     if root.parent != base or len(idle) >= MAX_IDLE or len(parts) < 3 or parts[0] != str(pid):
@@ -190,7 +191,7 @@ _IDLE_AT_EXIT: list[bool] = []
 def _remove_idle() -> None:
     """At exit: this process's idle homes go (a process killed leaves them to the reaper)."""
     for (pid, base), names in list(_IDLE.items()):
-        if pid == os.getpid():
+        if pid == my_pid():
             while names:
                 remove_tree(os.path.join(base, names.pop()))
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from credrot.fsutil import read_bytes
+from credrot.fsutil import my_pid, read_bytes
 from credrot.logs import LazyLogger
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class AuditLog:
         self._pid = -1
 
     def _close(self) -> None:
-        if self._fd >= 0 and self._pid == os.getpid():
+        if self._fd >= 0 and self._pid == my_pid():
             with contextlib.suppress(OSError):
                 os.close(self._fd)
         self._fd = -1
@@ -149,7 +149,7 @@ class AuditLog:
         if not stat.S_ISREG(s.st_mode):
             os.close(fd)
             raise OSError(errno.EINVAL, "not a regular file", str(self.path))
-        self._fd, self._ino, self._pid = fd, s.st_ino, os.getpid()
+        self._fd, self._ino, self._pid = fd, s.st_ino, my_pid()
         return fd
 
     def credrot_audit(self, record: dict[str, Any]) -> None:
@@ -163,7 +163,7 @@ class AuditLog:
                 os.replace(self.path, self.path.with_name(self.path.name + ".1"))
                 current = None
             fd = self._fd
-            if current is None or fd < 0 or self._pid != os.getpid() or current.st_ino != self._ino:
+            if current is None or fd < 0 or self._pid != my_pid() or current.st_ino != self._ino:
                 self._close()
                 fd = self._open()
             os.write(fd, line)
@@ -240,7 +240,7 @@ class Events:
             "tool": self.tool,
         }
         record.update(fields)
-        record["pid"] = os.getpid()
+        record["pid"] = my_pid()
         self._notify("credrot_audit", record=record)
 
     def switched(self, from_index: int | None, to_index: int, reason: str, **why: Any) -> None:

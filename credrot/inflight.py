@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from credrot import callhome
-from credrot.fsutil import pid_alive, read_regular
+from credrot.fsutil import my_pid, pid_alive, read_regular
 from credrot.pool.layout import Layout
 
 
@@ -82,7 +82,7 @@ class Census:
 
 
 def census(layout: Layout) -> Census:
-    me = os.getpid()
+    me = my_pid()
     counts: dict[int, int] = {}
     dead = False
     kept = callhome.kept_in_memory(layout)

@@ -15,11 +15,11 @@ shared store, a batch due for writing — is the locked lease's (:func:`.rotatio
 
 from __future__ import annotations
 
-import os
 import time
 
 from credrot import callhome, inflight
 from credrot import state as st
+from credrot.fsutil import my_pid
 from credrot.pool import pointer, refresh, select
 from credrot.pool.context import Pool
 from credrot.pool.lease import Lease
@@ -65,5 +65,5 @@ def _alone(pool: Pool, own: str | None = None) -> bool:
     census = inflight.census(pool.layout)
     if census.dead or census.kept:
         return False
-    mine = 1 if own is not None and own.startswith(f"{os.getpid()}-") else 0
+    mine = 1 if own is not None and own.startswith(f"{my_pid()}-") else 0
     return sum(census.flying.values()) <= mine

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from credrot.errors import NEVER_RAISED, CredrotError
+from credrot.fsutil import my_pid
 from credrot.logs import LazyLogger
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class Batch:
     def __init__(self) -> None:
         self._ops: list[Op] = []
         self._since = 0.0
-        self._pid = os.getpid()
+        self._pid = my_pid()
         #: How many of them the open transaction's state holds.
         self._applied = 0
         self._flush: Callable[[], None] | None = None
@@ -61,12 +62,12 @@ class Batch:
         self.added = 0
 
     def __len__(self) -> int:
-        return len(self._ops) if self._pid == os.getpid() else 0
+        return len(self._ops) if self._pid == my_pid() else 0
 
     def add(self, op: Op, flush: Callable[[], None]) -> None:
         """``flush``: writes them (a transaction of the store that kept this one)."""
-        if self._pid != os.getpid():  # a forked child: the parent writes its own
-            self._ops, self._lines, self._pid = [], [], os.getpid()
+        if self._pid != my_pid():  # a forked child: the parent writes its own
+            self._ops, self._lines, self._pid = [], [], my_pid()
         if not self._ops:
             self._since = time.monotonic()
         self._flush = flush

@@ -8,10 +8,10 @@ once and parsed by the same code that wrote it.
 from __future__ import annotations
 
 import functools
-import os
 import re
 from pathlib import Path
 
+from credrot.fsutil import my_pid
 from credrot.profile import ToolProfile
 
 ACCOUNTS_DIR = "accounts"
@@ -121,7 +121,7 @@ class Layout:
         return int(m.group(1)) if m is not None else None
 
     def call_dir_prefix(self, index: int) -> str:
-        return f"{os.getpid()}-{index}-"
+        return f"{my_pid()}-{index}-"
 
     @staticmethod
     def parse_call_dir(name: str) -> tuple[int, int | None] | None:

@@ -136,12 +136,16 @@ def _park(
 
     targets = dict(linked) if linked is not None else None
     opened = [-1]  # the folder being cleared
-    moved: list[str] = []  # links the tool pointed elsewhere
+    moved: list[str] = []  # links the tool replaced or pointed elsewhere
+    kept: list[str] = []  # links still where they were made
 
     def link(entry: os.DirEntry[str]) -> bool:
         if entry.name == TOOL_PID and tool_home == root:
             return entry.is_file(follow_symlinks=False)
-        if entry.name not in links or not entry.is_symlink():
+        if entry.name not in links:
+            return False
+        if not entry.is_symlink():  # the tool put a file in its place
+            moved.append(entry.name)
             return False
         if targets is None:
             return True  # looked at again when the home is reused
@@ -149,8 +153,7 @@ def _park(
             right = os.readlink(entry.name, dir_fd=opened[0]) == targets.get(entry.name)
         except OSError:
             right = False
-        if not right:
-            moved.append(entry.name)
+        (kept if right else moved).append(entry.name)
         return right
 
     def folder(entry: os.DirEntry[str]) -> bool:
@@ -176,7 +179,8 @@ def _park(
         os.rename(root, base / name)
     except OSError:
         return False
-    if linked is not None and not moved:  # it holds just these links: no second look
+    if linked is not None and not moved and len(kept) == len(linked):
+        # it holds just these links, every one of them: no second look at its reuse
         _PARKED[name] = linked
     if not _IDLE_AT_EXIT:
         _IDLE_AT_EXIT.append(True)

@@ -239,3 +239,45 @@ def test_the_audit_lines_of_kept_calls_keep_their_order(sim: SimPool) -> None:
     assert seen == ["call", "exhausted", "switch", "call"]
     calls = [e for e in events if e["event"] == "call"]
     assert [(e["to"], e["pid"]) for e in calls] == [(1, os.getpid()), (2, os.getpid())]
+
+
+HOLDS_THE_LOCK = r"""
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_writing_kept_counts_during_a_run_never_waits_for_a_busy_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the pool lock while a lone caller's tool runs: the counts
+    kept from its last call wait for the next write; the call is not held up."""
+    monkeypatch.setattr(batch, "MAX_AGE", 30.0)  # not due by age while this test runs
+    tool = tmp_path / "tool"
+    tool.write_text('#!/bin/sh\nread -r line\n[ "$line" = slow ] && sleep 0.5\necho "$line"\n')
+    tool.chmod(0o755)
+    manager = AccountManager(tool=replace(QWEN, executable=str(tool)), home=tmp_path / "home")
+    from creds import make_cred
+
+    manager.import_account(make_cred(1))
+    wrapper = Wrapper(manager=manager)
+    assert wrapper.call("quick").success  # kept
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDS_THE_LOCK, str(manager.home / ".credrot.lock"), "4"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        started = time.monotonic()
+        assert wrapper.call("slow").success
+        assert time.monotonic() - started < 2.5  # not the holder's 4 s
+        assert _on_disk(manager.home)[0] == 0  # both kept for the next write
+    finally:
+        holder.kill()
+        holder.wait()
+    manager.flush()
+    assert _on_disk(manager.home)[0] == 2

@@ -12,6 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from creds import make_cred
 
 from credrot import inflight
@@ -27,6 +28,8 @@ ls -A | tr '\\n' ' '
 echo "$line" > note.txt
 mkdir -p tmp/deep && echo x > tmp/deep/file
 [ "$line" = redirect ] && ln -sfn "$HOME/elsewhere" settings.json
+[ "$line" = rewrite ] && rm settings.json && echo '{"migrated": 1}' > settings.json
+[ "$line" = delete ] && rm settings.json
 exit 0
 """
 
@@ -78,6 +81,20 @@ def test_a_link_the_tool_redirected_is_not_kept(tmp_path: Path) -> None:
     assert wrapper.call("second").success
     (again,) = _run_dir(manager).iterdir()
     assert os.readlink(again / ".qwen" / "settings.json") == str(manager.home / "settings.json")
+
+
+@pytest.mark.parametrize("change", ["rewrite", "delete"])
+def test_a_link_the_tool_replaced_or_removed_is_made_again(tmp_path: Path, change: str) -> None:
+    """Qwen Code rewrites its settings file in place of the link, for one."""
+    manager = _manager(tmp_path)
+    wrapper = Wrapper(manager=manager)
+    assert wrapper.call("first").success
+    assert wrapper.call(change).success
+    second = wrapper.call("second")
+    assert set(second.output.split()) == {"oauth_creds.json", "settings.json"}
+    (idle,) = _run_dir(manager).iterdir()
+    assert os.readlink(idle / ".qwen" / "settings.json") == str(manager.home / "settings.json")
+    assert (manager.home / "settings.json").read_text() == "{}"  # the shared one, as it was
 
 
 def test_an_idle_home_changed_under_its_process_is_looked_at_again(tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ log = LazyLogger(__name__)
 MAX_COUNT = 16
 #: Seconds the oldest one is kept before the next lease writes them.
 MAX_AGE = 0.25
+#: The longest wait for the pool lock while a tool runs (a busy lock: the next write).
+MEANWHILE_WAIT = 0.05
 
 Op = Callable[["PoolState"], None]
 
@@ -55,7 +57,7 @@ class Batch:
         self._pid = my_pid()
         #: How many of them the open transaction's state holds.
         self._applied = 0
-        self._flush: Callable[[], None] | None = None
+        self._flush: Callable[[float | None], None] | None = None
         #: Audit lines of the kept calls, written when their counters are.
         self._lines: list[Callable[[], None]] = []
         #: Settlements kept so far (a caller tells by it whether its own was).
@@ -64,7 +66,7 @@ class Batch:
     def __len__(self) -> int:
         return len(self._ops) if self._pid == my_pid() else 0
 
-    def add(self, op: Op, flush: Callable[[], None]) -> None:
+    def add(self, op: Op, flush: Callable[[float | None], None]) -> None:
         """``flush``: writes them (a transaction of the store that kept this one)."""
         if self._pid != my_pid():  # a forked child: the parent writes its own
             self._ops, self._lines, self._pid = [], [], my_pid()
@@ -111,9 +113,10 @@ class Batch:
     def unsaved(self) -> None:
         self._applied = 0
 
-    def flush(self) -> None:
+    def flush(self, wait: float | None = None) -> None:
+        """``wait``: the longest wait for the pool lock (the store's own if None)."""
         if len(self) and self._flush is not None:
-            self._flush()
+            self._flush(wait)
 
     def meanwhile(self) -> Callable[[], None] | None:
         """What a call does while a tool that takes a while runs: the counters kept from
@@ -122,7 +125,7 @@ class Batch:
 
     def _write_quietly(self) -> None:
         try:
-            self.flush()
+            self.flush(MEANWHILE_WAIT)  # never holds the call past its own timeout
         except _QUIET as exc:  # the next write takes them
             log.debug("call counts not written yet: %s", exc)
 

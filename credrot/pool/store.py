@@ -225,11 +225,20 @@ class FileStore:
     def last_current(self) -> int | None:
         return None if self.last is None else self.last.current
 
-    def flush(self) -> None:
-        """Write the settlements kept in :attr:`batch` now."""
-        if len(self.batch):
+    def flush(self, wait: float | None = None) -> None:
+        """Write the settlements kept in :attr:`batch` now; ``wait``: the longest wait
+        for the pool lock, if shorter than the store's (then a busy lock raises
+        :class:`LockTimeout` and they wait for the next write)."""
+        if not len(self.batch):
+            return
+        timeout = self.lock_timeout
+        if wait is not None:
+            self.lock_timeout = min(timeout, wait)
+        try:
             with self.transaction():
                 pass
+        finally:
+            self.lock_timeout = timeout
 
     def began(self, index: int, started: float) -> None:
         """A call starts on ``index`` (the shared store counts it in flight)."""

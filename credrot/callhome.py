@@ -51,7 +51,13 @@ _ACTIVE: dict[tuple[int, str], set[str]] = {}
 #: What an idle home of this process holds (its links, by name and target), when it was
 #: parked with nothing else and every link where it was made: reused with the same
 #: links, it needs no second look (what a tool leaves is looked at once it has ended).
-_PARKED: dict[str, frozenset[tuple[str, str]]] = {}
+_PARKED: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
+
+
+def _own_part(root: Path) -> tuple[str, str]:
+    """What names a home of this process whether idle or in use: its base and the
+    random end of its name (``<pid>-<account or idle>-<random>``)."""
+    return str(root.parent), root.name.rsplit("-", 1)[-1]
 
 
 def reserve(layout: Layout, index: int) -> Path:
@@ -65,13 +71,11 @@ def reserve(layout: Layout, index: int) -> Path:
     while idle:
         name = idle.pop()
         root = base / f"{layout.call_dir_prefix(index)}{name.split('-', 2)[2]}"
-        parked = _PARKED.pop(name, None)
         try:
             os.rename(base / name, root)
         except OSError:
+            _PARKED.pop(_own_part(root), None)
             continue  # removed by hand meanwhile
-        if parked is not None:
-            _PARKED[str(root)] = parked
         _ACTIVE.setdefault((my_pid(), str(base)), set()).add(root.name)
         return root
     try:
@@ -96,6 +100,7 @@ def discard(root: Path | None) -> None:
     """Give back a reserved root no tool ran in."""
     if root is not None:
         _done(root)
+        _PARKED.pop(_own_part(root), None)
         remove_tree(root)
 
 
@@ -181,7 +186,7 @@ def _park(
         return False
     if linked is not None and not moved and len(kept) == len(linked):
         # it holds just these links, every one of them: no second look at its reuse
-        _PARKED[name] = linked
+        _PARKED[_own_part(root)] = linked
     if not _IDLE_AT_EXIT:
         _IDLE_AT_EXIT.append(True)
         atexit.register(_remove_idle)
@@ -314,7 +319,7 @@ class CallHome:
     def _make(self, layout: Layout, raw: bytes, data: Mapping[str, object]) -> None:
         profile = self.profile
         self.tool_home = profile.private_home(self.root)
-        parked = _PARKED.pop(str(self.root), None)
+        parked = _PARKED.pop(_own_part(self.root), None)
         reused = True if parked is not None else self._mkdir()
         self._link_shared(layout.home, reused, parked)
         self.credential = self.tool_home / profile.credential_name

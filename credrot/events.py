@@ -213,13 +213,17 @@ class Events:
     def register(self, plugin: object) -> None:
         self.pm.register(plugin)
 
+    def _builtins_only(self) -> bool:
+        """No plugin but the built-ins can be listening (pluggy not needed yet)."""
+        return self._pm is None and not self._extra and not plugins_declared()
+
     def _notify(self, hook: str, **kwargs: Any) -> None:
         """Call a hook; a plugin's exception is logged, never raised into rotation.
 
         Events fire in the middle of a change (after the pointer moved, before the state
         is saved): an exception there would leave the pool half-changed.
         """
-        if self._pm is None and not self._extra and not plugins_declared():
+        if self._builtins_only():
             from credrot.live.plugins import direct
 
             if not direct(self._audit_log, self.audit, hook, kwargs):
@@ -290,7 +294,7 @@ class Events:
     ) -> None:
         """``later``: takes the call's audit line to write it with the call's counters
         (:meth:`credrot.pool.batch.Batch.later`), when only the built-ins listen."""
-        if later is not None and self._pm is None and not self._extra and not plugins_declared():
+        if later is not None and self._builtins_only():
             from credrot.live.plugins import CallRecorder, notify_wanted
 
             if not notify_wanted():

@@ -50,10 +50,8 @@ def alive(root: Path, caller: int) -> bool:
         return True
     if root.is_symlink():
         return False  # planted in place of a call home: never followed
-    try:
-        text = (
-            read_regular(root / callhome.TOOL_PID, cap=64).decode("ascii").strip()
-        )  # never a FIFO
+    try:  # never a FIFO: read_regular
+        text = read_regular(root / callhome.TOOL_PID, cap=64).decode("ascii").strip()
     except (OSError, ValueError):
         return False
     return text.isdigit() and int(text) > 1 and _group_alive(int(text))

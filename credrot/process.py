@@ -254,12 +254,16 @@ def _which(name: str, env: Mapping[str, str] | None, cwd: str | None, install_hi
 PID_FILE_WIDTH = 12
 
 
+def _in_place_text(pid: int) -> str:
+    return f"{pid:<{PID_FILE_WIDTH - 1}}\n"
+
+
 def _write_pid_file(path: str | os.PathLike[str], pid: int, in_place: bool = False) -> int:
     """Best effort: the parent-death signal already covers the tool itself. In place,
     no new file is made when one is there (a new file costs the disk far more), and the
     file is left open for :func:`_done_with` (the fd, else -1)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-    text = f"{pid:<{PID_FILE_WIDTH - 1}}\n" if in_place else f"{pid}\n"
+    text = _in_place_text(pid) if in_place else f"{pid}\n"
     try:
         fd = os.open(path, flags if in_place else flags | os.O_TRUNC, 0o600)
     except OSError:
@@ -284,7 +288,7 @@ def _done_with(path: str | os.PathLike[str], keep: bool, fd: int = -1) -> None:
         fd = _write_pid_file(path, 0, in_place=True)
     else:
         with contextlib.suppress(OSError):
-            os.pwrite(fd, f"{0:<{PID_FILE_WIDTH - 1}}\n".encode(), 0)
+            os.pwrite(fd, _in_place_text(0).encode(), 0)
     if fd >= 0:
         os.close(fd)
 

@@ -201,23 +201,22 @@ class AccountTable(MutableMapping[int, AccountState]):
                 return True
         return False
 
+    def _as_read(self, index: int, acct: AccountState) -> bool:
+        """A touched account still as its clean line said (see ``_was``)."""
+        was = self._was.get(index)
+        return was is not None and not acct.windows and was == tuple(vars(acct).values())
+
     def unchanged(self) -> bool:
-        """No account set, removed, or changed since it was read (see ``_was``)."""
-        if self._replaced:
-            return False
-        was = self._was
-        for index, acct in self._objs.items():
-            before = was.get(index)
-            if before is None or acct.windows or before != tuple(vars(acct).values()):
-                return False
-        return True
+        """No account set, removed, or changed since it was read."""
+        return not self._replaced and all(
+            self._as_read(index, acct) for index, acct in self._objs.items()
+        )
 
     def lines(self) -> dict[int, str]:
         """Every account's line as ``to_text`` writes it (a new dict)."""
         merged = dict(self._lines)
         for index, acct in self._objs.items():
-            was = self._was.get(index)
-            if was is not None and not acct.windows and was == tuple(vars(acct).values()):
+            if self._as_read(index, acct):
                 merged[index] = self._read[index]
             else:
                 merged[index] = line_of(index, _compact(acct))

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,25 @@ class SimPool:
         if self.tool == "codex" and token.count(".") == 2:
             return str(token.split(".")[2])  # JWT-shaped: the server's token is its last part
         return token
+
+    @contextlib.contextmanager
+    def other_caller(self) -> Iterator[Callable[[int], Path]]:
+        """A live process standing for another caller: ``home(index)`` gives it a call
+        home on account ``index`` (in flight there until the process is stopped)."""
+        other = subprocess.Popen(["sleep", "60"])
+        run_dir = self.home / ".credrot-run"
+
+        def home(index: int) -> Path:
+            run_dir.mkdir(mode=0o700, exist_ok=True)
+            root = run_dir / f"{other.pid}-{index}-0123456789ab"
+            root.mkdir()
+            return root
+
+        try:
+            yield home
+        finally:
+            other.kill()
+            other.wait()
 
     def kill_mid_call(self, proc: subprocess.Popen[Any]) -> int:
         """``kill -9`` of a caller once its tool has started. The tool dies with it (the

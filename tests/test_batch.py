@@ -127,15 +127,11 @@ def test_a_second_caller_in_flight_gets_the_counts_at_once(sim: SimPool) -> None
     wrapper = Wrapper(manager=sim.manager)
     assert wrapper.call("first").success
     assert _on_disk(sim.home)[0] == 0
-    other = subprocess.Popen(["sleep", "60"])  # a live caller with a call home on #2
-    try:
-        (sim.home / ".credrot-run" / f"{other.pid}-2-0123456789ab").mkdir()
+    with sim.other_caller() as other_home:
+        other_home(2)
         assert wrapper.call("second").success
         # its lease saw the other call: the kept count and its own are written
         assert _on_disk(sim.home)[0] == 2
-    finally:
-        other.kill()
-        other.wait()
 
 
 CALLS_UNTIL_KILLED = r"""

@@ -7,7 +7,6 @@ caller of the same pool."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,26 +50,6 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return seen
 
 
-@contextmanager
-def _other_caller(sim: SimPool) -> Iterator[Callable[[int], Path]]:
-    """A live process standing for another caller: ``home(index)`` gives it a call home
-    on account ``index`` (it is in flight there until the process is stopped)."""
-    other = subprocess.Popen(["sleep", "60"])
-    run_dir = sim.home / ".credrot-run"
-
-    def home(index: int) -> Path:
-        run_dir.mkdir(mode=0o700, exist_ok=True)
-        root = run_dir / f"{other.pid}-{index}-0123456789ab"
-        root.mkdir()
-        return root
-
-    try:
-        yield home
-    finally:
-        other.kill()
-        other.wait()
-
-
 def _call(sim: SimPool, counts: Counter[str]) -> Callable[[], Any]:
     def run() -> Any:
         counts.clear()
@@ -105,7 +84,7 @@ def test_a_caller_that_appears_during_a_lone_lease_sends_it_to_the_lock(
     sim.add()
     real_reserve = callhome.reserve
     planted: list[Path] = []
-    with _other_caller(sim) as other_home:
+    with sim.other_caller() as other_home:
 
         def reserve(layout: Any, index: int) -> Path:
             root = real_reserve(layout, index)
@@ -128,7 +107,7 @@ def test_a_call_beside_another_in_flight_takes_the_lock_twice(
     sim = SimPool(tmp_path, monkeypatch)
     sim.add()
     sim.add()
-    with _other_caller(sim) as other_home:
+    with sim.other_caller() as other_home:
         other_home(2)
         result = _call(sim, counts)()
         assert result.success and result.attempts == 1

@@ -19,7 +19,6 @@ import time
 
 from credrot import callhome, inflight
 from credrot import state as st
-from credrot.fsutil import my_pid
 from credrot.pool import pointer, refresh, select
 from credrot.pool.context import Pool
 from credrot.pool.lease import Lease
@@ -28,9 +27,7 @@ from credrot.pool.lease import Lease
 def lease(pool: Pool, exclude: frozenset[int] | set[int], model: str | None) -> Lease | None:
     """The lease, or None when it needs the lock (see the module's text)."""
     store = pool.store
-    if store.shared is not None or store.in_memory or not store.persisted or store.batch.due():
-        return None
-    if not _alone(pool):
+    if not store.may_keep() or store.batch.due() or not alone_now(pool, reserved=False):
         return None
     state, _ = st.load_state(pool.layout.state_path)
     if state is None or state.current is None:
@@ -47,23 +44,23 @@ def lease(pool: Pool, exclude: frozenset[int] | set[int], model: str | None) -> 
     acct = state.account(choice)
     due = refresh.due(pool.profile, slot.data, acct.last_outcome, now)
     home = callhome.reserve(pool.layout, choice)
-    if not _alone(pool, own=home.name):
+    if not alone_now(pool, reserved=home.parent == pool.layout.run_dir):
         callhome.discard(home)  # someone started meanwhile: the lock orders the two
         return None
     store.seen(state)
     return Lease(choice, slot.raw, slot.data, now, due, home, acct.generation, model, alone=True)
 
 
-def _alone(pool: Pool, own: str | None = None) -> bool:
-    """No call in flight but ``own`` (the home just reserved), no dead home, no kept
-    token. Once a home is reserved, a look at the base's link count is enough when it
-    says no other folder is there (a kept token was ruled out by the look before)."""
-    if own is not None:
+def alone_now(pool: Pool, *, reserved: bool) -> bool:
+    """No call in flight but this one's own home (``reserved``: in the call-home base
+    already), no dead home, no kept token. Once the home is reserved, the base's link
+    count is enough when it says no other folder is there (a kept token was ruled out by
+    the look before the reservation)."""
+    if reserved:
         beside = callhome.beside_mine(pool.layout)
         if beside is not None and beside <= 0:
             return True
     census = inflight.census(pool.layout)
     if census.dead or census.kept:
         return False
-    mine = 1 if own is not None and own.startswith(f"{my_pid()}-") else 0
-    return sum(census.flying.values()) <= mine
+    return sum(census.flying.values()) <= int(reserved)

@@ -19,7 +19,9 @@ from credrot import callhome, inflight, windows
 from credrot import state as st
 from credrot.errors import AccountNotFound, ConfigError, InvalidCredential
 from credrot.kinds import AccountStatus, Outcome, OutcomeKind
-from credrot.pool import accounts, alone, marking, pointer, refresh, select, upkeep
+from credrot.pool import accounts, marking, pointer, refresh, select, upkeep
+from credrot.pool.alone import alone_now
+from credrot.pool.alone import lease as lease_alone
 from credrot.pool.context import Pool
 from credrot.pool.lease import Lease as Lease
 from credrot.pool.refresh import RefreshLease
@@ -77,7 +79,7 @@ def lease(
     moving the pool.
     """
     if reserve:
-        got = alone.lease(pool, exclude, model)  # no lock needed: see its module
+        got = lease_alone(pool, exclude, model)  # no lock needed: see its module
         if got is not None:
             return got
     upkept = not reserve
@@ -249,7 +251,7 @@ def settle(
         alone
         and not kept.due()
         and _counters_only(pool, index, outcome, original, refreshed, until, readings)
-        and _still_alone(pool)
+        and alone_now(pool, reserved=True)  # still: but this attempt's own home
     ):
         at = time.time()
         kept.add(lambda state: record(state, at), pool.store.flush)
@@ -260,14 +262,6 @@ def settle(
         record(state, time.time())
         pool.store.ended(index)
         return state.current
-
-
-def _still_alone(pool: Pool) -> bool:
-    """No other call in flight now, beside this attempt's own home."""
-    beside = callhome.beside_mine(pool.layout)
-    if beside is not None and beside <= 0:
-        return True
-    return sum(inflight.census(pool.layout).flying.values()) <= 1
 
 
 def _counters_only(
@@ -286,9 +280,7 @@ def _counters_only(
     last = store.last
     if outcome.kind is not OutcomeKind.OK or readings or until is not None or last is None:
         return False
-    if refreshed is not None and refreshed != original:
-        return False
-    if store.shared is not None or store.in_memory or not store.persisted:
+    if (refreshed is not None and refreshed != original) or not store.may_keep():
         return False
     acct = last.accounts.get(index)
     return (

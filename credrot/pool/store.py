@@ -216,6 +216,11 @@ class FileStore:
                 if outer:
                     self.batch.unsaved()
 
+    def may_keep(self) -> bool:
+        """Whether a settlement may be kept for a later write (:mod:`.batch`) or a lease
+        taken without the lock: the files alone hold the pool, and they can be written."""
+        return self.shared is None and self._memory is None and self.persisted
+
     def seen(self, state: st.PoolState) -> None:
         """A state read without the lock is what this process last saw."""
         state.accounts.warn = self._notice

@@ -502,10 +502,19 @@ def test_xdist_workers_share_the_pool_and_the_summary_adds_up(
     runs = len(sim.backend.calls())
     assert sum(sim.backend.used(name) for name in sim.names.values()) == 6
     assert f"credrot: tool qwen, home {sim.home}, 3/3 accounts usable" in result.outlines
-    assert summary(result, sim.home) == [
-        f"qwen pool {sim.home}: requests {len(called)}, tool runs {runs}, successes 6, switches 2",
-        DAY_SPENT.format(1, 2),  # made in whichever worker saw it, sent in its workeroutput
-        DAY_SPENT.format(2, 3),
+    lines = summary(result, sim.home)
+    # Which switches the pool makes depends on how the two workers interleave: an account
+    # a spread caller spends while the pool is elsewhere is never switched to (#1 -> #2,
+    # then #3 spent by the caller spread there, then #2: no switch is left to make). The
+    # switch lines, made in whichever worker saw them, come in its workeroutput.
+    switches = lines[1:-2]
+    assert len(switches) <= 2
+    assert set(switches) <= {DAY_SPENT.format(1, 2), DAY_SPENT.format(2, 3), DAY_SPENT.format(1, 3)}
+    assert lines[0] == (
+        f"qwen pool {sim.home}: requests {len(called)}, tool runs {runs}, successes 6,"
+        f" switches {len(switches)}"
+    )
+    assert lines[-2:] == [
         "accounts exhausted during the run: 3 (#1, #2, #3)",
         "tests xfailed for quota: 2",
     ]

@@ -130,3 +130,61 @@ def test_each_attempt_of_a_rotating_call_costs_the_same(
     assert counts["lock"] == result.attempts - 1
     assert counts["load"] == result.attempts + counts["lock"]
     assert counts["parse"] <= result.attempts
+
+
+def _pointer_a_file(sim: SimPool) -> None:
+    """The tool refreshed by rename: the pointer is now a file with a newer token."""
+    pointer = sim.home / "oauth_creds.json"
+    data = json.loads(pointer.read_text())
+    pointer.unlink()
+    pointer.write_text(json.dumps(data))
+
+
+def _pointer_elsewhere(sim: SimPool) -> None:
+    """Moved by hand to #2 while the state still says #1."""
+    pointer = sim.home / "oauth_creds.json"
+    pointer.unlink()
+    pointer.symlink_to("accounts/oauth_creds_2.json")
+
+
+def _pointer_missing(sim: SimPool) -> None:
+    (sim.home / "oauth_creds.json").unlink()
+
+
+@pytest.mark.parametrize("change", [_pointer_a_file, _pointer_elsewhere, _pointer_missing])
+def test_a_lone_call_leaves_a_pointer_it_did_not_make_to_the_locked_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counts: Counter[str], change: Any
+) -> None:
+    """A lone lease trusts only credrot's own link to the active slot; anything else is
+    repaired (a file adopted into its slot, never lost) under the lock first."""
+    sim = SimPool(tmp_path, monkeypatch)
+    sim.add()
+    sim.add()
+    slot_before = (sim.home / "accounts" / "oauth_creds_1.json").read_bytes()
+    change(sim)
+    result = _call(sim, counts)()
+    assert result.success and result.attempts == 1, result.error
+    assert counts["lock"] >= 1
+    pointer = sim.home / "oauth_creds.json"
+    assert pointer.is_symlink()
+    assert json.loads(pointer.read_text()) == json.loads(slot_before) or result.account == 2
+    assert result.account == (2 if change is _pointer_elsewhere else 1)
+    counts.clear()
+    again = _call(sim, counts)()  # repaired: the next call is a lone one again
+    assert again.success
+    assert counts["lock"] <= 1  # only the first call's kept counts, written as the tool runs
+
+
+def test_round_robin_leaves_the_lone_lease_to_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counts: Counter[str]
+) -> None:
+    """A lone lease only ever stays where the pool is: a strategy that moves every call
+    (round-robin) moves it under the lock."""
+    from credrot.manager import AccountManager
+
+    sim = SimPool(tmp_path, monkeypatch)
+    sim.add()
+    sim.add()
+    sim.manager = AccountManager(home=sim.home, strategy="round-robin")
+    used = [_call(sim, counts)().account for _ in range(4)]
+    assert used == [2, 1, 2, 1]

@@ -15,11 +15,13 @@ shared store, a batch due for writing — is the locked lease's (:func:`.rotatio
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Collection
 
 from credrot import callhome, inflight
 from credrot import state as st
-from credrot.pool import pointer, refresh, select
+from credrot.pool import refresh, select
 from credrot.pool.context import Pool
 from credrot.pool.lease import Lease
 
@@ -32,11 +34,11 @@ def lease(pool: Pool, exclude: frozenset[int] | set[int], model: str | None) -> 
     state, _ = st.load_state(pool.layout.state_path)
     if state is None or state.current is None:
         return None
-    if pointer.link_of(pool) != state.current:
+    choice = state.current
+    if not _links(pool, choice):
         return None  # missing, a file to adopt, moved by hand: the locked lease repairs it
     now = time.time()
-    choice, _reason = select.call_choice(pool, state, exclude=exclude, now=now, model=model)
-    if choice is None or choice != state.current:
+    if not _stays(pool, state, exclude, now, model):
         return None
     slot = pool.slots.read(choice)
     if slot.raw is None or slot.data is None:
@@ -49,6 +51,29 @@ def lease(pool: Pool, exclude: frozenset[int] | set[int], model: str | None) -> 
         return None
     store.seen(state)
     return Lease(choice, slot.raw, slot.data, now, due, home, acct.generation, model, alone=True)
+
+
+def _links(pool: Pool, index: int) -> bool:
+    """The pointer is credrot's own link to ``index``'s slot (one ``readlink``: a file,
+    a missing pointer or any other text is the locked lease's to repair)."""
+    try:
+        return os.readlink(pool.layout.pointer) == pool.layout.rel_target(index)
+    except OSError:
+        return False
+
+
+def _stays(
+    pool: Pool, state: st.PoolState, exclude: Collection[int], now: float, model: str | None
+) -> bool:
+    """The strategy keeps the pool on its active account for this call (``fill-first``
+    does while it is usable: asked directly, the common case)."""
+    current = state.current
+    if current is None or current in exclude:
+        return False
+    if pool.strategy == "fill-first":
+        return pool.usable(state, current, now, model)
+    choice, _reason = select.call_choice(pool, state, exclude=exclude, now=now, model=model)
+    return choice == current
 
 
 def alone_now(pool: Pool, *, reserved: bool) -> bool:

@@ -7,12 +7,18 @@
 3. Running the tool: ``run_tool`` (its own session, the parent-death signal, a timeout,
    abort patterns watched) against a bare ``subprocess.run`` with the same prompt,
    on the simulator and on a 1 ms tool (a shell script that echoes its stdin), where
-   every fixed cost shows. Targets: at most 1.05x and 1.25x; ``Wrapper.call`` on the
-   1 ms tool (the lease, the call home, the settlement): at most 1.5x.
-4. The floor under that (reported, not gated): the file operations a call cannot skip,
-   done in straight-line code around ``run_tool`` — the lock, a read of the state, a look
-   at the call-home base, the home renamed in, the credential written, read back and
-   removed, the home renamed back.
+   every fixed cost shows. Targets: at most 1.05x and 1.25x.
+4. ``Wrapper.call`` on the 1 ms tool (the lease, the call home, the settlement) against
+   its floor, measured in the same run: the file operations a call cannot skip, done in
+   straight-line code around ``run_tool`` — the lock, a read of the state, a look at the
+   call-home base, the home renamed in, the credential written, read back and removed,
+   the home renamed back. Target: at most 1.5x the floor, that is, credrot's own work
+   adds at most half of what a call must cost anyway.
+
+   Against a bare ``subprocess.run`` of the 1 ms tool the call is reported, not gated:
+   there the disk decides. On a shared 2-core machine the floor alone measured 1.26x to
+   1.55x a bare run within one hour, so a ratio to the bare run would judge the disk's
+   latency at that moment rather than credrot's code, and the floor alone could fail it.
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ TARGET_OVERHEAD = 1.10
 #: ``run_tool`` over a bare ``subprocess.run``: on the simulator, and on a 1 ms tool.
 TARGET_RUN_TOOL_SIM = 1.05
 TARGET_RUN_TOOL_1MS = 1.25
-TARGET_WRAPPER_1MS = 1.5
+#: ``Wrapper.call`` on the 1 ms tool against its floor (see the module's text).
+TARGET_WRAPPER_OVER_FLOOR = 1.5
 ROUNDS_1MS = 300
 
 
@@ -228,24 +235,28 @@ def run_tool_overhead() -> bool:
         base_1ms, timed_1ms, timed_wrapped, timed_floor = _interleaved(
             ROUNDS_1MS, bare_1ms, run_1ms, wrapped_1ms, floor_1ms
         )
-        cpu_bare, cpu_run, cpu_wrapped, _cpu_floor = CPU_MEDIANS
+        cpu_bare, cpu_run, cpu_wrapped, cpu_floor = CPU_MEDIANS
         results = [
             _row("run_tool on the simulator", base_sim, timed_sim, TARGET_RUN_TOOL_SIM),
             _row("run_tool on a 1 ms tool", base_1ms, timed_1ms, TARGET_RUN_TOOL_1MS),
-            _row(
-                "Wrapper.call on a 1 ms tool",
-                base_1ms,
-                timed_wrapped,
-                TARGET_WRAPPER_1MS,
-            ),
-            _row("  floor: its file operations alone", base_1ms, timed_floor, None),
+            _row("Wrapper.call on a 1 ms tool", base_1ms, timed_wrapped, None),
+            _row("  its floor: the file operations alone", base_1ms, timed_floor, None),
         ]
+        over = timed_wrapped / timed_floor
+        ok = over <= TARGET_WRAPPER_OVER_FLOOR
+        print(
+            f"Wrapper.call on a 1 ms tool over its floor: {timed_floor * 1000:.2f} ms, "
+            f"{timed_wrapped * 1000:.2f} ms (credrot's own work +"
+            f"{(timed_wrapped - timed_floor) * 1000:.2f} ms) -> {over:.3f}x "
+            f"(target <= {TARGET_WRAPPER_OVER_FLOOR}x) {'OK' if ok else 'OVER TARGET'}"
+        )
         print(
             f"  CPU on the 1 ms tool: bare {cpu_bare * 1000:.2f} ms, run_tool "
             f"{cpu_run * 1000:.2f} ms ({cpu_run / cpu_bare:.3f}x), Wrapper.call "
-            f"{cpu_wrapped * 1000:.2f} ms ({cpu_wrapped / cpu_bare:.3f}x)"
+            f"{cpu_wrapped * 1000:.2f} ms ({cpu_wrapped / cpu_bare:.3f}x; "
+            f"{cpu_wrapped / cpu_floor:.3f}x its floor's)"
         )
-        return all(results)
+        return all(results) and ok
 
 
 def main() -> int:

@@ -5,12 +5,20 @@ which homes are dead, and whether a refreshed token waits for its slot.
 A home stays alive while its caller lives *or* while any process of its tool still runs
 (``.credrot-tool.pid`` names the tool's process group): a home is never reaped under a
 live tool, so a token the tool refreshes late still reaches its slot.
+
+A caller whose tool run was just refused on an account (its quota spent, its login
+gone) says so at once with a file ``refused-<account>-<pid>-<random>`` in the base,
+before it waits for the pool lock to record the mark, and removes it once the mark is
+saved: a caller leasing meanwhile does not start on that account (see
+:func:`credrot.pool.rotation.lease`). Under many parallel callers the wait for the lock
+is the longest part of a refusal, and the refused account looked ready all along.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from credrot import callhome
@@ -77,6 +85,8 @@ class Census:
     dead: bool
     #: A refreshed token is kept because its slot could not take it.
     kept: bool
+    #: Accounts a live caller was just refused on: their marks are on the way.
+    refused: frozenset[int] = field(default_factory=frozenset)
 
 
 def census(layout: Layout) -> Census:
@@ -84,9 +94,17 @@ def census(layout: Layout) -> Census:
     counts: dict[int, int] = {}
     dead = False
     kept = callhome.kept_in_memory(layout)
+    refused: set[int] = set()
     for entry in callhome.run_entries(layout):
         if entry.name.startswith(callhome.KEPT_PREFIX):
             kept = True
+            continue
+        notice = _refusal(entry.name)
+        if notice is not None:
+            if notice[1] == me or pid_alive(notice[1]):
+                refused.add(notice[0])
+            else:
+                dead = True  # its caller died before the mark: the reaper removes it
             continue
         parsed = layout.parse_call_dir(entry.name)
         if parsed is None:
@@ -98,7 +116,7 @@ def census(layout: Layout) -> Census:
                 continue
         if index is not None:
             counts[index] = counts.get(index, 0) + 1
-    return Census(counts, dead, kept)
+    return Census(counts, dead, kept, frozenset(refused))
 
 
 def in_flight(layout: Layout) -> dict[int, int]:
@@ -109,3 +127,46 @@ def in_flight(layout: Layout) -> dict[int, int]:
 def dead(layout: Layout) -> list[Path]:
     """Call homes whose caller has died and whose tool no longer runs."""
     return [root for root, caller, _ in homes(layout) if not alive(root, caller)]
+
+
+#: The name of a refusal notice: ``refused-<account>-<pid>-<random>``.
+REFUSED_PREFIX = "refused-"
+
+
+def _refusal(name: str) -> tuple[int, int] | None:
+    """(account, caller pid) of a refusal notice's name, or None for anything else."""
+    if not name.startswith(REFUSED_PREFIX):
+        return None
+    parts = name[len(REFUSED_PREFIX) :].split("-", 2)
+    if len(parts) < 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def refusing(layout: Layout, index: int) -> Path | None:
+    """Say that this caller's run on ``index`` was just refused (None when the base
+    cannot take the notice: the mark still follows, only later for the others)."""
+    path = layout.run_dir / f"{REFUSED_PREFIX}{index}-{my_pid()}-{os.urandom(4).hex()}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        os.close(os.open(path, flags, 0o600))
+    except OSError:
+        return None
+    return path
+
+
+def refused_done(path: Path | None) -> None:
+    """The mark is saved (or could not be): the notice goes."""
+    if path is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def stale_refusals(layout: Layout) -> list[Path]:
+    """Refusal notices whose caller died before it recorded the mark."""
+    found = []
+    for entry in callhome.run_entries(layout):
+        notice = _refusal(entry.name)
+        if notice is not None and notice[1] != my_pid() and not pid_alive(notice[1]):
+            found.append(Path(entry.path))
+    return found

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from credrot import telemetry, windows
+from credrot import inflight, telemetry, windows
 from credrot.backoff import BACKOFF_KINDS as BACKOFF_KINDS
 from credrot.backoff import Backoff as Backoff
 from credrot.callhome import CallHome
@@ -365,6 +366,7 @@ class _Attempt:
             mark = self._should_mark(outcome)
             shown = run.stdout if json_output else ""  # text: the model's words
             readings = telemetry.read(shown, home.tool_home, lease.started)
+            notice = self._announce(outcome, mark)
             try:
                 now_on = manager.settle(
                     lease, outcome, refreshed, mark=mark, readings=readings, request=self.first
@@ -375,6 +377,8 @@ class _Attempt:
             except NEVER_RAISED as exc:  # a full disk: the answer is kept, the token below
                 self.unsaved = call_failure(exc, manager.home, "")
                 return run, outcome, None
+            finally:
+                inflight.refused_done(notice)
             settled = True
             return run, outcome, now_on
         finally:
@@ -395,6 +399,18 @@ class _Attempt:
                 home.close()
             if self.refresh_lease is not None:
                 self.refresh_lease.release()
+
+    def _announce(self, outcome: Outcome, mark: bool) -> Path | None:
+        """Tell the other callers at once that this account refused the run, while its
+        mark waits for the pool lock (a per-model window bars only its model: no)."""
+        if not mark or not outcome.rotates:
+            return None
+        profile = self.wrapper.profile
+        if outcome.kind is OutcomeKind.QUOTA_EXHAUSTED and not windows.account_wide(
+            outcome.window, profile.per_model_windows
+        ):
+            return None
+        return inflight.refusing(self.wrapper.manager.pool.layout, self.lease.index)
 
     def _refreshed(self, home: CallHome) -> bytes | None:
         refreshed: bytes | None = home.read_back()

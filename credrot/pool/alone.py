@@ -86,6 +86,6 @@ def alone_now(pool: Pool, *, reserved: bool) -> bool:
         if beside is not None and beside <= 0:
             return True
     census = inflight.census(pool.layout)
-    if census.dead or census.kept:
+    if census.dead or census.kept or census.refused:
         return False
     return sum(census.flying.values()) <= int(reserved)

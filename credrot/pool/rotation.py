@@ -83,17 +83,41 @@ def lease(
         if got is not None:
             return got
     upkept = not reserve
+    heeded = reserve
     while True:
         try:
-            return _lease(pool, exclude, reserve=reserve, model=model, upkept=upkept)
+            return _lease(pool, exclude, reserve=reserve, model=model, upkept=upkept, heeded=heeded)
         except _Upkeep:
             upkeep.reap_call_homes(pool)  # then leased again, whatever it could not do
             upkept = True
+        except _Settling as wait:
+            _wait_for_marks(pool, wait.accounts)
+            heeded = False  # the marks are saved now, or they never came
 
 
 class _Upkeep(Exception):
     """A caller died with a call home, or a token waits for its slot: the reaper comes
     first (the dead caller may have refreshed the token the lease would hand out)."""
+
+
+class _Settling(Exception):
+    """Every account the lease could start on was just refused to another caller, whose
+    mark is on its way: the lease waits for it rather than spend a run on it."""
+
+    def __init__(self, accounts: frozenset[int]) -> None:
+        super().__init__()
+        self.accounts = accounts
+
+
+#: The longest wait for another caller to record the refusal it announced.
+SETTLE_WAIT = 2.0
+
+
+def _wait_for_marks(pool: Pool, accounts: frozenset[int]) -> None:
+    """Until no live caller announces a refusal on ``accounts`` (at most SETTLE_WAIT)."""
+    deadline = time.monotonic() + SETTLE_WAIT
+    while time.monotonic() < deadline and inflight.census(pool.layout).refused & accounts:
+        time.sleep(0.005)
 
 
 def _lease(
@@ -103,12 +127,16 @@ def _lease(
     reserve: bool,
     model: str | None,
     upkept: bool,
+    heeded: bool,
 ) -> Lease | None:
+    """``heeded``: an account another caller was just refused on is not started on
+    (:mod:`credrot.inflight`); the pool itself moves only on the mark."""
     with pool.store.transaction(keep_batch=True) as state:
         census = inflight.census(pool.layout) if reserve else None
         if census is not None and not upkept and (census.dead or census.kept):
             raise _Upkeep
         flying = census.flying if census is not None else {}
+        refused = census.refused - set(exclude) if census is not None and heeded else set()
         if flying:  # another caller is choosing too: it sees what this one counted
             pool.store.batch.apply(state)
         pointer.sync(pool, state)
@@ -117,10 +145,15 @@ def _lease(
             choice, reason = select.call_choice(pool, state, exclude=exclude, now=now, model=model)
             if choice is None:
                 return None
-            start = choice
+            start, avoid = choice, {*exclude, *refused}
+            if choice in refused:
+                other, _ = select.call_choice(pool, state, exclude=avoid, now=now, model=model)
+                if other is None:
+                    raise _Settling(frozenset(refused))
+                start = other
             if flying:
                 start = select.spread_choice(
-                    pool, state, choice, flying, exclude=exclude, now=now, model=model
+                    pool, state, start, flying, exclude=avoid, now=now, model=model
                 )
             slot = pool.slots.read(start)
             if slot.raw is not None and slot.data is not None:

@@ -110,6 +110,8 @@ def reap_call_homes(pool: Pool) -> int:
     """
     accounts.restore_kept(pool)
     removed = 0
+    for notice in inflight.stale_refusals(pool.layout):
+        inflight.refused_done(notice)
     for root, caller, index in inflight.homes(pool.layout):
         if pid_alive(caller):
             continue

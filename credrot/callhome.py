@@ -54,30 +54,38 @@ _ACTIVE: dict[tuple[int, str], set[str]] = {}
 _PARKED: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
 
 
+def _split(root: Path) -> tuple[str, str]:
+    """(the folder, the name) of a home's root, as text."""
+    head, _, name = str(root).rpartition(os.sep)
+    return head, name
+
+
 def _own_part(root: Path) -> tuple[str, str]:
     """What names a home of this process whether idle or in use: its base and the
     random end of its name (``<pid>-<account or idle>-<random>``)."""
-    return str(root.parent), root.name.rsplit("-", 1)[-1]
+    head, name = _split(root)
+    return head, name.rsplit("-", 1)[-1]
 
 
 def reserve(layout: Layout, index: int) -> Path:
     """A call home root for account ``index`` (counted in flight at once): an idle one
     of this process renamed, else a new, empty one."""
-    base = layout.run_dir
-    idle = _IDLE.get((my_pid(), str(base)))
+    base, text = layout.run_dir, layout.run_base
+    idle = _IDLE.get((my_pid(), text))
     with contextlib.suppress(OSError):
-        if idle and not stat.S_ISDIR(os.lstat(base).st_mode):  # a link planted meanwhile
+        if idle and not stat.S_ISDIR(os.lstat(text).st_mode):  # a link planted meanwhile
             idle.clear()  # its homes are not followed; own_dir below moves it aside
     while idle:
         name = idle.pop()
-        root = base / f"{layout.call_dir_prefix(index)}{name.split('-', 2)[2]}"
+        tail = name.split("-", 2)[2]
+        taken = f"{layout.call_dir_prefix(index)}{tail}"
         try:
-            os.rename(base / name, root)
+            os.rename(f"{text}{os.sep}{name}", f"{text}{os.sep}{taken}")
         except OSError:
-            _PARKED.pop(_own_part(root), None)
+            _PARKED.pop((text, tail), None)
             continue  # removed by hand meanwhile
-        _ACTIVE.setdefault((my_pid(), str(base)), set()).add(root.name)
-        return root
+        _ACTIVE.setdefault((my_pid(), text), set()).add(taken)
+        return base / taken
     try:
         own_dir(base)
         os.chmod(base, 0o700)  # a real folder (own_dir): never a link's target
@@ -105,7 +113,8 @@ def discard(root: Path | None) -> None:
 
 
 def _done(root: Path) -> None:
-    _ACTIVE.get((my_pid(), str(root.parent)), set()).discard(root.name)
+    head, name = _split(root)
+    _ACTIVE.get((my_pid(), head), set()).discard(name)
 
 
 def beside_mine(layout: Layout) -> int | None:
@@ -113,14 +122,14 @@ def beside_mine(layout: Layout) -> int | None:
     by one ``stat`` (a folder's link count is 2 and one per subfolder); None where the
     count says nothing (a file system that keeps it at 1). A kept token is a file: this
     does not tell of one."""
-    base = layout.run_dir
+    base = layout.run_base
     try:
         s = os.lstat(base)
     except OSError:
         return None
     if not stat.S_ISDIR(s.st_mode) or s.st_nlink < 2:
         return None
-    key = (my_pid(), str(base))
+    key = (my_pid(), base)
     return s.st_nlink - 2 - len(_IDLE.get(key, ())) - len(_ACTIVE.get(key, ()))
 
 
@@ -133,10 +142,11 @@ def _park(
 ) -> bool:
     """Keep a finished home idle (see the module's text); False when it cannot be,
     and then the caller removes it."""
-    base, pid = layout.run_dir, my_pid()
-    idle = _IDLE.setdefault((pid, str(base)), [])
-    parts = root.name.split("-", 2)
-    if root.parent != base or len(idle) >= MAX_IDLE or len(parts) < 3 or parts[0] != str(pid):
+    base, pid = layout.run_base, my_pid()
+    idle = _IDLE.setdefault((pid, base), [])
+    head, own = _split(root)
+    parts = own.split("-", 2)
+    if head != base or len(idle) >= MAX_IDLE or len(parts) < 3 or parts[0] != str(pid):
         return False
 
     targets = dict(linked) if linked is not None else None
@@ -181,7 +191,7 @@ def _park(
                 os.close(fd)
         if not cleared:
             return False
-        os.rename(root, base / name)
+        os.rename(f"{base}{os.sep}{own}", f"{base}{os.sep}{name}")
     except OSError:
         return False
     if linked is not None and not moved and len(kept) == len(linked):
@@ -209,9 +219,9 @@ def run_entries(layout: Layout) -> list[os.DirEntry[str]]:
     """What the call-home base holds; nothing when it is a link (planted: what is
     behind it is never reaped, adopted or removed)."""
     try:
-        if not stat.S_ISDIR(os.lstat(layout.run_dir).st_mode):
+        if not stat.S_ISDIR(os.lstat(layout.run_base).st_mode):
             return []
-        return list(os.scandir(layout.run_dir))
+        return list(os.scandir(layout.run_base))
     except OSError:
         return []
 

@@ -86,6 +86,12 @@ class Layout:
         return self.home / RUN_DIR
 
     @functools.cached_property
+    def run_base(self) -> str:
+        """:attr:`run_dir` as text: a call's home is named and renamed in it twice a
+        call, and a path object's text is built each time it is asked."""
+        return str(self.run_dir)
+
+    @functools.cached_property
     def lease_dir(self) -> Path:
         return self.home / LEASE_DIR
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def census(layout: Layout) -> Census:
             continue
         notice = _refusal(entry.name)
         if notice is not None:
-            if notice[1] == me or pid_alive(notice[1]):
+            if _live_notice(entry, notice[1]):
                 refused.add(notice[0])
             else:
                 dead = True  # its caller died before the mark: the reaper removes it
@@ -131,6 +132,22 @@ def dead(layout: Layout) -> list[Path]:
 
 #: The name of a refusal notice: ``refused-<account>-<pid>-<random>``.
 REFUSED_PREFIX = "refused-"
+
+
+#: A notice older than this is stale whoever has its pid now: a mark waits for the
+#: pool lock at most its timeout (30 s by default), then the notice goes either way.
+NOTICE_TTL = 120.0
+
+
+def _live_notice(entry: os.DirEntry[str], caller: int) -> bool:
+    """A notice whose caller lives and is recent (a pid reused after a ``kill -9`` in
+    the moment a notice stands must not bar the account for good)."""
+    if caller != my_pid() and not pid_alive(caller):
+        return False
+    try:
+        return time.time() - entry.stat(follow_symlinks=False).st_mtime < NOTICE_TTL
+    except OSError:
+        return False
 
 
 def _refusal(name: str) -> tuple[int, int] | None:
@@ -163,10 +180,11 @@ def refused_done(path: Path | None) -> None:
 
 
 def stale_refusals(layout: Layout) -> list[Path]:
-    """Refusal notices whose caller died before it recorded the mark."""
+    """Refusal notices whose caller died before it recorded the mark (or so long ago
+    that the pid is someone else's now)."""
     found = []
     for entry in callhome.run_entries(layout):
         notice = _refusal(entry.name)
-        if notice is not None and notice[1] != my_pid() and not pid_alive(notice[1]):
+        if notice is not None and not _live_notice(entry, notice[1]):
             found.append(Path(entry.path))
     return found

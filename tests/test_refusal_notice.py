@@ -143,3 +143,26 @@ def test_the_notice_is_there_while_the_mark_waits_for_the_lock(
     assert list(run_dir.glob("refused-*")) == []
     state = json.loads((sim.home / "state.yaml").read_text())
     assert state["accounts"]["1"]["status"] == "exhausted"
+
+
+def test_a_notice_left_long_ago_under_a_live_pid_is_not_heeded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller killed while its notice stood, its pid since taken by another process:
+    past its time the notice bars nothing and is removed."""
+    import os
+
+    from credrot import inflight
+
+    sim = SimPool(tmp_path, monkeypatch)
+    sim.add()
+    sim.add()
+    (sim.home / ".credrot-run").mkdir(mode=0o700, exist_ok=True)
+    with sim.other_caller() as home:
+        caller = int(home(2).name.split("-")[0])  # lives, and is in flight on #2
+        notice = _notice(sim, 1, caller)
+        old = time.time() - inflight.NOTICE_TTL - 5
+        os.utime(notice, (old, old))
+        result = Wrapper(manager=sim.manager).call("hi", timeout=20)
+        assert result.success and result.account == 1, result.error
+        assert not notice.exists()

@@ -60,6 +60,11 @@ def _split(root: Path) -> tuple[str, str]:
     return head, name
 
 
+def in_base(layout: Layout, root: Path) -> bool:
+    """Whether ``root`` is in the pool's call-home base (not a fallback elsewhere)."""
+    return _split(root)[0] == layout.run_base
+
+
 def _own_part(root: Path) -> tuple[str, str]:
     """What names a home of this process whether idle or in use: its base and the
     random end of its name (``<pid>-<account or idle>-<random>``)."""

@@ -179,6 +179,13 @@ def account_wide(name: str, per_model: bool) -> bool:
     return not per_model or window_model(name) is None
 
 
+def model_only(outcome: Outcome, per_model: bool) -> bool:
+    """A quota hit that bars only one model's calls: the account's status stays."""
+    return outcome.kind is OutcomeKind.QUOTA_EXHAUSTED and not account_wide(
+        outcome.window, per_model
+    )
+
+
 # ----------------------------------------------------------------- recording
 def mark(
     acct: Any, name: str, until: float, now: float, *, signal: str = "text", reason: str = ""

@@ -403,12 +403,8 @@ class _Attempt:
     def _announce(self, outcome: Outcome, mark: bool) -> Path | None:
         """Tell the other callers at once that this account refused the run, while its
         mark waits for the pool lock (a per-model window bars only its model: no)."""
-        if not mark or not outcome.rotates:
-            return None
-        profile = self.wrapper.profile
-        if outcome.kind is OutcomeKind.QUOTA_EXHAUSTED and not windows.account_wide(
-            outcome.window, profile.per_model_windows
-        ):
+        per_model = self.wrapper.profile.per_model_windows
+        if not mark or not outcome.rotates or windows.model_only(outcome, per_model):
             return None
         return inflight.refusing(self.wrapper.manager.pool.layout, self.lease.index)
 

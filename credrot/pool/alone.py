@@ -46,7 +46,7 @@ def lease(pool: Pool, exclude: frozenset[int] | set[int], model: str | None) -> 
     acct = state.account(choice)
     due = refresh.due(pool.profile, slot.data, acct.last_outcome, now)
     home = callhome.reserve(pool.layout, choice)
-    if not alone_now(pool, reserved=str(home).rpartition(os.sep)[0] == pool.layout.run_base):
+    if not alone_now(pool, reserved=callhome.in_base(pool.layout, home)):
         callhome.discard(home)  # someone started meanwhile: the lock orders the two
         return None
     store.seen(state)

@@ -346,9 +346,7 @@ def _record(
     before = acct.effective_status(now)
     per_model = pool.profile.per_model_windows
     # A per-model window's quota leaves the account's status alone (other models)
-    model_only = outcome.kind is OutcomeKind.QUOTA_EXHAUSTED and not windows.account_wide(
-        outcome.window, per_model
-    )
+    model_only = windows.model_only(outcome, per_model)
     spent = marking.apply(
         acct,
         outcome,
